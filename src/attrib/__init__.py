@@ -1,0 +1,68 @@
+"""attrib: gradient-based attribution maps for any PyTorch or JAX/Flax model.
+
+>>> import attrib
+>>> sorted(attrib.list_methods())[:3]
+['deconvnet', 'gradcam', 'gradient_x_input']
+
+Users import from ``attrib`` only; backends live in plugins (``attrib_torch``,
+``attrib_jax``, third parties') that are loaded when first needed.
+"""
+
+from __future__ import annotations
+
+from ._api import explain, list_backends, list_methods, wrap
+from ._attributor import Attributor, GradientNeeds, MethodOutput
+from ._backend import Backend
+from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
+from ._explanation import Explanation
+from ._hooks import hookimpl
+from ._model import LAYOUTS, GradientRequest, GradientResult, Model
+from ._registry import Registry
+from ._resize import resize_bilinear
+from ._rules import RULES, GuidedActivation, get_rule
+from ._targets import OBJECTIVES, check_target, objective_scores, resolve_targets
+from .methods import Deconvnet, GradCAM, GradientXInput, GuidedBackprop, GuidedGradCAM, Saliency
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # one-call API
+    "explain",
+    "wrap",
+    "list_backends",
+    "list_methods",
+    # methods
+    "Saliency",
+    "GradientXInput",
+    "Deconvnet",
+    "GuidedBackprop",
+    "GradCAM",
+    "GuidedGradCAM",
+    # results
+    "Explanation",
+    # interfaces for backends and methods
+    "Model",
+    "GradientRequest",
+    "GradientResult",
+    "GuidedActivation",
+    "Attributor",
+    "GradientNeeds",
+    "MethodOutput",
+    "Backend",
+    "Registry",
+    "hookimpl",
+    "get_rule",
+    "RULES",
+    "LAYOUTS",
+    "OBJECTIVES",
+    "check_target",
+    "resolve_targets",
+    "objective_scores",
+    "resize_bilinear",
+    # errors
+    "AttribError",
+    "AttribValueError",
+    "AttribTypeError",
+    "BackendError",
+    "AttribWarning",
+]

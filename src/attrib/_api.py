@@ -1,0 +1,102 @@
+"""The one-call API: :func:`explain`, :func:`wrap`, :func:`list_backends`, :func:`list_methods`."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from ._errors import argument_error
+from ._explanation import Explanation
+from ._model import Model
+from ._registry import default_registry
+
+__all__ = ["explain", "wrap", "list_backends", "list_methods"]
+
+
+def explain(
+    model: Any,
+    inputs: Any,
+    *,
+    method: str,
+    target: Any = None,
+    layer: str | None = None,
+    backend: str | None = None,
+    objective: str = "logit",
+    **options: Any,
+) -> Explanation:
+    """Explain ``inputs`` with ``method`` on ``model`` in one call.
+
+    Parameters
+    ----------
+    model : torch ``nn.Module``, Flax ``(module, variables)``, nnx module,
+        ``(apply_fn, params)``, or an :class:`attrib.Model`.
+    inputs : ndarray or framework tensor, shape (N, ...)
+        A batch in the model's layout (NCHW for torch, NHWC for Flax).
+    method : str
+        One of :func:`list_methods`: ``"saliency"``, ``"gradient_x_input"``,
+        ``"deconvnet"``, ``"guided_backprop"``, ``"gradcam"``, ``"guided_gradcam"``.
+    target : None, int or sequence of N ints
+        Class per sample; ``None`` is each sample's arg-max.
+    layer : str, optional
+        The tapped layer, for layer methods (``"gradcam"``, ``"guided_gradcam"``).
+    backend : str, optional
+        ``"torch"``, ``"jax"``, ...; detected from ``model`` when omitted.
+    objective : str
+        ``"logit"`` (default), ``"log_softmax"`` or ``"softmax"``.
+    **options
+        Further options of the method's class.
+
+    Returns
+    -------
+    Explanation
+    """
+    cls = default_registry().method(method)
+    kwargs: dict[str, Any] = {"backend": backend, "objective": objective, **options}
+    if cls.needs_layer:
+        kwargs["layer"] = layer
+    elif layer is not None:
+        layer_methods = sorted(n for n, c in default_registry().methods().items() if c.needs_layer)
+        raise argument_error(
+            "layer", f"no layer for {method!r}, which explains the input", layer,
+            f"Layer methods: {layer_methods}",
+        )
+    accepted = _keyword_options(cls)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise argument_error(
+            "options", f"options of {method!r}: {sorted(accepted - {'registry'})}", unknown,
+        )
+    return cls(model, **kwargs).attribute(inputs, target)
+
+
+def wrap(model: Any, *, backend: str | None = None, **options: Any) -> Model:
+    """``model`` as an :class:`attrib.Model`, with backend options.
+
+    Useful to pass options to the backend once (the jax backend takes
+    ``method=`` and call arguments such as ``train=False``), or to reuse one
+    adapter for many methods. The result is accepted wherever a model is.
+    """
+    return default_registry().wrap(model, backend=backend, **options)
+
+
+def list_backends() -> list[str]:
+    """Names of the registered backends (installed or not), sorted.
+
+    >>> "torch" in list_backends()
+    True
+    """
+    return sorted(default_registry().backends())
+
+
+def list_methods() -> list[str]:
+    """Names of the registered methods, sorted.
+
+    >>> "gradcam" in list_methods()
+    True
+    """
+    return sorted(default_registry().methods())
+
+
+def _keyword_options(cls: type) -> set[str]:
+    parameters = inspect.signature(cls.__init__).parameters.values()
+    return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}

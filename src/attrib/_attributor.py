@@ -1,0 +1,174 @@
+"""The :class:`Attributor` interface: an attribution method on a :class:`Model`."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ._errors import argument_error, close_matches, shown
+from ._explanation import Explanation
+from ._model import GradientRequest, GradientResult, Model
+from ._rules import get_rule
+from ._targets import check_objective, check_target
+
+__all__ = ["Attributor", "GradientNeeds", "MethodOutput"]
+
+
+@dataclass(frozen=True)
+class GradientNeeds:
+    """What a method needs from one gradient pass (see :class:`attrib.GradientRequest`)."""
+
+    rule: str = "vanilla"
+    input_gradient: bool = False
+    layers: tuple[str, ...] = ()
+    layer_gradients: bool = False
+
+    def merge(self, other: GradientNeeds) -> GradientNeeds:
+        """The needs of two methods served by one pass."""
+        if self.input_gradient and other.input_gradient and self.rule != other.rule:
+            raise argument_error(
+                "method",
+                "parts that agree on the rectifier rule of the input gradient",
+                shown(f"{self.rule!r} and {other.rule!r}"),
+            )
+        rule = self.rule if self.input_gradient else other.rule
+        layers = self.layers + tuple(name for name in other.layers if name not in self.layers)
+        return GradientNeeds(
+            rule=rule,
+            input_gradient=self.input_gradient or other.input_gradient,
+            layers=layers,
+            layer_gradients=self.layer_gradients or other.layer_gradients,
+        )
+
+
+@dataclass(frozen=True)
+class MethodOutput:
+    """What :meth:`Attributor.compute` returns: the map and what goes with it."""
+
+    attribution: np.ndarray
+    layer_attribution: np.ndarray | None = None
+    parts: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+
+class Attributor(ABC):
+    """An attribution method: a :class:`Model`, options, and the math on NumPy arrays.
+
+    A method states what it needs from the gradient pass (:meth:`needs`) and
+    turns the pass's :class:`GradientResult` into a map (:meth:`compute`);
+    :meth:`attribute` does the rest. Subclasses set :attr:`name` and, if they
+    tap a layer, :attr:`needs_layer`.
+
+    Parameters
+    ----------
+    model : a framework model or an :class:`attrib.Model`
+        Anything a registered backend accepts (see :func:`attrib.wrap`).
+    backend : str, optional
+        ``"torch"``, ``"jax"`` or another registered backend; detected from
+        ``model`` when omitted.
+    objective : str
+        The score explained: ``"logit"`` (default), ``"log_softmax"``, ``"softmax"``.
+    """
+
+    #: the name :func:`attrib.explain` takes as ``method=``
+    name: ClassVar[str]
+    #: whether the method taps a layer and so needs ``layer=``
+    needs_layer: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        backend: str | None = None,
+        objective: str = "logit",
+        registry: Any = None,
+    ) -> None:
+        from ._registry import default_registry
+
+        self.registry = registry if registry is not None else default_registry()
+        self.model: Model = self.registry.wrap(model, backend=backend)
+        self.objective = check_objective(objective)
+
+    @abstractmethod
+    def needs(self) -> GradientNeeds:
+        """What this method needs from the gradient pass."""
+
+    @abstractmethod
+    def compute(self, result: GradientResult) -> MethodOutput:
+        """The map from the pass's NumPy arrays."""
+
+    @property
+    def layer(self) -> str | None:
+        """The tapped layer, for layer methods."""
+        return getattr(self, "_layer", None)
+
+    def _check_layer(self, layer: object) -> str:
+        """``layer`` if the model has a layer of that name, else a clear error."""
+        names = list(self.model.layer_names())
+        if layer is None:
+            raise argument_error(
+                "layer",
+                f"the name of a layer for {self.name!r}",
+                None,
+                f"Layers near the output: {names[-5:]}" if names else
+                "This model exposes no named layers (a Flax module is needed for layer methods "
+                "in the jax backend).",
+            )
+        if isinstance(layer, str) and layer in names:
+            return layer
+        near = close_matches(str(layer), names)
+        hint = f"Did you mean {' or '.join(repr(n) for n in near)}?" if near else (
+            f"Layers near the output: {names[-5:]}" if names else "This model exposes no named layers."
+        )
+        raise argument_error("layer", f"a layer name of this {self.model.backend} model", layer, hint)
+
+    def attribute(self, inputs: Any, target: Any = None) -> Explanation:
+        """Explain ``inputs`` for ``target``.
+
+        Parameters
+        ----------
+        inputs : ndarray or framework tensor, shape (N, ...)
+            A batch in the model's layout (NCHW for torch, NHWC for Flax).
+        target : None, int or sequence of N ints
+            ``None``: each sample's arg-max class; an int: that class for all.
+
+        Returns
+        -------
+        Explanation
+        """
+        shape = self.model.input_shape(inputs)
+        targets = check_target(target, shape[0])
+        needs = self.needs()
+        get_rule(needs.rule)
+        request = GradientRequest(
+            inputs=inputs,
+            targets=targets,
+            objective=self.objective,
+            rule=needs.rule,
+            input_gradient=needs.input_gradient,
+            layers=needs.layers,
+            layer_gradients=needs.layer_gradients,
+        )
+        result = self.model.gradients(request)
+        output = self.compute(result)
+        return Explanation(
+            attribution=output.attribution,
+            method=self.name,
+            backend=self.model.backend,
+            layer=self.layer,
+            targets=result.targets,
+            logits=result.logits,
+            layout=self.model.layout,
+            objective=self.objective,
+            inputs=result.inputs,
+            layer_attribution=output.layer_attribution,
+            parts=output.parts,
+            stats=result.stats,
+        )
+
+    def __repr__(self) -> str:
+        layer = f", layer={self.layer!r}" if self.layer else ""
+        return f"{type(self).__name__}(backend={self.model.backend!r}{layer}, objective={self.objective!r})"

@@ -1,0 +1,82 @@
+"""Errors and warnings attrib raises.
+
+Every error attrib raises for bad input is an :class:`AttribError`. The
+concrete classes also derive from the matching built-in (``ValueError``,
+``TypeError``, ``KeyError``-like lookups are ``ValueError``) so that code
+written against plain Python exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "AttribError",
+    "AttribValueError",
+    "AttribTypeError",
+    "BackendError",
+    "AttribWarning",
+    "argument_error",
+    "close_matches",
+]
+
+
+class AttribError(Exception):
+    """Base class of every error attrib raises for bad input or setup."""
+
+
+class AttribValueError(AttribError, ValueError):
+    """An argument has the right type but a wrong value."""
+
+
+class AttribTypeError(AttribError, TypeError):
+    """An argument has the wrong type."""
+
+
+class BackendError(AttribValueError):
+    """No backend, an unknown one, an ambiguous choice, or one that is not installed."""
+
+
+class AttribWarning(UserWarning):
+    """Something attrib did may not be what the user meant (e.g. a guided rule changed nothing)."""
+
+
+def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
+    """Up to ``n`` entries of ``choices`` that look like ``name`` (for "did you mean")."""
+    choices = list(choices)
+    found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
+    if not found:
+        found = [c for c in choices if name and (name in c or c in name)][:n]
+    return found
+
+
+def argument_error(
+    argument: str,
+    expected: str,
+    given: object,
+    suggestion: str | None = None,
+    *,
+    kind: type[AttribError] = AttribValueError,
+) -> AttribError:
+    """Build an error that says which argument, what was expected and what was given.
+
+    >>> str(argument_error("target", "an int", "cat"))
+    "target: expected an int, got 'cat'"
+    """
+    given_text = given if isinstance(given, _Shown) else repr(given)
+    if isinstance(given_text, str) and len(given_text) > 200:
+        given_text = given_text[:197] + "..."
+    message = f"{argument}: expected {expected}, got {given_text}"
+    if suggestion:
+        message += f". {suggestion}"
+    return kind(message)
+
+
+class _Shown(str):
+    """A ``given`` value that is already a description and must not be ``repr``-ed."""
+
+
+def shown(text: str) -> str:
+    """Mark ``text`` as an already-formatted description of a given value."""
+    return _Shown(text)

@@ -1,0 +1,90 @@
+"""The :class:`Explanation` every method returns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Explanation"]
+
+
+def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+    if array is None:
+        return None
+    array = np.array(array, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Raw, signed, un-normalised attribution map(s) and what produced them.
+
+    Attributes
+    ----------
+    attribution : ndarray
+        The map. Input-space methods: the input's shape and layout, e.g.
+        (N, C, H, W) for torch. Grad-CAM: (N, H, W), upsampled to the input.
+    method, backend : str
+        Names as :func:`attrib.list_methods` / :func:`attrib.list_backends` give them.
+    layer : str or None
+        The tapped layer of layer methods (Grad-CAM), else ``None``.
+    targets : ndarray of int64, shape (N,)
+        The class explained for each sample.
+    logits : ndarray, shape (N, classes)
+    layout : str
+        ``"NCHW"`` or ``"NHWC"``: the layout of ``inputs`` and input-space maps.
+    objective : str
+        The score differentiated: ``"logit"``, ``"log_softmax"`` or ``"softmax"``.
+    inputs : ndarray
+        The explained inputs, as NumPy, in ``layout``.
+    layer_attribution : ndarray or None
+        Grad-CAM at the layer's own resolution, (N, h, w).
+    parts : mapping of str to ndarray
+        Maps of the parts of a composite method (guided Grad-CAM keeps its
+        ``"gradcam"`` and ``"guided_backprop"`` maps here).
+    stats : mapping
+        Backend facts about the pass (rectifiers intercepted, backward passes).
+
+    All arrays are read-only copies.
+    """
+
+    attribution: np.ndarray
+    method: str
+    backend: str
+    layer: str | None
+    targets: np.ndarray
+    logits: np.ndarray
+    layout: str
+    objective: str = "logit"
+    inputs: np.ndarray | None = None
+    layer_attribution: np.ndarray | None = None
+    parts: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("attribution", "targets", "logits", "inputs", "layer_attribution"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))
+        parts = {k: _frozen(v) for k, v in self.parts.items()}
+        object.__setattr__(self, "parts", MappingProxyType(parts))
+        object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
+
+    @property
+    def channel_axis(self) -> int:
+        """Axis of the channels in input-space arrays (1 for NCHW, -1 for NHWC)."""
+        return 1 if self.layout == "NCHW" else -1
+
+    def __len__(self) -> int:
+        return int(self.attribution.shape[0])
+
+    def __repr__(self) -> str:
+        layer = f", layer={self.layer!r}" if self.layer else ""
+        return (
+            f"Explanation(method={self.method!r}, backend={self.backend!r}{layer}, "
+            f"attribution=<{self.attribution.dtype} {tuple(self.attribution.shape)}>, "
+            f"targets={self.targets.tolist()}, layout={self.layout!r})"
+        )

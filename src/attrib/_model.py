@@ -1,0 +1,136 @@
+"""The :class:`Model` interface: a framework model seen through one backend.
+
+A backend adapts a framework model to this interface. Everything a method
+needs comes out of one call, :meth:`Model.gradients`, which runs one forward
+pass and the backward pass(es) the :class:`GradientRequest` asks for, and
+returns NumPy arrays. Methods ask only for what they need: Grad-CAM asks for
+no input gradient, so the backend stops its backward pass at the layer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS"]
+
+LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
+
+
+@dataclass(frozen=True)
+class GradientRequest:
+    """What one gradient pass must compute.
+
+    Attributes
+    ----------
+    inputs : ndarray or framework tensor, shape (N, ...)
+        The batch, in the model's layout. Never modified by the backend.
+    targets : ndarray of int64, shape (N,), or None
+        One class per sample; ``None`` means the arg-max of each sample's
+        logits. Backends pass the logits and this through
+        :func:`attrib.resolve_targets`.
+    objective : str
+        ``"logit"``, ``"log_softmax"`` or ``"softmax"`` (see :mod:`attrib._targets`).
+    rule : str
+        The rectifier rule for the **input** gradient: ``"vanilla"``,
+        ``"guided"`` or ``"deconvnet"``.
+    input_gradient : bool
+        Whether the gradient with respect to ``inputs`` is needed.
+    layers : tuple of str
+        Names of layers whose output (activation) is captured.
+    layer_gradients : bool
+        Whether the gradient at each captured layer is needed. Layer
+        gradients are always the **true** gradient whatever ``rule`` says;
+        when the rule is not vanilla and a rectifier lies between a layer and
+        the logits, the backend runs a second backward pass to keep them exact.
+    """
+
+    inputs: Any
+    targets: np.ndarray | None = None
+    objective: str = "logit"
+    rule: str = "vanilla"
+    input_gradient: bool = True
+    layers: tuple[str, ...] = ()
+    layer_gradients: bool = True
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """What one gradient pass returned, all NumPy.
+
+    Attributes
+    ----------
+    inputs : ndarray, shape (N, ...)
+        The inputs as NumPy, in the model's layout.
+    logits : ndarray, shape (N, classes)
+    targets : ndarray of int64, shape (N,)
+        The class whose score was differentiated for each sample.
+    input_gradient : ndarray, shape of ``inputs``, or None
+    activations : mapping of layer name to ndarray
+        Each captured layer's output, e.g. (N, C, h, w) for a torch conv layer.
+    layer_gradients : mapping of layer name to ndarray
+        The true gradient of the summed scores at each captured layer's output.
+    stats : mapping
+        Backend facts about the pass, e.g. ``{"rectifiers": 17, "backward_passes": 1}``.
+    """
+
+    inputs: np.ndarray
+    logits: np.ndarray
+    targets: np.ndarray
+    input_gradient: np.ndarray | None = None
+    activations: Mapping[str, np.ndarray] = field(default_factory=dict)
+    layer_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
+    stats: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Model(ABC):
+    """A framework model seen through one backend.
+
+    Subclasses set :attr:`backend` and implement the abstract members. They
+    must leave the user's model exactly as found after every call (also one
+    that raised): same modules, no hooks, same flags, same parameters.
+    """
+
+    #: name of the backend that made this adapter, e.g. ``"torch"``
+    backend: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def layout(self) -> str:
+        """``"NCHW"`` (channels first, torch) or ``"NHWC"`` (channels last, Flax)."""
+
+    @property
+    @abstractmethod
+    def native(self) -> Any:
+        """The user's model object, unchanged."""
+
+    @abstractmethod
+    def layer_names(self) -> Sequence[str]:
+        """Names a layer method may tap, in the framework's own spelling (``"layer4"``)."""
+
+    @abstractmethod
+    def input_shape(self, inputs: Any) -> tuple[int, ...]:
+        """Shape of ``inputs`` after checking it is a floating batch (N, ...) this model takes.
+
+        Raises :class:`attrib.AttribError` (naming ``inputs``) otherwise. Cheap:
+        no copy, no forward pass.
+        """
+
+    @abstractmethod
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        """``inputs`` (NumPy or this framework's tensor) as a NumPy array; checks it is a batch."""
+
+    @abstractmethod
+    def forward(self, inputs: Any) -> np.ndarray:
+        """Logits, shape (N, classes), with no gradient computed."""
+
+    @abstractmethod
+    def gradients(self, request: GradientRequest) -> GradientResult:
+        """Run one forward pass and the backward pass(es) ``request`` needs."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} backend={self.backend!r} layout={self.layout!r}>"

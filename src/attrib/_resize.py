@@ -1,0 +1,44 @@
+"""Bilinear resizing of (N, h, w) maps with half-pixel centres, in NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["resize_bilinear"]
+
+
+def _axis_weights(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (lo, hi) and the weight of ``hi`` for each output position."""
+    scale = size_in / size_out
+    source = (np.arange(size_out, dtype=np.float64) + 0.5) * scale - 0.5
+    source = np.clip(source, 0.0, None)  # as torch: no extrapolation before the first centre
+    lo = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
+    hi = np.minimum(lo + 1, size_in - 1)
+    return lo, hi, source - lo
+
+
+def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize maps of shape (N, h, w) to (N, H, W) bilinearly.
+
+    Half-pixel centres, as ``torch.nn.functional.interpolate(mode="bilinear",
+    align_corners=False)`` (no anti-aliasing), which is what Grad-CAM
+    implementations use to bring a layer map to the input's size.
+
+    >>> resize_bilinear(np.array([[[0.0, 1.0]]]), (1, 4))
+    array([[[0.  , 0.25, 0.75, 1.  ]]])
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"maps: expected shape (N, h, w), got {maps.shape}")
+    height, width = int(size[0]), int(size[1])
+    _, h, w = maps.shape
+    if (h, w) == (height, width):
+        return maps.copy()
+    dtype = maps.dtype if np.issubdtype(maps.dtype, np.floating) else np.float64
+    y0, y1, wy = _axis_weights(h, height)
+    x0, x1, wx = _axis_weights(w, width)
+    wy = wy.astype(dtype)[None, :, None]
+    wx = wx.astype(dtype)[None, None, :]
+    rows = maps[:, y0, :] * (1 - wy) + maps[:, y1, :] * wy
+    out = rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
+    return out.astype(dtype, copy=False)

@@ -1,0 +1,12 @@
+"""The built-in attribution methods, one module each (``"gradcam"`` ↔ ``gradcam.py``)."""
+
+from __future__ import annotations
+
+from .deconvnet import Deconvnet
+from .gradcam import GradCAM
+from .gradient_x_input import GradientXInput
+from .guided_backprop import GuidedBackprop
+from .guided_gradcam import GuidedGradCAM
+from .saliency import Saliency
+
+__all__ = ["Saliency", "GradientXInput", "Deconvnet", "GuidedBackprop", "GradCAM", "GuidedGradCAM"]

@@ -1,0 +1,24 @@
+"""Gradient × input."""
+
+from __future__ import annotations
+
+from .._attributor import MethodOutput
+from .._model import GradientResult
+from ._input_gradient import InputGradientMethod
+
+
+class GradientXInput(InputGradientMethod):
+    """The vanilla input gradient multiplied elementwise by the input.
+
+    References
+    ----------
+    Shrikumar, Greenside, Shcherbina, Kundaje (2016). Not just a black box:
+    learning important features through propagating activation differences.
+    """
+
+    name = "gradient_x_input"
+    rule = "vanilla"
+
+    def compute(self, result: GradientResult) -> MethodOutput:
+        gradient = super().compute(result).attribution
+        return MethodOutput(attribution=gradient * result.inputs.astype(gradient.dtype))
