@@ -98,5 +98,5 @@ def list_methods() -> list[str]:
 
 
 def _keyword_options(cls: type) -> set[str]:
-    parameters = inspect.signature(cls.__init__).parameters.values()
+    parameters = inspect.signature(cls).parameters.values()
     return {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}

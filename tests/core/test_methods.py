@@ -7,7 +7,6 @@ import pytest
 
 import attrib
 from attrib import GradientResult
-
 from support.array_model import ArrayModel
 
 # One sample, 3 input channels of 4x4, a 'conv' layer of 2 channels of 2x2 (NCHW).
@@ -109,12 +108,14 @@ def test_objective_is_passed_to_the_backend():
 
 def test_unknown_layer_lists_close_matches():
     model = ArrayModel(_model()._result, layers=["conv1", "conv2", "fc"])
-    with pytest.raises(attrib.AttribValueError, match=r"layer: .*got 'conv3'. Did you mean 'conv2' or 'conv1'"):
+    expected = r"layer: .*got 'conv3'. Did you mean 'conv2' or 'conv1'"
+    with pytest.raises(attrib.AttribValueError, match=expected):
         attrib.GradCAM(model, layer="conv3")
 
 
 def test_missing_layer_says_which_layers_exist():
-    with pytest.raises(attrib.AttribValueError, match=r"layer: expected the name of a layer for 'gradcam', got None"):
+    expected = r"layer: expected the name of a layer for 'gradcam', got None"
+    with pytest.raises(attrib.AttribValueError, match=expected):
         attrib.GradCAM(_model(), layer=None)  # type: ignore[arg-type]
 
 

@@ -30,7 +30,8 @@ def test_relu6_local_gradient_is_zero_above_six():
 
 
 def test_unknown_rule_is_an_attrib_error_with_a_suggestion():
-    with pytest.raises(attrib.AttribValueError, match="rule: expected one of .*'guided'.*Did you mean 'guided'"):
+    expected = "rule: expected one of .*'guided'.*Did you mean 'guided'"
+    with pytest.raises(attrib.AttribValueError, match=expected):
         get_rule("guidded")
 
 

@@ -38,7 +38,8 @@ def test_bad_targets_say_what_was_expected(target, message):
 
 
 def test_target_out_of_range_names_the_class_count():
-    with pytest.raises(attrib.AttribValueError, match=r"class indices in \[0, 2\] \(the model has 3 classes\), got 7"):
+    expected = r"class indices in \[0, 2\] \(the model has 3 classes\), got 7"
+    with pytest.raises(attrib.AttribValueError, match=expected):
         resolve_targets(np.array([0, 7]), LOGITS)
 
 
