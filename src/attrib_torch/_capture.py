@@ -1,0 +1,116 @@
+"""Capture named layers' outputs during one forward pass, through removable forward hooks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from attrib._errors import argument_error, close_matches, shown
+
+__all__ = ["Tap", "tapped"]
+
+
+@dataclass
+class Tap:
+    """One captured layer.
+
+    Attributes
+    ----------
+    name : str
+        The layer's name in ``model.named_modules()``.
+    output : Tensor or None
+        The tensor the gradient is taken with respect to: the layer's output
+        as it flows on (the model continues with a clone of it, so a later
+        in-place op cannot overwrite it).
+    activation : Tensor or None
+        A detached copy of the output taken when the layer ran.
+    rectifiers_before : int
+        How many rectifier calls had run when the layer produced its output.
+    calls : int
+        How many times the layer ran in the forward pass.
+    """
+
+    name: str
+    output: torch.Tensor | None = None
+    activation: torch.Tensor | None = None
+    rectifiers_before: int = 0
+    calls: int = 0
+
+
+def check_layers(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
+    """The submodules called ``names``; a clear error listing close matches otherwise."""
+    known = [name for name, _ in model.named_modules() if name]
+    modules = []
+    for name in names:
+        try:
+            if not isinstance(name, str) or not name:
+                raise AttributeError(name)
+            modules.append(model.get_submodule(name))
+        except AttributeError:
+            near = close_matches(str(name), known)
+            hint = (f"Did you mean {' or '.join(repr(n) for n in near)}?" if near
+                    else f"Layers near the output: {known[-5:]}")
+            raise argument_error("layer", "a layer name of this torch model", name, hint) from None
+    return modules
+
+
+@contextmanager
+def tapped(
+    model: nn.Module, names: Sequence[str], rectifier_count: Callable[[], int]
+) -> Iterator[list[Tap]]:
+    """Capture the outputs of the layers ``names`` while the block runs the model once.
+
+    A forward hook on each layer records its output and the current
+    ``rectifier_count()``, and hands the rest of the model a clone of the
+    output. Every hook is removed in ``finally``. After the block, each layer
+    must have run exactly once and returned one tensor.
+    """
+    modules = check_layers(model, names)
+    taps = [Tap(name) for name in names]
+    handles = []
+    try:
+        for module, tap in zip(modules, taps):
+            handles.append(module.register_forward_hook(_hook(tap, rectifier_count)))
+        yield taps
+    finally:
+        for handle in handles:
+            handle.remove()
+    for tap in taps:
+        if tap.calls != 1:
+            raise argument_error(
+                "layer",
+                "a layer that runs exactly once in the forward pass",
+                shown(f"{tap.name!r}, which ran {tap.calls} times"),
+                "Choose a layer that is not reused (a reused module such as one ReLU called "
+                "several times has no single output)." if tap.calls else
+                "This layer is not used by the model's forward pass.",
+            )
+
+
+def _hook(tap: Tap, rectifier_count: Callable[[], int]) -> Callable[..., Any]:
+    def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        tap.calls += 1
+        if tap.calls > 1:
+            return None
+        if not isinstance(output, torch.Tensor):
+            raise argument_error(
+                "layer",
+                "a layer whose output is one tensor",
+                shown(f"{tap.name!r}, which returns a {type(output).__name__}"),
+                "Choose a submodule that returns a tensor (e.g. a convolution or a block).",
+            )
+        tap.rectifiers_before = rectifier_count()
+        flowing = output
+        if not flowing.requires_grad and torch.is_grad_enabled() and flowing.is_floating_point():
+            # frozen parameters and an input without grad: the layer's gradient still exists
+            flowing = output.detach().requires_grad_()
+        tap.output = flowing
+        tap.activation = output.detach().clone()
+        return flowing.clone()
+
+    return hook

@@ -1,0 +1,210 @@
+"""Rectifier rules on an unmodified torch model, through a scoped ``TorchFunctionMode``.
+
+While :class:`RectifierMode` is entered, every rectifier call the model makes
+from Python is routed to :class:`Rectify`, an ``autograd.Function`` whose
+backward applies the rule held by a shared, switchable :class:`RuleState`
+(vanilla, guided or deconvnet; see :mod:`attrib._rules`). The model, its
+modules and torch itself are never patched: leaving the ``with`` block (in a
+``finally``) undoes everything.
+
+Rectifiers caught, in every spelling that reaches Python:
+
+- ``F.relu(x)`` and ``F.relu(x, inplace=True)`` (what ``nn.ReLU`` calls, also
+  one module reused several times), ``torch.relu``, ``torch.relu_``
+  (``F.relu_``), ``Tensor.relu``, ``Tensor.relu_``, ``torch.ops.aten.relu`` and
+  ``torch.ops.aten.relu_``;
+- clipped rectifiers with lower bound 0: ``F.relu6`` / ``nn.ReLU6`` /
+  ``torch.ops.aten.relu6``, and ``F.hardtanh`` / ``F.hardtanh_`` /
+  ``nn.Hardtanh`` / ``torch.ops.aten.hardtanh(_)`` **only** with
+  ``min_val == 0`` (another lower bound is not a rectifier).
+
+Not rectifiers, left alone: ``clamp(min=0)``, ``clamp_min``, ``torch.maximum(x, 0)``,
+``F.threshold``, ``leaky_relu``, smooth activations (GELU, SiLU, ...).
+Out of reach: TorchScript models (``torch.jit``) and code under reentrant
+activation checkpointing (``torch.utils.checkpoint(..., use_reentrant=True)``
+re-runs the forward inside backward, outside the mode), and rectifiers called
+from inside another ``__torch_function__`` override (the mode does not see
+nested calls). The count of intercepted rectifiers is reported so a caller can
+warn when a guided rule changed nothing.
+
+References
+----------
+Springenberg, Dosovitskiy, Brox, Riedmiller (2015). Striving for simplicity:
+the all convolutional net. Zeiler & Fergus (2014). Visualizing and
+understanding convolutional networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["RuleState", "Rectify", "RectifierMode"]
+
+_RULES = ("vanilla", "guided", "deconvnet")
+
+
+class RuleState:
+    """The rule every :class:`Rectify` node of one call applies; switchable between passes."""
+
+    def __init__(self, rule: str) -> None:
+        if rule not in _RULES:
+            raise ValueError(f"rule: expected one of {_RULES}, got {rule!r}")
+        self.rule = rule
+
+
+class Rectify(torch.autograd.Function):
+    """``min(max(x, 0), upper)`` whose backward applies ``state.rule``.
+
+    Forward values equal ``torch.relu`` / ``F.hardtanh(x, 0, upper)`` bitwise.
+    The **output** is saved for the mask (``[0 < out < upper]`` equals the
+    true local gradient ``[0 < x < upper]``), so an in-place caller may
+    overwrite the input afterwards.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, upper: float | None, state: RuleState) -> torch.Tensor:
+        out = torch.relu(x) if upper is None else torch.clamp(x, 0, upper)
+        ctx.save_for_backward(out)
+        ctx.upper = upper
+        ctx.state = state
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (out,) = ctx.saved_tensors
+        rule = ctx.state.rule
+        if rule == "deconvnet":  # relu(grad_out), the forward mask ignored (Zeiler 2014)
+            return grad_output.clamp(min=0), None, None
+        mask = out > 0
+        if ctx.upper is not None:
+            mask = mask & (out < ctx.upper)
+        passed = grad_output.clamp(min=0) if rule == "guided" else grad_output
+        return torch.where(mask, passed, torch.zeros_like(passed)), None, None
+
+
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+# Each matcher returns (inplace, upper) for a rectifier call, or None when the call
+# is not a rectifier (e.g. hardtanh with a lower bound other than 0).
+_Match = tuple[bool, float | None] | None
+
+
+def _relu(inplace: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], _Match]:
+    return lambda args, kwargs: (inplace, None)
+
+
+def _f_relu(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Match:
+    return bool(_arg(args, kwargs, 1, "inplace", False)), None
+
+
+def _f_relu6(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Match:
+    return bool(_arg(args, kwargs, 1, "inplace", False)), 6.0
+
+
+def _relu6(inplace: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], _Match]:
+    return lambda args, kwargs: (inplace, 6.0)
+
+
+def _hardtanh_bounds(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[float, float] | None:
+    low = _arg(args, kwargs, 1, "min_val", -1.0)
+    high = _arg(args, kwargs, 2, "max_val", 1.0)
+    if isinstance(low, torch.Tensor) or isinstance(high, torch.Tensor):
+        return None
+    low, high = float(low), float(high)
+    if low != 0.0 or not high > 0.0:
+        return None
+    return low, high
+
+
+def _f_hardtanh(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Match:
+    bounds = _hardtanh_bounds(args, kwargs)
+    if bounds is None:
+        return None
+    return bool(_arg(args, kwargs, 3, "inplace", False)), bounds[1]
+
+
+def _hardtanh(inplace: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], _Match]:
+    def match(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Match:
+        bounds = _hardtanh_bounds(args, kwargs)
+        return None if bounds is None else (inplace, bounds[1])
+
+    return match
+
+
+def _matchers() -> dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], _Match]]:
+    aten = torch.ops.aten
+    table: dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], _Match]] = {
+        F.relu: _f_relu,
+        torch.relu: _relu(False),
+        torch.relu_: _relu(True),
+        torch.Tensor.relu: _relu(False),
+        torch.Tensor.relu_: _relu(True),
+        aten.relu: _relu(False),
+        aten.relu_: _relu(True),
+        F.relu6: _f_relu6,
+        torch._C._nn.relu6: _relu6(False),
+        aten.relu6: _relu6(False),
+        F.hardtanh: _f_hardtanh,
+        F.hardtanh_: _hardtanh(True),
+        torch._C._nn.hardtanh: _hardtanh(False),
+        torch._C._nn.hardtanh_: _hardtanh(True),
+        aten.hardtanh: _hardtanh(False),
+        aten.hardtanh_: _hardtanh(True),
+    }
+    return table
+
+
+_MATCHERS: dict[Any, Callable[[tuple[Any, ...], dict[str, Any]], _Match]] | None = None
+
+
+def _lookup(func: Any) -> Callable[[tuple[Any, ...], dict[str, Any]], _Match] | None:
+    global _MATCHERS
+    if _MATCHERS is None:
+        _MATCHERS = _matchers()
+    if isinstance(func, torch._ops.OpOverload):
+        func = func.overloadpacket
+    try:
+        return _MATCHERS.get(func)
+    except TypeError:  # an unhashable callable is not one of ours
+        return None
+
+
+class RectifierMode(TorchFunctionMode):
+    """Routes every rectifier call to :class:`Rectify` while entered.
+
+    Use as ``with RectifierMode(state): logits = model(x)``; scoped to the
+    ``with`` block. :attr:`count` is the number of rectifier calls routed.
+    """
+
+    def __init__(self, state: RuleState) -> None:
+        super().__init__()
+        self.state = state
+        self.count = 0
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        matcher = _lookup(func)
+        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        if matcher is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
+            found = matcher(args, kwargs)
+            if found is not None:
+                inplace, upper = found
+                self.count += 1
+                out = Rectify.apply(x, upper, self.state)
+                if inplace:
+                    # in place as ``copy_`` of the result (not ``mark_dirty``), so the
+                    # saved output stays intact and compile/vmap keep working
+                    return x.copy_(out)
+                return out
+        return func(*args, **kwargs)
