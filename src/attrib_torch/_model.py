@@ -199,7 +199,17 @@ class TorchModel(Model):
         return as_tensor(inputs, device, dtype)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self._model(x)
+        try:
+            logits = self._model(x)
+        except RuntimeError as error:  # shape/dtype mismatches inside the user's model
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise argument_error(
+                "inputs",
+                "a batch this model accepts",
+                shown(f"shape {tuple(x.shape)} ({x.dtype}), on which the model raised "
+                      f"RuntimeError: {message}"),
+                "Check the number of channels, the size and the layout (NCHW).",
+            ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                      else f"an output of type {type(logits).__name__}")
