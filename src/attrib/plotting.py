@@ -1,0 +1,547 @@
+"""Figures of attribution maps with matplotlib, saved as PNG.
+
+- :func:`seed_figure` — original | Grad-CAM overlay | vanilla gradient |
+  guided backprop | guided Grad-CAM, one row per sample (the JAX seed's
+  layout, after Selvaraju et al. 2017, figure 1);
+- :func:`saliency_figure` — gray | colour | positive | negative (the
+  PyTorch seed's guided-backprop pictures, after Springenberg et al. 2015);
+- :func:`grid_figure` — methods × images;
+- :func:`plot_explanation` — one Explanation (what ``Explanation.plot`` calls);
+- :func:`save_figure` — write a PNG and close the figure.
+
+matplotlib is imported by the functions, not by ``import attrib``; with no
+display (no ``DISPLAY`` / ``WAYLAND_DISPLAY`` on Linux, no ``MPLBACKEND``)
+the Agg backend is selected before pyplot is first imported. The maps are
+turned into pictures by :mod:`attrib.postprocess`; colours are RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import postprocess as pp
+from ._errors import AttribTypeError, argument_error, close_matches, shown
+from ._explanation import Explanation
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "STYLES",
+    "METHOD_LABELS",
+    "seed_figure",
+    "saliency_figure",
+    "grid_figure",
+    "plot_explanation",
+    "render",
+    "save_figure",
+]
+
+#: How a map can be drawn (see :func:`render`).
+STYLES: tuple[str, ...] = ("auto", "heatmap", "gray", "rgb", "diverging", "color",
+                           "positive", "negative")
+
+#: Panel titles of the built-in methods.
+METHOD_LABELS: dict[str, str] = {
+    "saliency": "Vanilla gradient",
+    "gradient_x_input": "Gradient × input",
+    "deconvnet": "Deconvnet",
+    "guided_backprop": "Guided backprop",
+    "gradcam": "Grad-CAM",
+    "guided_gradcam": "Guided Grad-CAM",
+}
+
+_DIVERGING_CMAP = "RdBu_r"
+
+
+def _pyplot() -> Any:
+    """``matplotlib.pyplot``, choosing Agg first when there is no display."""
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND") \
+            and sys.platform.startswith("linux") \
+            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# --------------------------------------------------------------------------- maps
+
+
+@dataclass(frozen=True)
+class _Map:
+    """A batch of maps to draw: the array, its layout, and the method that made it."""
+
+    array: np.ndarray
+    layout: str
+    method: str
+    targets: np.ndarray | None = None
+
+    @property
+    def is_cam(self) -> bool:
+        return self.array.ndim == 3
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+
+def _from_explanation(explanation: Explanation) -> _Map:
+    return _Map(np.asarray(explanation.attribution), explanation.layout, explanation.method,
+                np.asarray(explanation.targets))
+
+
+def _check_explanation(value: object, name: str) -> Explanation:
+    if not isinstance(value, Explanation):
+        raise argument_error(name, "an attrib.Explanation (what attrib.explain returns)",
+                             shown(type(value).__name__), kind=AttribTypeError)
+    if value.attribution.ndim not in (3, 4):
+        raise argument_error(name, "an Explanation of images: attribution (N, H, W) or 4-D",
+                             shown(f"attribution of shape {value.attribution.shape}"))
+    return value
+
+
+def _check_style(style: object) -> str:
+    if isinstance(style, str) and style in STYLES:
+        return style
+    near = close_matches(str(style), STYLES)
+    raise argument_error("style", f"one of {list(STYLES)}", style,
+                         f"Did you mean {near[0]!r}?" if near else None)
+
+
+def _auto_style(m: _Map) -> str:
+    if m.is_cam:
+        return "heatmap"
+    return "diverging" if m.method == "gradient_x_input" else "gray"
+
+
+def render(explanation: Explanation | _Map, index: int = 0, image: np.ndarray | None = None, *,
+           style: str = "auto", colormap: Any = "jet", alpha: float = 0.5,
+           percentile: float = 99) -> tuple[np.ndarray, dict[str, Any]]:
+    """One sample of a map as a picture: the array and the ``imshow`` keywords to show it.
+
+    Styles: ``"heatmap"`` (a Grad-CAM map, min-max scaled and coloured with
+    ``colormap``, over ``image`` when given), ``"gray"``
+    (:func:`~attrib.postprocess.grayscale`), ``"rgb"``
+    (:func:`~attrib.postprocess.deprocess`), ``"diverging"`` (the map summed
+    over channels, :func:`~attrib.postprocess.diverging`, blue < 0 < red),
+    ``"color"`` (min-max scaled channels), ``"positive"`` / ``"negative"``
+    (:func:`~attrib.postprocess.positive_saliency` / ``negative_saliency``);
+    ``"auto"``: heatmap for Grad-CAM-shaped (N, H, W) maps, diverging for
+    gradient × input, gray otherwise.
+
+    Parameters
+    ----------
+    explanation : Explanation
+    index : int
+        The sample.
+    image : ndarray, shape (H, W, 3), floats in [0, 1], optional
+        The picture under a heat-map.
+
+    Returns
+    -------
+    picture : ndarray, (H, W) or (H, W, 3)
+    imshow_kwargs : dict
+    """
+    m = explanation if isinstance(explanation, _Map) else _from_explanation(
+        _check_explanation(explanation, "explanation"))
+    style = _check_style(style)
+    if style == "auto":
+        style = _auto_style(m)
+    if not 0 <= index < len(m):
+        raise argument_error("index", f"a sample index in [0, {len(m)})", index)
+    sample = m.array[index:index + 1]
+    if style == "heatmap":
+        cam = sample if m.is_cam else pp.grayscale(sample, m.layout, percentile)
+        heat = pp.minmax(cam)[0]
+        if image is not None:
+            return pp.overlay(image, heat, colormap, alpha), {}
+        return np.asarray(pp._colormap(colormap)(heat))[..., :3], {}
+    if m.is_cam:
+        if style in ("gray", "color", "positive"):
+            return pp.minmax(sample)[0], {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+        if style == "negative":
+            return pp.negative_saliency(sample[0]), {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+        if style == "diverging":
+            return pp.diverging(sample)[0], {"cmap": _DIVERGING_CMAP, "vmin": -1.0, "vmax": 1.0}
+        return pp.deprocess(sample[0]), {}
+    if style == "gray":
+        return pp.grayscale(sample, m.layout, percentile)[0], \
+            {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+    if style == "rgb":
+        return pp.deprocess(sample, m.layout)[0].astype(np.float64), {}
+    if style == "diverging":
+        channel_axis = 1 if m.layout == "NCHW" else -1
+        summed = sample.astype(np.float64).sum(axis=channel_axis)
+        return pp.diverging(summed)[0], {"cmap": _DIVERGING_CMAP, "vmin": -1.0, "vmax": 1.0}
+    scaled = {"color": lambda x: pp.minmax(x),
+              "positive": lambda x: pp.positive_saliency(x, m.layout),
+              "negative": lambda x: pp.negative_saliency(x, m.layout)}[style](sample)
+    picture = pp.to_hwc(scaled, m.layout)[0].astype(np.float64)
+    if picture.shape[-1] == 3:
+        return picture, {}
+    return picture.mean(axis=-1), {"cmap": "gray", "vmin": 0.0, "vmax": 1.0}
+
+
+# --------------------------------------------------------------------------- images
+
+
+def _display_images(image: Any, n: int, explanations: Sequence[Explanation]) -> np.ndarray | None:
+    """(n, H, W, 3) floats in [0, 1] to show, or None.
+
+    ``image`` as given (one image is used for every sample), else the
+    explained inputs, min-max scaled per sample (normalisation unknown).
+    """
+    if image is None:
+        for explanation in explanations:
+            inputs = explanation.inputs
+            if inputs is None or inputs.ndim != 4:
+                continue
+            hwc = pp.to_hwc(inputs, explanation.layout)
+            if hwc.shape[-1] not in (1, 3) or len(hwc) != n:
+                continue
+            return pp._unit_image(pp.minmax(hwc), "image")
+        return None
+    if isinstance(image, (list, tuple)):
+        image = np.stack([np.asarray(i) for i in image])
+    pictures = pp._unit_image(image, "image")
+    if pictures.ndim == 3:
+        pictures = np.broadcast_to(pictures, (n, *pictures.shape))
+    if len(pictures) != n:
+        raise argument_error("image", f"{n} display image(s), one per explained sample (or one)",
+                             shown(f"{len(pictures)} images"))
+    return pictures
+
+
+def _class_text(targets: np.ndarray | None, index: int, class_names: Any) -> str:
+    if targets is None or index >= len(targets):
+        return ""
+    target = int(targets[index])
+    if class_names is not None:
+        try:
+            return f"{class_names[target]}"
+        except (IndexError, KeyError, TypeError):
+            pass
+    return f"class {target}"
+
+
+def _figure(rows: int, cols: int, panel_size: float) -> tuple[Figure, np.ndarray]:
+    plt = _pyplot()
+    if isinstance(panel_size, bool) or not isinstance(panel_size, (int, float)) \
+            or panel_size <= 0:
+        raise argument_error("panel_size", "a positive size in inches", panel_size)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * panel_size, rows * panel_size + 0.3),
+                             squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
+
+
+def _show(ax: Axes, picture: np.ndarray, kwargs: Mapping[str, Any], title: str) -> None:
+    ax.imshow(picture, interpolation="nearest", **kwargs)
+    ax.set_title(title, fontsize=9)
+    ax.set_axis_off()
+
+
+def _batch_size(explanations: Mapping[str, Explanation]) -> int:
+    sizes = {name: len(e) for name, e in explanations.items()}
+    if len(set(sizes.values())) != 1:
+        raise argument_error("explanations", "explanations of the same samples (one batch size)",
+                             shown(f"batch sizes {sizes}"))
+    return next(iter(sizes.values()))
+
+
+def _check_mapping(explanations: object, name: str) -> dict[str, Explanation]:
+    if isinstance(explanations, Explanation):
+        explanations = {explanations.method: explanations}
+    if not isinstance(explanations, Mapping) or not explanations:
+        raise argument_error(name, "a non-empty dict {method name: Explanation}",
+                             shown(type(explanations).__name__), kind=AttribTypeError)
+    return {str(k): _check_explanation(v, f"{name}[{k!r}]") for k, v in explanations.items()}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
+                gradient_style: str = "rgb", colormap: Any = "jet", alpha: float = 0.5,
+                percentile: float = 99, class_names: Any = None,
+                panel_size: float = 2.4, title: str | None = None) -> Figure:
+    """Original | Grad-CAM overlay | vanilla gradient | guided backprop | guided Grad-CAM.
+
+    One row per sample, a title on every panel. Panels of methods not given
+    are skipped; a guided Grad-CAM explanation also supplies the Grad-CAM
+    and guided-backprop panels from its ``parts`` when those methods are not
+    given themselves. Other methods (deconvnet, gradient × input, third
+    parties') follow as extra columns.
+
+    Parameters
+    ----------
+    image : ndarray, shape (N, H, W, 3) or (H, W, 3), floats in [0, 1] or uint8; or None
+        The pictures the samples show (e.g. ``attrib.preprocess.denormalize``
+        of the inputs). ``None``: the explanations' inputs, min-max scaled.
+    explanations : dict of str to Explanation
+        Keyed by method name (``"gradcam"``, ``"saliency"``,
+        ``"guided_backprop"``, ``"guided_gradcam"``, ...), of the same samples.
+    gradient_style : str
+        How input-space maps are drawn (see :func:`render`): ``"rgb"``
+        (the seeds' ``deprocess``), ``"gray"``, ``"diverging"``, ...
+    colormap, alpha : the Grad-CAM overlay's colormap (RGB) and weight.
+    percentile : float
+        Clip for grayscale maps.
+    class_names : sequence or mapping, optional
+        Names of the classes for the row labels.
+    panel_size : float
+        Inches per panel.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    Selvaraju et al. (2017), Grad-CAM, figure 1.
+    """
+    given = _check_mapping(explanations, "explanations")
+    n = _batch_size(given)
+    pictures = _display_images(image, n, list(given.values()))
+    first = next(iter(given.values()))
+    targets = np.asarray(first.targets)
+    composite = given.get("guided_gradcam")
+
+    columns: list[tuple[str, _Map, str]] = []
+
+    def part(name: str) -> _Map | None:
+        if name in given:
+            return _from_explanation(given[name])
+        if composite is not None and name in composite.parts:
+            return _Map(np.asarray(composite.parts[name]), composite.layout, name, targets)
+        return None
+
+    for name in ("gradcam", "saliency", "guided_backprop", "guided_gradcam"):
+        m = part(name)
+        if m is not None:
+            columns.append((METHOD_LABELS[name], m, "heatmap" if m.is_cam else gradient_style))
+    for name, explanation in given.items():
+        if name not in METHOD_LABELS or name in ("gradient_x_input", "deconvnet"):
+            m = _from_explanation(explanation)
+            columns.append((METHOD_LABELS.get(name, name), m,
+                            "heatmap" if m.is_cam else gradient_style))
+    if not columns:
+        raise argument_error("explanations", "at least one method to show", given)
+
+    cols = len(columns) + (pictures is not None)
+    fig, axes = _figure(n, cols, panel_size)
+    for row in range(n):
+        picture = None if pictures is None else pictures[row]
+        col = 0
+        label = _class_text(targets, row, class_names)
+        if picture is not None:
+            _show(axes[row, 0], picture, {}, f"Original ({label})" if label else "Original")
+            col = 1
+        for text, m, style in columns:
+            shown_picture, kwargs = render(m, row, picture, style=style, colormap=colormap,
+                                           alpha=alpha, percentile=percentile)
+            _show(axes[row, col], shown_picture, kwargs,
+                  text if picture is not None or not label else f"{text} ({label})")
+            col += 1
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: float = 99,
+                    class_names: Any = None, panel_size: float = 2.4,
+                    title: str | None = None) -> Figure:
+    """Gray | colour | positive | negative saliency of an input-space map, one row per sample.
+
+    The PyTorch seed's four pictures of a guided-backprop gradient:
+    :func:`~attrib.postprocess.grayscale`, the gradient min-max scaled as
+    colour, :func:`~attrib.postprocess.positive_saliency` and
+    :func:`~attrib.postprocess.negative_saliency`. With ``image``, the
+    original comes first.
+
+    Parameters
+    ----------
+    explanation : Explanation
+        Of an input-space method (saliency, guided backprop, deconvnet, ...).
+    image : ndarray, (N, H, W, 3) or (H, W, 3), optional
+        The original pictures, floats in [0, 1] or uint8.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    References
+    ----------
+    Springenberg, Dosovitskiy, Brox, Riedmiller (2015). Striving for
+    simplicity: the all convolutional net.
+    """
+    explanation = _check_explanation(explanation, "explanation")
+    m = _from_explanation(explanation)
+    if m.is_cam:
+        raise argument_error("explanation", "an input-space map (N, C, H, W) / (N, H, W, C)",
+                             shown(f"a {explanation.method} map of shape {m.array.shape}"),
+                             "Use seed_figure or Explanation.plot for Grad-CAM.")
+    n = len(m)
+    pictures = None if image is None else _display_images(image, n, [explanation])
+    panels = [("Gray", "gray"), ("Color", "color"), ("Positive", "positive"),
+              ("Negative", "negative")]
+    cols = len(panels) + (pictures is not None)
+    fig, axes = _figure(n, cols, panel_size)
+    label = METHOD_LABELS.get(m.method, m.method)
+    for row in range(n):
+        col = 0
+        cls = _class_text(m.targets, row, class_names)
+        if pictures is not None:
+            _show(axes[row, 0], pictures[row], {}, f"Original ({cls})" if cls else "Original")
+            col = 1
+        for text, style in panels:
+            picture, kwargs = render(m, row, style=style, percentile=percentile)
+            _show(axes[row, col], picture, kwargs, text)
+            col += 1
+    fig.suptitle(title if title is not None else label)
+    return fig
+
+
+def grid_figure(explanations_by_method: Mapping[str, Explanation], images: Any = None, *,
+                style: str = "auto", colormap: Any = "jet", alpha: float = 0.5,
+                percentile: float = 99, class_names: Any = None, panel_size: float = 2.0,
+                title: str | None = None) -> Figure:
+    """Methods × images: one row per method (after a row of the images), one column per sample.
+
+    Parameters
+    ----------
+    explanations_by_method : dict of str to Explanation
+        Explanations of the same samples, keyed by method name; rows follow
+        the dict's order.
+    images : ndarray, (N, H, W, 3) or (H, W, 3), optional
+        Display images (floats in [0, 1] or uint8); ``None``: the
+        explanations' inputs, min-max scaled.
+    style : str
+        How maps are drawn, see :func:`render` (``"auto"``: heat-map
+        overlays for Grad-CAM, diverging for gradient × input, gray otherwise).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    given = _check_mapping(explanations_by_method, "explanations_by_method")
+    style = _check_style(style)
+    n = _batch_size(given)
+    pictures = _display_images(images, n, list(given.values()))
+    targets = np.asarray(next(iter(given.values())).targets)
+    rows = len(given) + (pictures is not None)
+    fig, axes = _figure(rows, n, panel_size)
+    for col in range(n):
+        picture = None if pictures is None else pictures[col]
+        row = 0
+        label = _class_text(targets, col, class_names)
+        if picture is not None:
+            _show(axes[0, col], picture, {}, f"Image ({label})" if label else "Image")
+            row = 1
+        for name, explanation in given.items():
+            shown_picture, kwargs = render(_from_explanation(explanation), col, picture,
+                                           style=style, colormap=colormap, alpha=alpha,
+                                           percentile=percentile)
+            _show(axes[row, col], shown_picture, kwargs, METHOD_LABELS.get(name, name))
+            row += 1
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_explanation(explanation: Explanation, image: Any = None, ax: Axes | None = None, *,
+                     index: int | None = None, style: str = "auto", colormap: Any = "jet",
+                     alpha: float = 0.5, percentile: float = 99, class_names: Any = None,
+                     panel_size: float = 2.4) -> Figure:
+    """Draw an Explanation: a heat-map overlay for Grad-CAM, grayscale or diverging otherwise.
+
+    Parameters
+    ----------
+    explanation : Explanation
+    image : ndarray, (N, H, W, 3) or (H, W, 3), optional
+        Under Grad-CAM heat-maps; ``None``: the inputs, min-max scaled.
+    ax : matplotlib Axes, optional
+        Draw sample ``index`` (default 0) there; otherwise a new figure with
+        one panel per sample (or only ``index``).
+    style : str
+        See :func:`render`.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure drawn on.
+    """
+    explanation = _check_explanation(explanation, "explanation")
+    style = _check_style(style)
+    m = _from_explanation(explanation)
+    n = len(m)
+    if index is not None and (isinstance(index, bool) or not isinstance(index, (int, np.integer))
+                              or not 0 <= index < n):
+        raise argument_error("index", f"a sample index in [0, {n})", index)
+    pictures = _display_images(image, n, [explanation])
+    wanted = [int(index)] if index is not None else ([0] if ax is not None else list(range(n)))
+    if ax is not None:
+        fig = ax.figure
+        axes_list = [ax]
+    else:
+        cols = min(len(wanted), 8)
+        rows = -(-len(wanted) // cols)
+        fig, grid = _figure(rows, cols, panel_size)
+        axes_list = list(grid.flat)
+    label = METHOD_LABELS.get(m.method, m.method)
+    drawn_style = _auto_style(m) if style == "auto" else style
+    for ax_i, sample in zip(axes_list, wanted):
+        picture = None if pictures is None else pictures[sample]
+        shown_picture, kwargs = render(m, sample, picture if drawn_style == "heatmap" else None,
+                                       style=drawn_style, colormap=colormap, alpha=alpha,
+                                       percentile=percentile)
+        cls = _class_text(m.targets, sample, class_names)
+        _show(ax_i, shown_picture, kwargs, f"{label} ({cls})" if cls else label)
+    return fig
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (parent folders created) and close it.
+
+    A path without a suffix gets ``.png``; another suffix matplotlib knows
+    (``.pdf``, ``.svg``) writes that format.
+
+    Returns
+    -------
+    pathlib.Path
+        Where the file is.
+    """
+    from matplotlib.figure import Figure as _Figure
+
+    if not isinstance(fig, _Figure):
+        raise argument_error("fig", "a matplotlib Figure", shown(type(fig).__name__),
+                             kind=AttribTypeError)
+    if not isinstance(path, (str, os.PathLike)):
+        raise argument_error("path", "a file path", shown(type(path).__name__),
+                             kind=AttribTypeError)
+    target = Path(path)
+    if not target.suffix:
+        target = target.with_suffix(".png")
+    fmt = target.suffix[1:].lower()
+    if fmt not in fig.canvas.get_supported_filetypes():
+        raise argument_error("path", "a .png file (or another format matplotlib writes)",
+                             str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(target, dpi=dpi, format=fmt)
+    finally:
+        _pyplot().close(fig)
+    return target
