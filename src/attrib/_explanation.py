@@ -78,6 +78,23 @@ class Explanation:
         """Axis of the channels in input-space arrays (1 for NCHW, -1 for NHWC)."""
         return 1 if self.layout == "NCHW" else -1
 
+    def plot(self, image: Any = None, ax: Any = None, **kwargs: Any) -> Any:
+        """Draw the map and return the matplotlib figure.
+
+        A heat-map over ``image`` for Grad-CAM-shaped maps, grayscale (or
+        diverging, for gradient × input) for input-space maps; keywords as
+        :func:`attrib.plotting.plot_explanation` (``index``, ``style``, ...).
+        """
+        from .plotting import plot_explanation  # matplotlib only when plotting
+
+        return plot_explanation(self, image, ax, **kwargs)
+
+    def save(self, path: Any, image: Any = None, **kwargs: Any) -> Any:
+        """Write :meth:`plot`'s figure as a PNG at ``path``; return the path written."""
+        from .plotting import plot_explanation, save_figure
+
+        return save_figure(plot_explanation(self, image, **kwargs), path)
+
     def __len__(self) -> int:
         return int(self.attribution.shape[0])
 
