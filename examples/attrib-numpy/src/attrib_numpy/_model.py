@@ -1,0 +1,151 @@
+"""The :class:`attrib.Model` adapter of the numpy backend.
+
+One forward pass keeps every layer's cache; the backward pass walks the layers
+in reverse with the requested rectifier rule and records the gradient at the
+tapped layers. Layer gradients must be the *true* gradient: when the rule is
+not vanilla and a rectifier lies between a tapped layer and the logits, a
+second, vanilla backward pass runs down to the lowest tapped layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+import attrib
+from attrib._errors import argument_error, close_matches, shown
+
+from ._network import Sequential
+
+__all__ = ["NumpyModel"]
+
+
+class NumpyModel(attrib.Model):
+    """An :class:`attrib_numpy.Sequential` seen by attrib. Inputs NCHW (images) or (N, D)."""
+
+    backend: ClassVar[str] = "numpy"
+
+    def __init__(self, model: Sequential) -> None:
+        if not isinstance(model, Sequential):
+            raise argument_error("model", "an attrib_numpy.Sequential", shown(type(model).__name__),
+                                 kind=attrib.AttribTypeError)
+        self._net = model
+
+    @property
+    def layout(self) -> str:
+        return "NCHW"
+
+    @property
+    def native(self) -> Sequential:
+        return self._net
+
+    def layer_names(self) -> Sequence[str]:
+        return self._net.names
+
+    def input_shape(self, inputs: Any) -> tuple[int, ...]:
+        ndim, size = self._net.input_spec()
+        wanted = "(N, C, H, W)" if ndim == 4 else "(N, D)"
+        if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
+            given = (f"{type(inputs).__name__} of dtype {inputs.dtype}" if hasattr(inputs, "dtype")
+                     else type(inputs).__name__)
+            raise argument_error("inputs", f"a floating NumPy array {wanted}", shown(given),
+                                 kind=attrib.AttribTypeError)
+        if inputs.ndim != ndim or (size is not None and inputs.shape[1] != size) or not len(inputs):
+            what = f"{size} channels" if ndim == 4 else f"{size} features"
+            raise argument_error("inputs", f"a batch {wanted} with {what}",
+                                 shown(f"an array of shape {inputs.shape}"),
+                                 "Add the batch axis with x[None]." if inputs.ndim == ndim - 1
+                                 else None)
+        return tuple(inputs.shape)
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        self.input_shape(inputs)
+        return np.asarray(inputs)
+
+    def forward(self, inputs: Any) -> np.ndarray:
+        return self._net(self.to_numpy(inputs))
+
+    def _check_layers(self, layers: Sequence[str]) -> list[int]:
+        names = self._net.names
+        indices = []
+        for name in layers:
+            if name not in names:
+                near = close_matches(str(name), names)
+                raise argument_error("layer", "a layer name of this attrib_numpy model", name,
+                                     f"Did you mean {near[0]!r}?" if near else f"Layers: {names}")
+            indices.append(names.index(name))
+        return indices
+
+    def gradients(self, request: attrib.GradientRequest) -> attrib.GradientResult:
+        x = self.to_numpy(request.inputs)
+        rule = attrib.get_rule(request.rule).name
+        indices = self._check_layers(request.layers)
+        objective = request.objective
+        if objective not in attrib.OBJECTIVES:
+            raise argument_error("objective", f"one of {list(attrib.OBJECTIVES)}", objective)
+
+        # one forward pass, keeping each layer's output and cache
+        outputs, caches = [], []
+        h = x
+        for _, layer in self._net.layers:
+            h, cache = layer.forward(h)
+            outputs.append(h)
+            caches.append(cache)
+        logits = h
+        targets = attrib.resolve_targets(request.targets, logits)
+        seed = _score_gradient(logits, targets, objective)
+
+        layers = self._net.layers
+        lowest = min(indices, default=len(layers))
+        wanted = set(indices) if request.layer_gradients else set()
+        rectifier_above = any(layers[i][1].rectifier for i in range(lowest + 1, len(layers)))
+
+        def walk(rule: str, stop: int, record: bool) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+            grad, recorded = seed, {}
+            for i in range(len(layers) - 1, stop - 1, -1):
+                if record and i in wanted:
+                    recorded[i] = grad
+                grad = layers[i][1].backward(grad, caches[i], rule)
+            return grad, recorded
+
+        passes = 0
+        input_gradient = None
+        layer_grads: dict[int, np.ndarray] = {}
+        if request.input_gradient:
+            exact_layers = rule == "vanilla" or not rectifier_above
+            input_gradient, layer_grads = walk(rule, 0, exact_layers)
+            passes += 1
+            if wanted and not exact_layers:
+                _, layer_grads = walk("vanilla", lowest, True)
+                passes += 1
+        elif wanted:
+            _, layer_grads = walk("vanilla", lowest, True)   # stop at the layer: no input gradient
+            passes += 1
+
+        names = self._net.names
+        return attrib.GradientResult(
+            inputs=x,
+            logits=logits,
+            targets=targets,
+            input_gradient=input_gradient,
+            activations={names[i]: outputs[i] for i in indices},
+            layer_gradients={names[i]: layer_grads[i] for i in indices if i in layer_grads},
+            stats={"backward_passes": passes,
+                   "rectifiers": sum(1 for _, layer in layers if layer.rectifier)},
+        )
+
+
+def _score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
+    """d(sum_i score_i)/d logits for the objective (logit, log_softmax or softmax)."""
+    rows = np.arange(len(targets))
+    onehot = np.zeros_like(logits)
+    onehot[rows, targets] = 1
+    if objective == "logit":
+        return onehot
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    softmax = exp / exp.sum(axis=1, keepdims=True)
+    if objective == "log_softmax":
+        return onehot - softmax
+    return softmax[rows, targets][:, None] * (onehot - softmax)

@@ -1,0 +1,246 @@
+"""The NumPy reference: forward and backward passes of a :class:`NetSpec` in float64.
+
+The backward pass applies each rectifier rule through its core reference,
+:meth:`attrib.GuidedActivation.reference`, so what a backend returns is
+checked against the rule as attrib defines it. :class:`ReferenceModel` wraps
+the reference as an :class:`attrib.Model`, so any method (built-in or a third
+party's) runs on it with no framework installed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .._errors import AttribTypeError, argument_error, close_matches, shown
+from .._model import LAYOUTS, GradientRequest, GradientResult, Model
+from .._rules import get_rule
+from .._targets import check_objective, resolve_targets
+from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
+
+__all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
+
+
+@dataclass
+class Trace:
+    """A forward pass: the logits and every layer's input and output (NCHW, float64)."""
+
+    inputs: np.ndarray
+    logits: np.ndarray
+    layer_inputs: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
+
+
+def _conv_forward(x: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """Convolution as a sum over kernel offsets of strided slices (N, C, H, W) -> (N, O, h, w)."""
+    p, s = layer.padding, layer.stride
+    _, _, kh, kw = layer.weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    out_h = (xp.shape[2] - kh) // s + 1
+    out_w = (xp.shape[3] - kw) // s + 1
+    out = np.zeros((x.shape[0], layer.weight.shape[0], out_h, out_w))
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, :, i:i + s * out_h:s, j:j + s * out_w:s]
+            out += np.einsum("nchw,oc->nohw", window, layer.weight[:, :, i, j])
+    return out + layer.bias[None, :, None, None]
+
+
+def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """Gradient at the convolution's input, given the gradient at its output."""
+    p, s = layer.padding, layer.stride
+    _, _, kh, kw = layer.weight.shape
+    _, _, out_h, out_w = grad.shape
+    gp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p, x.shape[3] + 2 * p))
+    for i in range(kh):
+        for j in range(kw):
+            gp[:, :, i:i + s * out_h:s, j:j + s * out_w:s] += np.einsum(
+                "nohw,oc->nchw", grad, layer.weight[:, :, i, j]
+            )
+    return gp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
+
+
+def forward(spec: NetSpec, inputs: np.ndarray) -> Trace:
+    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output."""
+    x = np.asarray(inputs, dtype=np.float64)
+    trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
+    for layer in spec.layers:
+        trace.layer_inputs[layer.name] = x
+        if isinstance(layer, Conv2d):
+            x = _conv_forward(x, layer)
+        elif isinstance(layer, Dense):
+            x = x @ layer.weight + layer.bias
+        elif isinstance(layer, ReLU):
+            x = np.maximum(x, 0.0)
+        elif isinstance(layer, ReLU6):
+            x = np.minimum(np.maximum(x, 0.0), 6.0)
+        elif isinstance(layer, GlobalAvgPool):
+            x = x.mean(axis=(2, 3))
+        else:  # pragma: no cover - the spec types are closed
+            raise TypeError(f"unknown layer {layer!r}")
+        trace.activations[layer.name] = x
+    trace.logits = x
+    return trace
+
+
+def score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
+    """d(sum of per-sample scores)/d logits, shape (N, classes), for ``objective``."""
+    logits = np.asarray(logits, dtype=np.float64)
+    onehot = np.zeros_like(logits)
+    onehot[np.arange(len(targets)), targets] = 1.0
+    if objective == "logit":
+        return onehot
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+    if objective == "log_softmax":
+        return onehot - probs
+    p_target = probs[np.arange(len(targets)), targets][:, None]
+    return p_target * (onehot - probs)
+
+
+def backward(
+    spec: NetSpec, trace: Trace, grad_logits: np.ndarray, rule: str = "vanilla"
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Propagate ``grad_logits`` back to the input under ``rule``.
+
+    Returns the input gradient and the gradient at each layer's output (both
+    under ``rule``; with ``"vanilla"`` they are the true gradients).
+    """
+    rectifier_rule = get_rule(rule)
+    grad = np.asarray(grad_logits, dtype=np.float64)
+    layer_gradients: dict[str, np.ndarray] = {}
+    for layer in reversed(spec.layers):
+        layer_gradients[layer.name] = grad
+        x = trace.layer_inputs[layer.name]
+        if isinstance(layer, Conv2d):
+            grad = _conv_backward(grad, x, layer)
+        elif isinstance(layer, Dense):
+            grad = grad @ layer.weight.T
+        elif isinstance(layer, ReLU):
+            grad = rectifier_rule.reference(x, grad)
+        elif isinstance(layer, ReLU6):
+            grad = rectifier_rule.reference(x, grad, upper=6.0)
+        elif isinstance(layer, GlobalAvgPool):
+            h, w = x.shape[2], x.shape[3]
+            grad = np.broadcast_to(grad[:, :, None, None] / (h * w), x.shape).copy()
+    return grad, layer_gradients
+
+
+def _to_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW array in ``layout`` (arrays that are not 4-D are unchanged)."""
+    if layout == "NHWC" and array.ndim == 4:
+        return array.transpose(0, 2, 3, 1)
+    return array
+
+
+def _from_layout(array: np.ndarray, layout: str) -> np.ndarray:
+    if layout == "NHWC" and array.ndim == 4:
+        return array.transpose(0, 3, 1, 2)
+    return array
+
+
+class ReferenceModel(Model):
+    """The NumPy reference of a :class:`NetSpec` as an :class:`attrib.Model` (float64).
+
+    Any method runs on it without a framework, which is how the suite gets the
+    expected value of a method it has no formula for, and how a method author
+    tests a new method (see ``docs/how-to/write-a-method.md``).
+
+    Parameters
+    ----------
+    spec : NetSpec
+    layout : str
+        ``"NCHW"`` or ``"NHWC"``: the layout of inputs, input gradients and
+        4-D activations, as the backend under test uses it.
+
+    >>> from attrib.testing import ReferenceModel, small_cnn
+    >>> spec = small_cnn()
+    >>> model = ReferenceModel(spec)
+    >>> model.forward(spec.inputs).shape
+    (3, 4)
+    """
+
+    backend: ClassVar[str] = "reference"
+
+    def __init__(self, spec: NetSpec, layout: str = "NCHW") -> None:
+        if layout not in LAYOUTS:
+            raise argument_error("layout", f"one of {list(LAYOUTS)}", layout)
+        self.spec = spec
+        self._layout = layout
+
+    @property
+    def layout(self) -> str:
+        return self._layout
+
+    @property
+    def native(self) -> Any:
+        return self.spec
+
+    def layer_names(self) -> Sequence[str]:
+        return list(self.spec.layer_names)
+
+    def input_shape(self, inputs: Any) -> tuple[int, ...]:
+        expected = _to_layout(self.spec.inputs, self._layout).shape[1:]
+        if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
+            raise argument_error(
+                "inputs", f"a floating NumPy batch of shape (N, {', '.join(map(str, expected))})",
+                shown(_describe(inputs)), kind=AttribTypeError,
+            )
+        if inputs.shape[1:] != expected or inputs.shape[0] < 1:
+            raise argument_error(
+                "inputs", f"a batch of shape (N, {', '.join(map(str, expected))}) "
+                f"({self._layout})", shown(_describe(inputs)),
+            )
+        return tuple(inputs.shape)
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        self.input_shape(inputs)
+        return np.asarray(inputs)
+
+    def forward(self, inputs: Any) -> np.ndarray:
+        x = _from_layout(self.to_numpy(inputs), self._layout)
+        return forward(self.spec, x).logits
+
+    def gradients(self, request: GradientRequest) -> GradientResult:
+        x_layout = self.to_numpy(request.inputs)
+        rule = get_rule(request.rule).name
+        objective = check_objective(request.objective)
+        for name in request.layers:
+            if name not in self.spec.layer_names:
+                near = close_matches(str(name), self.spec.layer_names)
+                raise argument_error("layer", "a layer name of this model", name,
+                                     f"Did you mean {near[0]!r}?" if near else None)
+        trace = forward(self.spec, _from_layout(x_layout, self._layout))
+        targets = resolve_targets(request.targets, trace.logits)
+        seed = score_gradient(trace.logits, targets, objective)
+        passes = 0
+        input_gradient = None
+        layer_grads: dict[str, np.ndarray] = {}
+        if request.input_gradient:
+            grad, layer_grads = backward(self.spec, trace, seed, rule)
+            input_gradient = _to_layout(grad, self._layout)
+            passes += 1
+        if request.layers and request.layer_gradients and (rule != "vanilla" or not passes):
+            _, layer_grads = backward(self.spec, trace, seed, "vanilla")
+            passes += 1
+        return GradientResult(
+            inputs=x_layout,
+            logits=trace.logits,
+            targets=targets,
+            input_gradient=input_gradient,
+            activations={n: _to_layout(trace.activations[n], self._layout) for n in request.layers},
+            layer_gradients=(
+                {n: _to_layout(layer_grads[n], self._layout) for n in request.layers}
+                if request.layer_gradients else {}
+            ),
+            stats={"backward_passes": passes},
+        )
+
+
+def _describe(value: Any) -> str:
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return f"{type(value).__name__} of shape {tuple(value.shape)} and dtype {value.dtype}"
+    return repr(value) if len(repr(value)) < 80 else type(value).__name__

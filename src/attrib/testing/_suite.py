@@ -1,0 +1,418 @@
+"""The conformance suite: checks a backend against the NumPy reference, case by case.
+
+:func:`check_backend` runs every case and raises one :class:`AssertionError`
+listing each failure; :class:`attrib.testing.BackendConformance` runs the same
+cases as separate pytest tests.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._errors import AttribError
+from .._model import LAYOUTS, GradientRequest, Model
+from ._expected import BUILTIN_METHODS, Expected, expected
+from ._reference import _to_layout, backward, forward, score_gradient
+from ._specs import NetSpec, default_specs
+
+__all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
+
+OBJECTIVES_CHECKED: tuple[str, ...] = ("logit", "log_softmax", "softmax")
+
+
+@dataclass
+class Conformance:
+    """How to run the suite against one backend.
+
+    Parameters
+    ----------
+    backend : str
+        The registered backend's name (``backend=`` of :func:`attrib.explain`).
+    build : callable(NetSpec) -> native model
+        Builds the framework's own model from a spec, keeping the layer names.
+    layout : str
+        ``"NCHW"`` or ``"NHWC"``: the layout the backend's models take.
+    methods : sequence of str, optional
+        Methods the backend supports; all six built-ins by default.
+    specs : sequence of NetSpec, optional
+        Networks to check; :func:`attrib.testing.default_specs` by default.
+    to_native : callable(ndarray) -> tensor, optional
+        Converts a NumPy batch to the framework's tensor; when given, the suite
+        also checks that native inputs work and are left unchanged.
+    wrap_options : mapping, optional
+        Keyword options for :func:`attrib.wrap` (e.g. the jax backend's).
+    registry : attrib.Registry, optional
+        Where the backend is registered; the default registry otherwise.
+    rtol, atol : float
+        Tolerances: ``|actual - expected| <= atol * max|expected| + rtol * |expected|``
+        (float32 backends against the float64 reference).
+    """
+
+    backend: str
+    build: Callable[[NetSpec], Any]
+    layout: str = "NCHW"
+    methods: Sequence[str] | None = None
+    specs: Sequence[NetSpec] | None = None
+    to_native: Callable[[np.ndarray], Any] | None = None
+    wrap_options: Mapping[str, Any] = field(default_factory=dict)
+    registry: Any = None
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    dtype: Any = np.float32
+    _natives: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
+        if self.methods is None:
+            self.methods = BUILTIN_METHODS
+        if self.specs is None:
+            self.specs = default_specs()
+        if self.registry is None:
+            from .._registry import default_registry
+
+            self.registry = default_registry()
+
+    def native(self, spec: NetSpec) -> Any:
+        """The backend's model of ``spec`` (built once)."""
+        if spec.name not in self._natives:
+            self._natives[spec.name] = self.build(spec)
+        return self._natives[spec.name]
+
+    def model(self, spec: NetSpec) -> Model:
+        """The backend's :class:`attrib.Model` of ``spec``."""
+        return self.registry.wrap(self.native(spec), backend=self.backend, **dict(self.wrap_options))
+
+    def inputs(self, spec: NetSpec) -> np.ndarray:
+        return spec.example_inputs(self.layout, self.dtype)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One check: ``kind`` on ``spec`` (and ``method`` at ``layer``)."""
+
+    kind: str
+    spec: NetSpec
+    method: str | None = None
+    layer: str | None = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.spec.name, self.kind] + [p for p in (self.method, self.layer) if p]
+        return "-".join(parts)
+
+
+def cases(conf: Conformance) -> list[Case]:
+    """Every check the suite runs for ``conf``."""
+    out: list[Case] = []
+    layer_methods = {name for name in conf.methods or () if _needs_layer(conf, name)}
+    for spec in conf.specs or ():
+        out += [Case("model", spec), Case("capture", spec), Case("errors", spec),
+                Case("explain", spec)]
+        if conf.to_native is not None:
+            out.append(Case("native_inputs", spec))
+        for method in conf.methods or ():
+            if method not in layer_methods:
+                out.append(Case("method", spec, method))
+            elif spec.is_image:
+                out += [Case("method", spec, method, layer) for layer in spec.gradcam_layers]
+    return out
+
+
+def _needs_layer(conf: Conformance, method: str) -> bool:
+    return bool(conf.registry.method(method).needs_layer)
+
+
+def run_case(conf: Conformance, case: Case) -> None:
+    """Run one check; raises :class:`AssertionError` saying what differs."""
+    check = _CHECKS[case.kind]
+    check(conf, case)
+
+
+def check_backend(
+    backend: str,
+    build: Callable[[NetSpec], Any],
+    *,
+    layout: str = "NCHW",
+    methods: Sequence[str] | None = None,
+    specs: Sequence[NetSpec] | None = None,
+    to_native: Callable[[np.ndarray], Any] | None = None,
+    wrap_options: Mapping[str, Any] | None = None,
+    registry: Any = None,
+    rtol: float = 1e-4,
+    atol: float = 1e-5,
+) -> int:
+    """Run the whole conformance suite against ``backend``.
+
+    Parameters are those of :class:`Conformance`. Returns the number of
+    cases checked; raises one :class:`AssertionError` that lists every case
+    that failed and why (which array, largest difference, where).
+
+    >>> import attrib.testing  # doctest: +SKIP
+    >>> attrib.testing.check_backend("numpy", build_numpy_model, layout="NCHW")  # doctest: +SKIP
+    """
+    conf = Conformance(backend, build, layout=layout, methods=methods, specs=specs,
+                       to_native=to_native, wrap_options=dict(wrap_options or {}),
+                       registry=registry, rtol=rtol, atol=atol)
+    failures = []
+    all_cases = cases(conf)
+    for case in all_cases:
+        try:
+            run_case(conf, case)
+        except AssertionError as error:
+            failures.append(f"[{case.id}] {error}")
+        except Exception as error:  # a crash is a failure of that case, not of the run
+            tb = traceback.format_exception_only(type(error), error)[-1].strip()
+            failures.append(f"[{case.id}] raised {tb}")
+    if failures:
+        raise AssertionError(
+            f"backend {backend!r} failed {len(failures)} of {len(all_cases)} conformance "
+            "cases:\n" + "\n".join(failures)
+        )
+    return len(all_cases)
+
+
+# -- comparisons -------------------------------------------------------------------
+def assert_close(actual: Any, expected_value: Any, what: str, conf: Conformance) -> None:
+    """``actual`` equals ``expected_value`` within the suite's tolerances, else a clear diff."""
+    if actual is None:
+        raise AssertionError(f"{what}: expected an array of shape "
+                             f"{np.shape(expected_value)}, got None")
+    actual = np.asarray(actual)
+    expected_value = np.asarray(expected_value)
+    if actual.shape != expected_value.shape:
+        raise AssertionError(f"{what}: expected shape {expected_value.shape}, got {actual.shape}")
+    if not np.all(np.isfinite(actual)):
+        raise AssertionError(f"{what}: contains {int((~np.isfinite(actual)).sum())} non-finite values")
+    scale = float(np.abs(expected_value).max()) if expected_value.size else 0.0
+    diff = np.abs(actual.astype(np.float64) - expected_value)
+    allowed = conf.atol * max(scale, 1e-12) + conf.rtol * np.abs(expected_value)
+    bad = diff > allowed
+    if bad.any():
+        worst = np.unravel_index(int(np.argmax(diff - allowed)), diff.shape)
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} of {diff.size} values differ; largest difference "
+            f"{diff.max():.3g} (max |expected| {scale:.3g}); at index {tuple(map(int, worst))} "
+            f"expected {expected_value[worst]!r}, got {actual[worst]!r}"
+        )
+
+
+def _assert_equal(actual: Any, expected_value: Any, what: str) -> None:
+    if not np.array_equal(np.asarray(actual), np.asarray(expected_value)):
+        raise AssertionError(f"{what}: expected {np.asarray(expected_value).tolist()}, "
+                             f"got {np.asarray(actual).tolist()}")
+
+
+def _targets(spec: NetSpec) -> list[Any]:
+    n, classes = len(spec.inputs), spec.classes
+    return [None, classes - 1, [(i * 2 + 1) % classes for i in range(n)]]
+
+
+# -- the checks ----------------------------------------------------------------------
+def _check_model(conf: Conformance, case: Case) -> None:
+    spec = case.spec
+    native = conf.native(spec)
+    model = conf.model(spec)
+    if not isinstance(model, Model):
+        raise AssertionError(f"wrap: expected an attrib.Model, got {type(model).__name__}")
+    if model.backend != conf.backend:
+        raise AssertionError(f"Model.backend: expected {conf.backend!r}, got {model.backend!r}")
+    if model.layout != conf.layout:
+        raise AssertionError(f"Model.layout: expected {conf.layout!r}, got {model.layout!r}")
+    detected = conf.registry.detect(native).name
+    if detected != conf.backend:
+        raise AssertionError(f"detection: the model was claimed by {detected!r}, "
+                             f"not {conf.backend!r}")
+    names = list(model.layer_names())
+    missing = [name for name in spec.layer_names if name not in names]
+    if missing:
+        raise AssertionError(f"layer_names(): missing {missing} of the spec's layers; got {names}")
+    x = conf.inputs(spec)
+    shape = model.input_shape(x)
+    if tuple(shape) != x.shape:
+        raise AssertionError(f"input_shape(): expected {x.shape}, got {tuple(shape)}")
+    assert_close(model.to_numpy(x), x, "to_numpy(inputs)", conf)
+    logits = model.forward(x)
+    assert_close(logits, forward(spec, spec.inputs).logits, "forward(inputs) logits", conf)
+
+
+def _check_capture(conf: Conformance, case: Case) -> None:
+    """Every layer's activation and true gradient, with each rule on the input gradient."""
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    trace = forward(spec, spec.inputs)
+    for objective in OBJECTIVES_CHECKED:
+        for rule in ("vanilla", "guided", "deconvnet"):
+            targets = np.array(_targets(spec)[2], dtype=np.int64)
+            seed = score_gradient(trace.logits, targets, objective)
+            grad, _ = backward(spec, trace, seed, rule)
+            _, true_layer_grads = backward(spec, trace, seed, "vanilla")
+            result = model.gradients(GradientRequest(
+                inputs=x, targets=targets, objective=objective, rule=rule,
+                input_gradient=True, layers=spec.layer_names, layer_gradients=True,
+            ))
+            what = f"gradients(objective={objective!r}, rule={rule!r})"
+            assert_close(result.logits, trace.logits, f"{what}.logits", conf)
+            _assert_equal(result.targets, targets, f"{what}.targets")
+            assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+                         f"{what}.input_gradient", conf)
+            for name in spec.layer_names:
+                if name not in result.activations:
+                    raise AssertionError(f"{what}.activations: no entry for layer {name!r}")
+                if name not in result.layer_gradients:
+                    raise AssertionError(f"{what}.layer_gradients: no entry for layer {name!r}")
+                assert_close(result.activations[name],
+                             _to_layout(trace.activations[name], conf.layout),
+                             f"{what}.activations[{name!r}]", conf)
+                assert_close(result.layer_gradients[name],
+                             _to_layout(true_layer_grads[name], conf.layout),
+                             f"{what}.layer_gradients[{name!r}] (always the true gradient)", conf)
+    # Grad-CAM's request: no input gradient, layer only; target None is the arg-max
+    layer = spec.layer_names[0]
+    result = model.gradients(GradientRequest(inputs=x, input_gradient=False, layers=(layer,),
+                                             layer_gradients=True))
+    _assert_equal(result.targets, np.argmax(trace.logits, axis=1), "gradients(targets=None).targets")
+    _, true_layer_grads = backward(spec, trace, score_gradient(trace.logits, result.targets,
+                                                               "logit"), "vanilla")
+    assert_close(result.layer_gradients.get(layer), _to_layout(true_layer_grads[layer], conf.layout),
+                 f"gradients(input_gradient=False).layer_gradients[{layer!r}]", conf)
+
+
+def _compare_explanation(explanation: Any, want: Expected, what: str, conf: Conformance,
+                         method: str, layer: str | None) -> None:
+    if explanation.method != method:
+        raise AssertionError(f"{what}.method: expected {method!r}, got {explanation.method!r}")
+    if explanation.backend != conf.backend:
+        raise AssertionError(f"{what}.backend: expected {conf.backend!r}, got {explanation.backend!r}")
+    if explanation.layout != conf.layout:
+        raise AssertionError(f"{what}.layout: expected {conf.layout!r}, got {explanation.layout!r}")
+    _assert_equal(explanation.targets, want.targets, f"{what}.targets")
+    assert_close(explanation.logits, want.logits, f"{what}.logits", conf)
+    assert_close(explanation.attribution, want.attribution, f"{what}.attribution", conf)
+    if want.layer_attribution is not None:
+        assert_close(explanation.layer_attribution, want.layer_attribution,
+                     f"{what}.layer_attribution", conf)
+    for name, part in want.parts.items():
+        assert_close(explanation.parts.get(name), part, f"{what}.parts[{name!r}]", conf)
+
+
+def _check_method(conf: Conformance, case: Case) -> None:
+    spec, method, layer = case.spec, case.method, case.layer
+    assert method is not None
+    model = conf.model(spec)
+    cls = conf.registry.method(method)
+    x = conf.inputs(spec)
+    before = x.copy()
+    for objective in OBJECTIVES_CHECKED:
+        kwargs: dict[str, Any] = {"objective": objective, "registry": conf.registry}
+        if layer is not None:
+            kwargs["layer"] = layer
+        attributor = cls(model, **kwargs)
+        for target in _targets(spec):
+            what = f"{method}(objective={objective!r}, target={target!r}" + (
+                f", layer={layer!r})" if layer else ")")
+            explanation = attributor.attribute(x, target)
+            if not np.array_equal(x, before):
+                raise AssertionError(f"{what}: the inputs were modified")
+            want = expected(spec, method, target=target, objective=objective, layer=layer,
+                            layout=conf.layout, registry=conf.registry)
+            _compare_explanation(explanation, want, what, conf, method, layer)
+
+
+def _check_explain(conf: Conformance, case: Case) -> None:
+    """The one-call API on the native model, by backend name and by detection."""
+    spec = case.spec
+    native = conf.native(spec)
+    x = conf.inputs(spec)
+    method = next(iter(conf.methods or ()), "saliency")
+    layer = spec.gradcam_layers[0] if _needs_layer(conf, method) else None
+    if layer is None and _needs_layer(conf, method):
+        return
+    want = expected(spec, method, layout=conf.layout, registry=conf.registry, layer=layer)
+    from .._registry import default_registry
+
+    for backend in (conf.backend, None):
+        what = f"explain({method!r}, backend={backend!r})"
+        if conf.registry is default_registry() and not conf.wrap_options:
+            from .._api import explain
+
+            explanation = explain(native, x, method=method, backend=backend, layer=layer)
+        else:
+            model = conf.registry.wrap(native, backend=backend, **dict(conf.wrap_options))
+            kwargs: dict[str, Any] = {"registry": conf.registry}
+            if layer is not None:
+                kwargs["layer"] = layer
+            explanation = conf.registry.method(method)(model, **kwargs).attribute(x)
+        _compare_explanation(explanation, want, what, conf, method, layer)
+
+
+def _check_native_inputs(conf: Conformance, case: Case) -> None:
+    spec = case.spec
+    assert conf.to_native is not None
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    tensor = conf.to_native(x.copy())
+    assert_close(model.to_numpy(tensor), x, "to_numpy(native inputs)", conf)
+    methods = [m for m in conf.methods or () if not _needs_layer(conf, m)]
+    for method in methods[:2]:
+        explanation = conf.registry.method(method)(model, registry=conf.registry).attribute(tensor)
+        want = expected(spec, method, layout=conf.layout, registry=conf.registry)
+        _compare_explanation(explanation, want, f"{method}(native inputs)", conf, method, None)
+        assert_close(model.to_numpy(tensor), x, f"{method}: native inputs after the call", conf)
+
+
+def _expect_error(what: str, call: Callable[[], Any]) -> None:
+    try:
+        call()
+    except AttribError:
+        return
+    except Exception as error:
+        raise AssertionError(f"{what}: expected an attrib.AttribError, got "
+                             f"{type(error).__name__}: {error}") from None
+    raise AssertionError(f"{what}: expected an attrib.AttribError, nothing was raised")
+
+
+def _check_errors(conf: Conformance, case: Case) -> None:
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    before = x.copy()
+    n = len(x)
+    saliency = conf.registry.method("saliency")(model, registry=conf.registry)
+    _expect_error("target out of range", lambda: saliency.attribute(x, spec.classes))
+    _expect_error("target -1", lambda: saliency.attribute(x, -1))
+    _expect_error("target of the wrong length", lambda: saliency.attribute(x, [0] * (n + 1)))
+    _expect_error("target 'cat'", lambda: saliency.attribute(x, "cat"))
+    _expect_error("gradients() with a target out of range", lambda: model.gradients(
+        GradientRequest(inputs=x, targets=np.full((n,), spec.classes, dtype=np.int64))))
+    _expect_error("gradients() with an unknown layer", lambda: model.gradients(
+        GradientRequest(inputs=x, layers=("no_such_layer",))))
+    _expect_error("integer inputs", lambda: model.input_shape(x.astype(np.int64)))
+    _expect_error("inputs without a batch axis", lambda: model.input_shape(x[0]))
+    _expect_error("inputs that are a string", lambda: model.input_shape("image.png"))
+    _expect_error("explaining integer inputs", lambda: saliency.attribute(x.astype(np.int64)))
+    if spec.gradcam_layers and "gradcam" in (conf.methods or ()):
+        gradcam = conf.registry.method("gradcam")
+        _expect_error("gradcam at an unknown layer",
+                      lambda: gradcam(model, layer="no_such_layer", registry=conf.registry))
+    if not np.array_equal(x, before):
+        raise AssertionError("the inputs were modified by a call that raised")
+    # the backend still works after all those errors
+    assert_close(model.forward(x), forward(spec, spec.inputs).logits,
+                 "forward(inputs) after errors", conf)
+
+
+_CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
+    "model": _check_model,
+    "capture": _check_capture,
+    "method": _check_method,
+    "explain": _check_explain,
+    "native_inputs": _check_native_inputs,
+    "errors": _check_errors,
+}
