@@ -22,6 +22,18 @@ from ._resize import resize_bilinear
 from ._rules import RULES, GuidedActivation, get_rule
 from ._targets import OBJECTIVES, check_target, objective_scores, resolve_targets
 from .methods import Deconvnet, GradCAM, GradientXInput, GuidedBackprop, GuidedGradCAM, Saliency
+from .postprocess import (
+    deprocess,
+    diverging,
+    diverging_to_unit,
+    grayscale,
+    minmax,
+    negative_saliency,
+    overlay,
+    positive_saliency,
+    resize_map,
+    to_hwc,
+)
 
 __version__ = "0.1.0"
 
@@ -40,6 +52,17 @@ __all__ = [
     "GuidedGradCAM",
     # results
     "Explanation",
+    # post-processing for display (NumPy; attrib.preprocess / attrib.plotting for more)
+    "grayscale",
+    "positive_saliency",
+    "negative_saliency",
+    "minmax",
+    "diverging",
+    "diverging_to_unit",
+    "deprocess",
+    "resize_map",
+    "to_hwc",
+    "overlay",
     # interfaces for backends and methods
     "Model",
     "GradientRequest",
