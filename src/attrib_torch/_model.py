@@ -200,7 +200,8 @@ class TorchModel(Model):
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         try:
-            logits = self._model(x)
+            # a model may rectify its input in place: never in place on the leaf
+            logits = self._model(x.clone() if x.requires_grad else x)
         except RuntimeError as error:  # shape/dtype mismatches inside the user's model
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise argument_error(
@@ -208,7 +209,8 @@ class TorchModel(Model):
                 "a batch this model accepts",
                 shown(f"shape {tuple(x.shape)} ({x.dtype}), on which the model raised "
                       f"RuntimeError: {message}"),
-                "Check the number of channels, the size and the layout (NCHW).",
+                "Check the number of channels, the image size and the layout (NCHW); the "
+                "model's own error is chained above.",
             ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
