@@ -1,0 +1,330 @@
+"""The jax backend's :class:`attrib.Model`: Flax linen, nnx and plain functions.
+
+Pass a model as one of::
+
+    attrib.explain((module, variables), x_nhwc, method="gradcam", layer="layer4")
+    attrib.explain(nnx_module, x_nhwc, method="guided_backprop")
+    attrib.explain((apply_fn, params), x_nhwc, method="saliency")  # apply_fn(params, x) -> logits
+
+Call arguments of a linen or nnx module (``train=False``, ``method=``) go to
+the backend once through :func:`attrib.wrap`::
+
+    model = attrib.wrap((module, variables), backend="jax", train=False)
+    attrib.explain(model, x_nhwc, method="saliency")
+
+Linen modules are applied with ``mutable=False``: BatchNorm must run on its
+running statistics (``use_running_average=True``, e.g. through ``train=False``);
+put nnx modules in eval mode (``model.eval()``) first.
+
+Each gradient pass is one jit-compiled program: forward, target selection
+(the arg-max when no target is given), the objective, and the backward
+pass(es). Programs are cached on the computation (module / graph definition /
+function, call options, rule, layers, objective): a second call with the same
+shapes does not trace or compile again.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from attrib._errors import AttribError, AttribTypeError, AttribWarning, argument_error, shown
+from attrib._model import GradientRequest, GradientResult, Model
+from attrib._targets import check_objective, resolve_targets
+
+from ._capture import Forward, make_forward
+from ._rewrite import analyse, trace
+
+__all__ = ["JaxModel", "trace_count", "clear_cache"]
+
+_CACHE_SIZE = 64
+
+
+@dataclass
+class _Entry:
+    """One compiled program (jit retraces it per input shape) and facts about it."""
+
+    program: Any
+    traces: int = 0
+    out_shapes: dict[Any, Any] = field(default_factory=dict)
+
+
+_CACHE: OrderedDict[Any, _Entry] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget every compiled program."""
+    _CACHE.clear()
+
+
+def trace_count() -> int:
+    """How many times the cached programs were traced (for tests of the cache)."""
+    return sum(entry.traces for entry in _CACHE.values())
+
+
+def _cached(key: Any, build: Any) -> _Entry:
+    entry = _CACHE.get(key)
+    if entry is None:
+        entry = _Entry(program=None)
+        entry.program = build(entry)
+        _CACHE[key] = entry
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    else:
+        _CACHE.move_to_end(key)
+    return entry
+
+
+def _scores(logits: Any, targets: Any, objective: str) -> Any:
+    if objective == "log_softmax":
+        logits = jax.nn.log_softmax(logits, axis=-1)
+    elif objective == "softmax":
+        logits = jax.nn.softmax(logits, axis=-1)
+    return jnp.take_along_axis(logits, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
+
+
+class JaxModel(Model):
+    """A Flax / JAX classifier seen through attrib (inputs NHWC).
+
+    Parameters
+    ----------
+    model : ``(linen.Module, variables)``, ``nnx.Module`` or ``(apply_fn, params)``
+        Left unmodified; ``apply_fn(params, x)`` returns logits (N, classes).
+    method : str or callable, optional
+        Module method to call instead of ``__call__`` (linen ``apply(method=)``,
+        an nnx method name).
+    **call_kwargs
+        Keyword arguments of every module call, e.g. ``train=False``.
+    """
+
+    backend = "jax"
+
+    def __init__(self, model: Any, *, method: Any = None, **call_kwargs: Any) -> None:
+        self._native = model
+        self._forward: Forward = make_forward(model, method, call_kwargs)
+
+    # -- the Model contract ----------------------------------------------------------------
+    @property
+    def layout(self) -> str:
+        return "NHWC"
+
+    @property
+    def native(self) -> Any:
+        return self._native
+
+    @property
+    def kind(self) -> str:
+        """``"linen"``, ``"nnx"`` or ``"function"``."""
+        return self._forward.kind
+
+    def layer_names(self) -> Sequence[str]:
+        """Name paths of the submodules (``"layer4"``, ``"layer4/1"``); empty for a function.
+
+        For linen these are the modules that own variables (parameter-free
+        submodules do not appear in ``variables``).
+        """
+        return self._forward.names
+
+    def input_shape(self, inputs: Any) -> tuple[int, ...]:
+        if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
+            raise argument_error("inputs", "a NumPy or JAX array of shape (N, H, W, C)",
+                                 shown(f"an object of type {type(inputs).__name__}"),
+                                 kind=AttribTypeError)
+        shape = tuple(int(s) for s in inputs.shape)
+        if not np.issubdtype(np.dtype(inputs.dtype), np.floating):
+            raise argument_error("inputs", "a floating-point array",
+                                 shown(f"dtype {np.dtype(inputs.dtype)}"),
+                                 "Convert it, e.g. x.astype(np.float32).", kind=AttribTypeError)
+        if len(shape) < 2 or shape[0] == 0:
+            raise argument_error("inputs", "a non-empty batch (N, ...) in NHWC layout",
+                                 shown(f"shape {shape}"),
+                                 "Add a batch axis, e.g. x[None]." if len(shape) >= 1 else None)
+        return shape
+
+    def to_numpy(self, inputs: Any) -> np.ndarray:
+        self.input_shape(inputs)
+        array = np.asarray(inputs)
+        if not np.all(np.isfinite(array)):
+            raise argument_error("inputs", "finite values", shown(
+                f"an array with {int((~np.isfinite(array)).sum())} NaN or infinite values"))
+        return array
+
+    def forward(self, inputs: Any) -> np.ndarray:
+        x = self._device_inputs(inputs)
+        entry = self._entry("forward")
+        self._out_shape(entry, x)
+        return np.asarray(entry.program(self._forward.params, x))
+
+    def gradients(self, request: GradientRequest) -> GradientResult:
+        check_objective(request.objective)
+        if request.rule not in ("vanilla", "guided", "deconvnet"):
+            raise argument_error("rule", "one of ['deconvnet', 'guided', 'vanilla']", request.rule)
+        layers = tuple(request.layers)
+        if layers:
+            self._check_layers(layers)
+        numpy_inputs = self.to_numpy(request.inputs)
+        x = self._device_inputs(request.inputs)
+        entry = self._entry("gradients", request.rule, layers, request.objective,
+                            request.input_gradient, request.layer_gradients)
+        out_shape, layer_shapes = self._out_shape(entry, x, layers)
+        given = None
+        if request.targets is not None:
+            # class range checked against the class count, known from the traced shape
+            given = resolve_targets(np.asarray(request.targets, dtype=np.int64),
+                                    np.zeros(out_shape, dtype=np.float32))
+        else:
+            resolve_targets(None, np.zeros(out_shape, dtype=np.float32))
+        targets = None if given is None else jnp.asarray(given, dtype=jnp.int32)
+        out = entry.program(self._forward.params, x, targets)
+        stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
+                 "downstream_rectifiers": int(out["downstream"])}
+        if request.rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
+            warnings.warn(
+                f"the {request.rule!r} rule changed no rectifier: the program calls no "
+                "jax.nn.relu / relu6 (flax.linen.relu, nnx.relu) that attrib can rewrite "
+                "(a bare jnp.maximum(x, 0) is not treated as one), so the map is the "
+                "vanilla gradient", AttribWarning, stacklevel=3)
+        input_gradient = out.get("input_gradient")
+        return GradientResult(
+            inputs=numpy_inputs,
+            logits=np.asarray(out["logits"]),
+            targets=np.asarray(out["targets"], dtype=np.int64),
+            input_gradient=None if input_gradient is None else np.asarray(input_gradient),
+            activations={name: np.asarray(a) for name, a in out["activations"].items()},
+            layer_gradients={name: np.asarray(g) for name, g in out.get("layer_gradients", {}).items()},
+            stats=stats,
+        )
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _check_layers(self, layers: tuple[str, ...]) -> None:
+        if self._forward.kind == "function":
+            raise argument_error(
+                "layer", "a named layer of a Flax module", layers[0],
+                "An (apply_fn, params) model has no layer names; layer methods (gradcam, "
+                "guided_gradcam) need a Flax module: pass (module, variables) or an nnx.Module.")
+        for name in layers:
+            if name not in self._forward.names:
+                raise argument_error("layer", "a layer name of this jax model", name,
+                                     f"Layers near the output: {list(self._forward.names)[-5:]}")
+
+    def _device_inputs(self, inputs: Any) -> Any:
+        self.input_shape(inputs)
+        if isinstance(inputs, np.ndarray) and not np.all(np.isfinite(inputs)):
+            self.to_numpy(inputs)
+        x = jnp.asarray(inputs)
+        if not isinstance(inputs, np.ndarray) and not bool(jnp.all(jnp.isfinite(x))):
+            self.to_numpy(inputs)
+        return x
+
+    def _out_shape(self, entry: _Entry, x: Any,
+                   layers: tuple[str, ...] = ()) -> tuple[tuple[int, ...], dict[str, Any]]:
+        """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached)."""
+        key = (x.shape, str(x.dtype), layers)
+        if key not in entry.out_shapes:
+            fn = self._forward.fn
+            try:
+                logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
+                                              self._forward.params, x)
+            except AttribError:
+                raise
+            except Exception as error:  # the model rejected these inputs
+                raise argument_error(
+                    "inputs", "a batch this model accepts (NHWC layout for Flax)",
+                    shown(f"shape {tuple(x.shape)} {x.dtype}, on which the model failed with "
+                          f"{type(error).__name__}: {str(error)[:300]}"),
+                ) from error
+            missing = [name for name in layers if name not in acts]
+            if missing:
+                raise argument_error("layer", "a submodule that is called in the forward pass",
+                                     missing[0], "It has variables but its __call__ never ran; "
+                                     "tap a module that is called.")
+            shape = tuple(getattr(logits, "shape", ()))
+            if len(shape) != 2:
+                raise argument_error("model", "a classifier returning logits (N, classes)",
+                                     shown(f"an output of shape {shape}"))
+            entry.out_shapes[key] = (shape, acts)
+        return entry.out_shapes[key]  # type: ignore[no-any-return]
+
+    def _entry(self, *config: Any) -> _Entry:
+        forward = self._forward
+        key = (forward.key, *config)
+        if config[0] == "forward":
+            return _cached(key, lambda entry: _forward_program(forward, entry))
+        _, rule, layers, objective, want_input, want_layers = config
+        return _cached(key, lambda entry: _gradient_program(
+            forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _forward_program(forward: Forward, entry: _Entry) -> Any:
+    def run(params: Any, x: Any) -> Any:
+        entry.traces += 1
+        return forward.fn(params, x, None, ())[0]
+
+    return jax.jit(run)
+
+
+def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[str, ...],
+                      objective: str, want_input: bool, want_layers: bool) -> Any:
+    """The jitted ``(params, x, targets or None) -> dict`` of one gradient request."""
+
+    def run(params: Any, x: Any, targets: Any) -> dict[str, Any]:
+        entry.traces += 1
+        _, shapes = jax.eval_shape(lambda p, x: forward.fn(p, x, None, layers), params, x)
+        eps = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
+        program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
+        n_params = len(jax.tree_util.tree_leaves(params))
+        marked = [False] * (n_params + 1) + [True] * len(jax.tree_util.tree_leaves(eps))
+        analysis = analyse(program.closed, marked)
+
+        def score(rule_: str) -> Any:
+            def fn(x: Any, eps: Any) -> tuple[Any, Any]:
+                logits, acts = program.call(rule_, params, x, eps)
+                chosen = (jnp.argmax(jax.lax.stop_gradient(logits), axis=1)
+                          if targets is None else targets)
+                return jnp.sum(_scores(logits, chosen, objective)), (logits, chosen, acts)
+            return fn
+
+        out: dict[str, Any] = {"rectifiers": jnp.int32(analysis.rectifiers),
+                               "downstream": jnp.int32(analysis.downstream)}
+        layer_grads = want_layers and bool(layers)
+        passes = 0
+        if not want_input and not layer_grads:
+            _, (logits, chosen, acts) = score("vanilla")(x, eps)
+        elif not layer_grads:
+            (gx, (logits, chosen, acts)) = jax.grad(score(rule), has_aux=True)(x, eps)
+            out["input_gradient"], passes = gx, 1
+        elif not want_input or rule == "vanilla" or analysis.downstream == 0:
+            # a rule that touches no rectifier downstream of the layers leaves their gradient exact
+            argnums = (0, 1) if want_input else 1
+            grads, (logits, chosen, acts) = jax.grad(score(rule if want_input else "vanilla"),
+                                                     argnums, has_aux=True)(x, eps)
+            if want_input:
+                out["input_gradient"], out["layer_gradients"] = grads
+            else:
+                out["layer_gradients"] = grads
+            passes = 1
+        else:
+            # one forward, two backward passes: the true gradient at the layers, the rule's at x
+            (_, (logits, chosen, acts)), true_vjp = _vjp_with_aux(score("vanilla"), x, eps, 1)
+            (_, _), rule_vjp = _vjp_with_aux(score(rule), x, eps, 0)
+            out["layer_gradients"] = true_vjp
+            out["input_gradient"] = rule_vjp
+            passes = 2
+        out.update(logits=logits, targets=chosen, activations=acts, passes=jnp.int32(passes))
+        return out
+
+    return jax.jit(run)
+
+
+def _vjp_with_aux(fn: Any, x: Any, eps: Any, argnum: int) -> tuple[Any, Any]:
+    """``(fn(x, eps), d fn[0] / d arg[argnum])`` through ``jax.vjp`` with auxiliary outputs."""
+    (value, vjp, aux) = jax.vjp(fn, x, eps, has_aux=True)
+    grads = vjp(jnp.ones_like(value))
+    return (value, aux), grads[argnum]
