@@ -147,9 +147,10 @@ def _prescale(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     return x / np.where(peak > 0, peak, 1.0)
 
 
-def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0) -> np.ndarray:
-    """``numerator / denominator`` with ``fill`` where the denominator is (relatively) zero."""
-    ok = denominator > _TINY
+def _safe_divide(numerator: np.ndarray, denominator: np.ndarray, fill: float = 0.0,
+                 tiny: float = _TINY) -> np.ndarray:
+    """``numerator / denominator`` with ``fill`` where the denominator is at most ``tiny``."""
+    ok = denominator > tiny
     return np.where(ok, numerator / np.where(ok, denominator, 1.0), fill)
 
 
@@ -261,9 +262,10 @@ def positive_saliency(attribution: Any, layout: str | None = None) -> np.ndarray
            [0.  , 1.  ]])
     """
     x, axes, dtype = _per_sample(attribution, layout)
-    x = _prescale(x, axes)
-    peak = x.max(axis=axes, keepdims=True)
-    return _safe_divide(np.maximum(x, 0.0), peak).astype(_out_dtype(dtype))
+    positive = np.maximum(x, 0.0)
+    # each value is at most the peak: the quotient is in [0, 1] for any peak > 0
+    peak = positive.max(axis=axes, keepdims=True)
+    return _safe_divide(positive, peak, tiny=0.0).astype(_out_dtype(dtype))
 
 
 def negative_saliency(attribution: Any, layout: str | None = None) -> np.ndarray:
@@ -277,9 +279,9 @@ def negative_saliency(attribution: Any, layout: str | None = None) -> np.ndarray
            [0.5, 0. ]])
     """
     x, axes, dtype = _per_sample(attribution, layout)
-    x = _prescale(x, axes)
-    trough = -x.min(axis=axes, keepdims=True)
-    return _safe_divide(np.maximum(-x, 0.0), trough).astype(_out_dtype(dtype))
+    negative = np.maximum(-x, 0.0)
+    trough = negative.max(axis=axes, keepdims=True)
+    return _safe_divide(negative, trough, tiny=0.0).astype(_out_dtype(dtype))
 
 
 # --------------------------------------------------------------------------- scalings
