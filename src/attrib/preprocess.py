@@ -84,7 +84,7 @@ def _array_to_rgb8(array: np.ndarray, name: str) -> np.ndarray:
         array = np.repeat(array, 3, axis=-1)
     elif array.shape[-1] == 4:
         array = array[..., :3]  # as PIL's convert("RGB"): the alpha channel is dropped
-    return np.ascontiguousarray(array)
+    return np.array(array, dtype=np.uint8, order="C", copy=True)  # never the caller's array
 
 
 def load_image(path_or_array: Any) -> np.ndarray:
