@@ -13,6 +13,7 @@ from __future__ import annotations
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
+from ._demo import demo_data, demo_model
 from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
 from ._explanation import Explanation
 from ._hooks import hookimpl
@@ -43,6 +44,9 @@ __all__ = [
     "wrap",
     "list_backends",
     "list_methods",
+    # the bundled demo (generated scenes + a small CNN)
+    "demo_data",
+    "demo_model",
     # methods
     "Saliency",
     "GradientXInput",
