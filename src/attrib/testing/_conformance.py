@@ -29,6 +29,8 @@ class BackendConformance:
         Methods to check (all six built-ins when ``None``).
     wrap_options : mapping
         Keyword options for :func:`attrib.wrap`.
+    parameter_free_layers : bool
+        Whether rectifier and pooling layers can be tapped (``False`` for Flax linen).
     rtol, atol : float
         Tolerances, see :class:`attrib.testing.Conformance`.
     """
@@ -38,6 +40,7 @@ class BackendConformance:
     methods: ClassVar[Sequence[str] | None] = None
     specs: ClassVar[Sequence[NetSpec] | None] = None
     wrap_options: ClassVar[Mapping[str, Any]] = {}
+    parameter_free_layers: ClassVar[bool] = True
     rtol: ClassVar[float] = 1e-4
     atol: ClassVar[float] = 1e-5
     _conformance: ClassVar[Conformance | None] = None
@@ -64,7 +67,8 @@ class BackendConformance:
             cls._conformance = Conformance(
                 cls.backend, cls.build, layout=cls.layout, methods=cls.methods,
                 specs=cls.specs, to_native=to_native, wrap_options=dict(cls.wrap_options),
-                registry=cls().registry(), rtol=cls.rtol, atol=cls.atol,
+                registry=cls().registry(),
+                parameter_free_layers=cls.parameter_free_layers, rtol=cls.rtol, atol=cls.atol,
             )
         return cls._conformance
 

@@ -134,6 +134,10 @@ class NetSpec:
             x = x.transpose(0, 2, 3, 1)
         return np.ascontiguousarray(x, dtype=dtype)
 
+    def parametrised_layers(self) -> tuple[str, ...]:
+        """Names of the layers with weights (convolutions and dense layers)."""
+        return tuple(layer.name for layer in self.layers if isinstance(layer, (Conv2d, Dense)))
+
     def rectifiers_after(self, layer: str) -> bool:
         """Whether a rectifier lies between ``layer``'s output and the logits."""
         index = self.layer_names.index(layer)
@@ -179,10 +183,10 @@ def _well_conditioned(spec: NetSpec) -> bool:
 
 
 def small_cnn(seed: int = 0) -> NetSpec:
-    """conv(3→4, s1) relu conv(4→6, s2) relu6 conv(6→5) relu gap dense(5→4), inputs (3, 3, 8, 8).
+    """conv(3→4) relu conv(4→6, stride 2) relu6 conv(6→5) relu conv1x1(5→5) gap dense(5→4).
 
-    Grad-CAM layers: ``conv1`` and ``conv3`` (rectifiers after them) and
-    ``relu3`` (none after it).
+    Inputs (3, 3, 8, 8). Grad-CAM layers: ``conv1`` and ``conv3`` (rectifiers
+    after them), ``relu3`` and ``conv4`` (none after them).
     """
     for attempt in range(seed, seed + 1000):
         rng = np.random.default_rng(attempt)
@@ -193,12 +197,13 @@ def small_cnn(seed: int = 0) -> NetSpec:
             ReLU6("relu2"),
             _conv(rng, "conv3", 6, 5, 0.3),
             ReLU("relu3"),
+            Conv2d("conv4", rng.normal(0.0, 0.7, size=(5, 5, 1, 1)), rng.normal(0.0, 0.3, size=(5,))),
             GlobalAvgPool("pool"),
             _dense(rng, "fc", 5, 4, 1.0),
         )
         inputs = rng.normal(0.0, 1.0, size=(3, 3, 8, 8))
         spec = NetSpec("cnn", layers, inputs, classes=4,
-                       gradcam_layers=("conv1", "conv3", "relu3"))
+                       gradcam_layers=("conv1", "conv3", "relu3", "conv4"))
         if _well_conditioned(spec):
             return spec
     raise RuntimeError("no well-conditioned CNN found")  # pragma: no cover
