@@ -493,6 +493,7 @@ def plot_explanation(explanation: Explanation, image: Any = None, ax: Axes | Non
         raise argument_error("index", f"a sample index in [0, {n})", index)
     pictures = _display_images(image, n, [explanation])
     wanted = [int(index)] if index is not None else ([0] if ax is not None else list(range(n)))
+    fig: Any
     if ax is not None:
         fig = ax.figure
         axes_list = [ax]
