@@ -68,9 +68,18 @@ class Registry:
     def _add(self, plugin: object, name: str | None, distribution: str) -> None:
         name = self._pm.register(plugin, name=name)
         source = distribution or name or repr(plugin)
-        # Call this plugin's own implementations only (not every plugin's again).
-        _call_own(self._pm, plugin, "attrib_register_backends", lambda b: self._add_backend(b, source))
-        _call_own(self._pm, plugin, "attrib_register_methods", lambda m: self._add_method(m, source))
+        backends, methods = dict(self._backends), dict(self._methods)
+        try:
+            # Call this plugin's own implementations only (not every plugin's again).
+            _call_own(self._pm, plugin, "attrib_register_backends",
+                      lambda b: self._add_backend(b, source))
+            _call_own(self._pm, plugin, "attrib_register_methods",
+                      lambda m: self._add_method(m, source))
+        except BaseException:
+            # all or nothing: a plugin whose hook raised leaves no half registration behind
+            self._backends, self._methods = backends, methods
+            self._pm.unregister(plugin)
+            raise
 
     def _load(self) -> None:
         if self._loaded:
