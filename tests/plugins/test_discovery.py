@@ -20,8 +20,7 @@ import pytest
 
 import attrib
 import attrib.testing
-from attrib import AttribWarning, Backend, BackendError, Registry, hookimpl
-from attrib import _registry
+from attrib import AttribWarning, Backend, BackendError, Registry, _registry, hookimpl
 
 
 class FakeEntryPoint:

@@ -70,7 +70,9 @@ class BackendConformance:
                 registry=cls().registry(),
                 parameter_free_layers=cls.parameter_free_layers, rtol=cls.rtol, atol=cls.atol,
             )
-        return cls._conformance
+        conformance = cls._conformance
+        assert conformance is not None
+        return conformance
 
     def pytest_generate_tests(self, metafunc: Any) -> None:
         if "conformance_case" in metafunc.fixturenames:

@@ -27,7 +27,6 @@ reference on every mask and arg-max.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
@@ -90,7 +89,7 @@ class GlobalAvgPool:
     name: str
 
 
-Layer = Union[Conv2d, Dense, ReLU, ReLU6, GlobalAvgPool]
+Layer = Conv2d | Dense | ReLU | ReLU6 | GlobalAvgPool
 
 
 @dataclass(frozen=True, eq=False)
