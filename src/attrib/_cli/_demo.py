@@ -1,0 +1,180 @@
+"""``attrib demo``: the whole job offline, on the bundled model and generated scenes.
+
+Explains a few :func:`attrib.demo_data` scenes with every registered method
+in every installed backend (torch, jax), writes the seed figure and the
+methods × images grid, and reports how much of Grad-CAM's mass lies on the
+objects. With ImageNet ResNet weights (``--weights`` or torchvision's file in
+torch's hub cache) it also explains scikit-image's photographs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._demo import CLASS_NAMES, GRADCAM_LAYER, IMAGE_SIZE, demo_data, demo_model
+from .._registry import default_registry
+from ..plotting import grid_figure, save_figure, seed_figure
+from ..preprocess import resize_and_center_crop
+from ._errors import CLIError
+from ._models import LoadedModel, cached_weights, hub_checkpoints_dir, torchvision_from_weights
+from ._run import explain_all, model_inputs, progress, relative
+
+__all__ = ["run_demo", "installed_backends", "cam_mass_on_objects", "DEMO_SEED", "PHOTOS"]
+
+#: Seed of the scenes the demo explains (none of them was used in training).
+DEMO_SEED = 2024
+#: scikit-image's photographs the demo explains with ImageNet weights.
+PHOTOS: tuple[str, ...] = ("chelsea", "astronaut", "coffee")
+_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+def installed_backends() -> list[str]:
+    """The built-in backends whose framework is installed, torch first."""
+    backends = default_registry().backends()
+    return [b for b in ("torch", "jax") if b in backends and backends[b].is_installed()]
+
+
+def cam_mass_on_objects(cam: np.ndarray, masks: np.ndarray, grow: int = 2) -> np.ndarray:
+    """Fraction of each Grad-CAM map's mass inside its object mask grown by ``grow`` pixels.
+
+    Parameters
+    ----------
+    cam : ndarray, shape (N, H, W), non-negative
+    masks : ndarray of bool, shape (N, H, W)
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        In [0, 1]; 0 for an all-zero map.
+    """
+    grown = masks.copy()
+    for _ in range(grow):  # 4-neighbour dilation, NumPy only
+        g = grown.copy()
+        g[:, 1:] |= grown[:, :-1]
+        g[:, :-1] |= grown[:, 1:]
+        g[:, :, 1:] |= grown[:, :, :-1]
+        g[:, :, :-1] |= grown[:, :, 1:]
+        grown = g
+    total = cam.sum(axis=(1, 2))
+    inside = (cam * grown).sum(axis=(1, 2))
+    return np.where(total > 0, inside / np.where(total > 0, total, 1.0), 0.0)
+
+
+def _demo_loaded(backend: str) -> LoadedModel:
+    layout = "NCHW" if backend == "torch" else "NHWC"
+    return LoadedModel(demo_model(backend), backend, layout, IMAGE_SIZE, False, GRADCAM_LAYER,
+                       CLASS_NAMES, "demo CNN")
+
+
+def _methods() -> list[str]:
+    """Every registered method, the seed figure's four first."""
+    names = sorted(default_registry().methods())
+    first = [m for m in ("gradcam", "saliency", "guided_backprop", "guided_gradcam") if m in names]
+    return first + [m for m in names if m not in first]
+
+
+def _resnet_name(state: dict[str, Any]) -> str:
+    """Which torchvision ResNet a state dict belongs to, from its keys."""
+    blocks = [len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
+    bottleneck = any(k.startswith("layer1.0.conv3") for k in state)
+    table = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
+             ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
+             ((3, 8, 36, 3), True): "resnet152"}
+    name = table.get((tuple(blocks), bottleneck))
+    if name is None:
+        raise CLIError("--weights: expected the state dict of a torchvision ResNet "
+                       "(resnet18/34/50/101/152)")
+    return name
+
+
+def _photo_models(weights: str, backends: list[str]) -> list[LoadedModel]:
+    import torch
+
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise CLIError(f"--weights: no such file {weights!r}") from error
+    except Exception as error:
+        raise CLIError(f"--weights: {weights!r} is not a saved state dict") from error
+    if not isinstance(state, dict):
+        raise CLIError(f"--weights: {weights!r} does not hold a state dict")
+    name = _resnet_name(state)
+    torch_model = torchvision_from_weights(name, weights)
+    import torchvision
+
+    classes = list(torchvision.models.get_model_weights(name).DEFAULT.meta["categories"])
+    loaded = []
+    for backend in backends:
+        if backend == "jax":
+            import attrib_jax
+
+            model: Any = attrib_jax.from_torch(torch_model)
+        else:
+            model = torch_model
+        loaded.append(LoadedModel(model, backend, "NCHW" if backend == "torch" else "NHWC", 224,
+                                  True, "layer4", classes, f"{name}, ImageNet"))
+    return loaded
+
+
+def _photos() -> np.ndarray | None:
+    try:
+        import skimage.data
+    except ImportError:
+        return None
+    pictures = [resize_and_center_crop(getattr(skimage.data, name)(), 224, 256) for name in PHOTOS]
+    return np.stack(pictures).astype(np.float32) / 255.0
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    backends = installed_backends() if args.backend is None else [args.backend]
+    if not backends:
+        raise CLIError("attrib demo needs torch or jax: pip install 'attrib[torch]'")
+    data = demo_data(args.n, seed=DEMO_SEED)
+    methods = _methods()
+    written: list[Path] = []
+    for backend in progress(backends, "backends", "backend"):
+        loaded = _demo_loaded(backend)
+        explanations = explain_all(loaded, model_inputs(data.images, loaded), methods)
+        accuracy = float((explanations["gradcam"].targets == data.labels).mean())
+        mass = cam_mass_on_objects(np.asarray(explanations["gradcam"].attribution), data.masks)
+        print(f"{backend}: demo CNN right on {accuracy:.0%} of {len(data)} scenes; "
+              f"{mass.mean():.0%} of Grad-CAM's mass lies on the objects "
+              f"(which cover {data.masks.mean():.0%} of the image)")
+        title = f"attrib demo: {', '.join(methods)} ({backend})"
+        written.append(save_figure(seed_figure(data.images, explanations,
+                                               class_names=CLASS_NAMES, title=title),
+                                   out / f"demo_seed_{backend}.png"))
+        written.append(save_figure(grid_figure(explanations, data.images,
+                                               class_names=CLASS_NAMES, title=title),
+                                   out / f"demo_grid_{backend}.png"))
+    weights = args.weights or cached_weights(_RESNETS)
+    if weights is None:
+        print("Photographs: add ImageNet ResNet weights to also explain scikit-image's "
+              "chelsea/astronaut/coffee: attrib demo --weights resnet50-0676ba61.pth "
+              f"(or put torchvision's resnet*.pth in {hub_checkpoints_dir()})")
+    else:
+        photos = _photos()
+        if photos is None:
+            print("Photographs: install scikit-image to explain its photographs "
+                  "(pip install scikit-image)")
+        else:
+            for loaded in progress(_photo_models(weights, backends), "photographs", "backend"):
+                explanations = explain_all(loaded, model_inputs(photos, loaded),
+                                           ["gradcam", "saliency", "guided_backprop",
+                                            "guided_gradcam"])
+                tag = re.sub(r"[^A-Za-z0-9]+", "_", loaded.name.split(",")[0])
+                title = f"scikit-image photographs: {loaded.name} ({loaded.backend})"
+                figure = seed_figure(photos, explanations, class_names=loaded.class_names,
+                                     title=title)
+                written.append(save_figure(figure, out / f"photos_{tag}_{loaded.backend}.png"))
+    print("Figures written:")
+    for path in written:
+        print(f"  {relative(Path(path))}")
+    return 0

@@ -1,0 +1,80 @@
+"""``attrib explain IMAGE... --model SPEC --method M[,M...]``: maps and figures of photographs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..plotting import seed_figure, save_figure
+from ..preprocess import load_image, resize_and_center_crop
+from ._errors import CLIError
+from ._models import LoadedModel, load_model
+from ._run import explain_all, model_inputs, progress, relative
+
+__all__ = ["run_explain", "parse_methods", "parse_target"]
+
+
+def parse_methods(text: str) -> list[str]:
+    from .._registry import default_registry
+
+    known = default_registry().methods()
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise CLIError("--method: expected method names separated by commas")
+    for method in methods:
+        if method not in known:
+            default_registry().method(method)  # raises the AttribError with "did you mean"
+    return list(dict.fromkeys(methods))
+
+
+def parse_target(text: str | None, loaded: LoadedModel) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    names = list(loaded.class_names or [])
+    if text in names:
+        return names.index(text)
+    raise CLIError(f"--target: expected a class index or one of the model's class names, got "
+                   f"{text!r}" + (f" (classes: {', '.join(names[:8])}"
+                                  f"{', ...' if len(names) > 8 else ''})" if names else ""))
+
+
+def _picture(path: str, loaded: LoadedModel) -> np.ndarray:
+    """The photo at ``path`` resized and centre-cropped to the model's input, HWC in [0, 1]."""
+    load_image(path)  # a clear error for a missing or unreadable file first
+    resize = int(round(loaded.size * 256 / 224)) if loaded.imagenet else loaded.size
+    return resize_and_center_crop(path, loaded.size, resize).astype(np.float32) / 255.0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    methods = parse_methods(args.method)
+    for path in args.images:
+        load_image(path)  # every path checked before any model is loaded
+    loaded = load_model(args.model, args.backend, args.weights, args.size, args.normalize)
+    target = parse_target(args.target, loaded)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for path in progress(args.images, "explaining"):
+        picture = _picture(path, loaded)[None]
+        inputs = model_inputs(picture, loaded)
+        explanations = explain_all(loaded, inputs, methods, target=target, layer=args.layer)
+        stem = f"{Path(path).stem}_{loaded.backend}"
+        title = f"{Path(path).name}: {loaded.name} ({loaded.backend})"
+        figure: Any = seed_figure(picture, explanations, class_names=loaded.class_names,
+                                  title=title)
+        written.append(save_figure(figure, out / f"{stem}.png"))
+        for method, explanation in explanations.items():
+            written.append(explanation.save(out / f"{stem}_{method}.png", picture,
+                                            class_names=loaded.class_names))
+    for path in written:
+        print(relative(Path(path)))
+    return 0
+
+
