@@ -261,32 +261,34 @@ def _check_capture(conf: Conformance, case: Case) -> None:
     model = conf.model(spec)
     x = conf.inputs(spec)
     trace = forward(spec, spec.inputs)
-    for objective in OBJECTIVES_CHECKED:
-        for rule in ("vanilla", "guided", "deconvnet"):
-            targets = np.array(_targets(spec)[2], dtype=np.int64)
-            seed = score_gradient(trace.logits, targets, objective)
-            grad, _ = backward(spec, trace, seed, rule)
-            _, true_layer_grads = backward(spec, trace, seed, "vanilla")
-            result = model.gradients(GradientRequest(
-                inputs=x, targets=targets, objective=objective, rule=rule,
-                input_gradient=True, layers=conf.tapped(spec), layer_gradients=True,
-            ))
-            what = f"gradients(objective={objective!r}, rule={rule!r})"
-            assert_close(result.logits, trace.logits, f"{what}.logits", conf)
-            _assert_equal(result.targets, targets, f"{what}.targets")
-            assert_close(result.input_gradient, _to_layout(grad, conf.layout),
-                         f"{what}.input_gradient", conf)
-            for name in conf.tapped(spec):
-                if name not in result.activations:
-                    raise AssertionError(f"{what}.activations: no entry for layer {name!r}")
-                if name not in result.layer_gradients:
-                    raise AssertionError(f"{what}.layer_gradients: no entry for layer {name!r}")
-                assert_close(result.activations[name],
-                             _to_layout(trace.activations[name], conf.layout),
-                             f"{what}.activations[{name!r}]", conf)
-                assert_close(result.layer_gradients[name],
-                             _to_layout(true_layer_grads[name], conf.layout),
-                             f"{what}.layer_gradients[{name!r}] (always the true gradient)", conf)
+    # every rule with the default objective, every objective with the guided rule
+    combos = [("logit", rule) for rule in ("vanilla", "guided", "deconvnet")] + [
+        (objective, "guided") for objective in OBJECTIVES_CHECKED[1:]]
+    for objective, rule in combos:
+        targets = np.array(_targets(spec)[2], dtype=np.int64)
+        seed = score_gradient(trace.logits, targets, objective)
+        grad, _ = backward(spec, trace, seed, rule)
+        _, true_layer_grads = backward(spec, trace, seed, "vanilla")
+        result = model.gradients(GradientRequest(
+            inputs=x, targets=targets, objective=objective, rule=rule,
+            input_gradient=True, layers=conf.tapped(spec), layer_gradients=True,
+        ))
+        what = f"gradients(objective={objective!r}, rule={rule!r})"
+        assert_close(result.logits, trace.logits, f"{what}.logits", conf)
+        _assert_equal(result.targets, targets, f"{what}.targets")
+        assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+                     f"{what}.input_gradient", conf)
+        for name in conf.tapped(spec):
+            if name not in result.activations:
+                raise AssertionError(f"{what}.activations: no entry for layer {name!r}")
+            if name not in result.layer_gradients:
+                raise AssertionError(f"{what}.layer_gradients: no entry for layer {name!r}")
+            assert_close(result.activations[name],
+                         _to_layout(trace.activations[name], conf.layout),
+                         f"{what}.activations[{name!r}]", conf)
+            assert_close(result.layer_gradients[name],
+                         _to_layout(true_layer_grads[name], conf.layout),
+                         f"{what}.layer_gradients[{name!r}] (always the true gradient)", conf)
     # Grad-CAM's request: no input gradient, layer only; target None is the arg-max
     layer = conf.tapped(spec)[0]
     result = model.gradients(GradientRequest(inputs=x, input_gradient=False, layers=(layer,),
