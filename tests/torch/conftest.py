@@ -160,15 +160,29 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
 
 
 def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
-    after = snapshot(model)
-    for key in ("modules", "training", "requires_grad", "grads", "hooks", "global_hooks",
-                "tensor_ids"):
-        assert after[key] == before[key], key
+    """``model`` is as :func:`snapshot` saw it (tensors compared in place, bit for bit)."""
+    import torch.nn.modules.module as module_mod
+
+    after = {
+        "modules": [(name, id(m)) for name, m in model.named_modules(remove_duplicate=False)],
+        "training": [m.training for m in model.modules()],
+        "requires_grad": [p.requires_grad for p in model.parameters()],
+        "grads": [p.grad is None for p in model.parameters()],
+        "hooks": [
+            (name, attr, tuple(getattr(m, attr, {}) or {}))
+            for name, m in model.named_modules()
+            for attr in _HOOK_DICTS
+        ],
+        "global_hooks": [tuple(getattr(module_mod, attr, {}) or {}) for attr in _GLOBAL_HOOKS],
+    }
+    for key, value in after.items():
+        assert value == before[key], key
     assert all(not hooks for _, attr, hooks in after["hooks"] if "_forward" in attr or
                "_backward" in attr), "a hook was left on the model"
-    assert after["state"].keys() == before["state"].keys()
+    state = model.state_dict(keep_vars=True)
+    assert {k: id(v) for k, v in state.items()} == before["tensor_ids"]
     for name, value in before["state"].items():
-        now = after["state"][name]
+        now = state[name].detach()
         assert now.dtype == value.dtype and torch.equal(now, value), f"{name} changed"
 
 
