@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -104,9 +104,14 @@ def _hook(tap: Tap, rectifier_count: Callable[[], int]) -> Callable[..., Any]:
                 shown(f"{tap.name!r}, which returns a {type(output).__name__}"),
                 "Choose a submodule that returns a tensor (e.g. a convolution or a block).",
             )
+        if not output.is_floating_point():
+            raise argument_error(
+                "layer", "a layer with a floating-point output",
+                shown(f"{tap.name!r}, whose output has dtype {output.dtype}"),
+            )
         tap.rectifiers_before = rectifier_count()
         flowing = output
-        if not flowing.requires_grad and torch.is_grad_enabled() and flowing.is_floating_point():
+        if not flowing.requires_grad and torch.is_grad_enabled():
             # frozen parameters and an input without grad: the layer's gradient still exists
             flowing = output.detach().requires_grad_()
         tap.output = flowing

@@ -107,8 +107,8 @@ class TorchModel(Model):
         rule = get_rule(request.rule).name
         layers = tuple(request.layers)
         check_layers(self._model, layers)
-        x = self._tensor(request.inputs)
-        x.requires_grad_(request.input_gradient)
+        with torch.inference_mode(False):  # also when called under torch.inference_mode()
+            x = self._tensor(request.inputs).requires_grad_(request.input_gradient)
         ruled = rule != "vanilla" and request.input_gradient
         state = RuleState(rule)
         mode = RectifierMode(state) if ruled else None
@@ -116,7 +116,7 @@ class TorchModel(Model):
         def count() -> int:
             return mode.count if mode is not None else 0
 
-        with preserved(self._model), torch.enable_grad():
+        with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
             with tapped(self._model, layers, count) as taps:
                 if mode is not None:
                     with mode:
@@ -165,7 +165,7 @@ class TorchModel(Model):
         """
         rule = state.rule
         wanted_layers = [tap for tap in taps if request.layer_gradients]
-        outputs = [tap.output for tap in wanted_layers]
+        outputs = [tap.output for tap in wanted_layers if tap.output is not None]
         if not request.input_gradient and not outputs:
             return None, {}, 0
         # A rectifier that ran after a layer's output may lie between it and the
@@ -175,7 +175,7 @@ class TorchModel(Model):
             state.rule = "vanilla"
             layer_grads = _grad(score, outputs, retain_graph=True)
             state.rule = rule
-            (input_grad,) = _grad(score, [x])
+            input_grad: torch.Tensor | None = _grad(score, [x])[0]
             passes = 2
         else:
             grads = _grad(score, ([x] if request.input_gradient else []) + outputs)

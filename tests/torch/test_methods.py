@@ -341,3 +341,11 @@ def test_model_and_layer_output_errors(x: torch.Tensor) -> None:
     with pytest.raises(attrib.AttribError, match="ran 3 times"):
         attrib.explain(tiny_net(RELU_SPELLINGS["one nn.ReLU reused"]), x, method="gradcam",
                        layer="relu_inplace")
+
+
+def test_runs_inside_inference_mode(net: TinyNet, x: torch.Tensor) -> None:
+    with torch.inference_mode():
+        inputs = x.clone()
+        e = attrib.explain(net, inputs, method="guided_backprop", target=TARGETS)
+    expected = input_grad(with_act(net, reference_act("guided", None)), x, TARGETS).numpy()
+    np.testing.assert_array_equal(e.attribution, expected)
