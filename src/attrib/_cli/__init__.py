@@ -144,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split())  # one line, whatever the library wrote
         print(f"attrib: error: {message}", file=sys.stderr)
         return EXIT_USAGE
+    except SystemExit as exit_:  # --help and --version exit through argparse
+        return exit_.code if isinstance(exit_.code, int) else 0
     except KeyboardInterrupt:
         print("attrib: interrupted", file=sys.stderr)
         return 130

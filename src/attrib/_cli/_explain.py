@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,11 @@ def _picture(path: str, loaded: LoadedModel) -> np.ndarray:
     return resize_and_center_crop(path, loaded.size, resize).astype(np.float32) / 255.0
 
 
+def _tag(name: str) -> str:
+    """A file-name-safe short name of the model."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name.split(",")[0]).strip("-").lower() or "model"
+
+
 def run_explain(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
     for path in args.images:
@@ -65,7 +71,7 @@ def run_explain(args: argparse.Namespace) -> int:
         picture = _picture(path, loaded)[None]
         inputs = model_inputs(picture, loaded)
         explanations = explain_all(loaded, inputs, methods, target=target, layer=args.layer)
-        stem = f"{Path(path).stem}_{loaded.backend}"
+        stem = f"{Path(path).stem}_{_tag(loaded.name)}_{loaded.backend}"
         title = f"{Path(path).name}: {loaded.name} ({loaded.backend})"
         figure: Any = seed_figure(picture, explanations, class_names=loaded.class_names,
                                   title=title)

@@ -161,7 +161,7 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
         layout = "NCHW" if backend_name == "torch" else "NHWC"
         return LoadedModel(model, backend_name, layout, size or IMAGE_SIZE,
                            normalize == "imagenet", GRADCAM_LAYER, CLASS_NAMES,
-                           "demo CNN")
+                           "demo")
     if spec.startswith("torchvision:"):
         name = spec.split(":", 1)[1]
         if not name:
