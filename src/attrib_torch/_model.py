@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
-from attrib._errors import AttribTypeError, argument_error, shown
+from attrib._errors import AttribError, AttribTypeError, argument_error, shown
 from attrib._rules import get_rule
 from attrib._targets import check_objective
 
@@ -202,15 +202,17 @@ class TorchModel(Model):
         try:
             # a model may rectify its input in place: never in place on the leaf
             logits = self._model(x.clone() if x.requires_grad else x)
-        except RuntimeError as error:  # shape/dtype mismatches inside the user's model
+        except AttribError:  # ours, e.g. from a layer tap: already clear
+            raise
+        except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
             raise argument_error(
                 "inputs",
                 "a batch this model accepts",
                 shown(f"shape {tuple(x.shape)} ({x.dtype}), on which the model raised "
-                      f"RuntimeError: {message}"),
-                "Check the number of channels, the image size and the layout (NCHW); the "
-                "model's own error is chained above.",
+                      f"{type(error).__name__}: {message}"),
+                "Check the batch axis, the number of channels, the image size and the layout "
+                "(NCHW); the model's own error is chained above.",
             ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)

@@ -282,6 +282,7 @@ def test_state_after_calls_that_raise(net: TinyNet, x: torch.Tensor) -> None:
     ([[1.0, 2.0]], "NumPy array or a torch tensor"),
     (np.zeros((0, 2, 8, 8)), "at least one sample"),
     (np.zeros((2, 3, 8, 8)), "inputs: expected a batch this model accepts"),
+    (np.zeros((2, 8, 8)), r"a batch this model accepts.*shape \(2, 8, 8\)"),
 ])
 def test_bad_inputs(net: TinyNet, inputs: object, match: str) -> None:
     with pytest.raises(attrib.AttribError, match=match):
@@ -338,6 +339,8 @@ def test_model_and_layer_output_errors(x: torch.Tensor) -> None:
     with pytest.raises(attrib.AttribError, match="'split', which returns a tuple"):
         attrib.explain(net, x, method="guided_gradcam", layer="split")
     assert_unchanged(net, before)
+    with pytest.raises(attrib.AttribError, match="not used by the model's forward pass"):
+        attrib.explain(tiny_net(RELU_SPELLINGS["F.relu"]), x, method="gradcam", layer="relus.0")
     with pytest.raises(attrib.AttribError, match="ran 3 times"):
         attrib.explain(tiny_net(RELU_SPELLINGS["one nn.ReLU reused"]), x, method="gradcam",
                        layer="relu_inplace")
