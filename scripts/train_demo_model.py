@@ -73,7 +73,8 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--train", type=int, default=6000, help="training scenes (default 6000)")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out scenes (default 1000)")

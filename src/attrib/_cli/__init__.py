@@ -106,7 +106,7 @@ def _check_backend(name: str | None) -> None:
         raise CLIError(f"--backend: {name!r} is not installed; run: {backend.install_hint}")
 
 
-def _run(args: argparse.Namespace) -> int:
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "backends":
         from ._tables import backends_table
 
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
-        return _run(args)
+        return _dispatch(args)
     except (CLIError, AttribError) as error:
         message = " ".join(str(error).split())  # one line, whatever the library wrote
         print(f"attrib: error: {message}", file=sys.stderr)

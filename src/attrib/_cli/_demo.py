@@ -21,7 +21,7 @@ from .._registry import default_registry
 from ..plotting import grid_figure, save_figure, seed_figure
 from ..preprocess import resize_and_center_crop
 from ._errors import CLIError
-from ._models import LoadedModel, cached_weights, hub_checkpoints_dir, torchvision_from_weights
+from ._models import JAX_RESNETS, LoadedModel, cached_weights, hub_checkpoints_dir, torchvision_from_weights
 from ._run import explain_all, model_inputs, progress, relative
 
 __all__ = ["run_demo", "installed_backends", "cam_mass_on_objects", "DEMO_SEED", "PHOTOS"]
@@ -30,7 +30,6 @@ __all__ = ["run_demo", "installed_backends", "cam_mass_on_objects", "DEMO_SEED",
 DEMO_SEED = 2024
 #: scikit-image's photographs the demo explains with ImageNet weights.
 PHOTOS: tuple[str, ...] = ("chelsea", "astronaut", "coffee")
-_RESNETS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 
 def installed_backends() -> list[str]:
@@ -82,9 +81,10 @@ def _resnet_name(state: dict[str, Any]) -> str:
     """Which torchvision ResNet a state dict belongs to, from its keys."""
     blocks = [len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5)]
     bottleneck = any(k.startswith("layer1.0.conv3") for k in state)
-    table = {((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
-             ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
-             ((3, 8, 36, 3), True): "resnet152"}
+    table: dict[tuple[tuple[int, ...], bool], str] = {
+        ((2, 2, 2, 2), False): "resnet18", ((3, 4, 6, 3), False): "resnet34",
+        ((3, 4, 6, 3), True): "resnet50", ((3, 4, 23, 3), True): "resnet101",
+        ((3, 8, 36, 3), True): "resnet152"}
     name = table.get((tuple(blocks), bottleneck))
     if name is None:
         raise CLIError("--weights: expected the state dict of a torchvision ResNet "
@@ -131,6 +131,8 @@ def _photos() -> np.ndarray | None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    if args.weights is not None and not Path(args.weights).is_file():
+        raise CLIError(f"--weights: no such file {args.weights!r}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     backends = installed_backends() if args.backend is None else [args.backend]
@@ -154,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
         written.append(save_figure(grid_figure(explanations, data.images,
                                                class_names=CLASS_NAMES, title=title),
                                    out / f"demo_grid_{backend}.png"))
-    weights = args.weights or cached_weights(_RESNETS)
+    weights = args.weights or cached_weights(JAX_RESNETS)
     if weights is None:
         print("Photographs: add ImageNet ResNet weights to also explain scikit-image's "
               "chelsea/astronaut/coffee: attrib demo --weights resnet50-0676ba61.pth "

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from ..plotting import seed_figure, save_figure
+from ..plotting import save_figure, seed_figure
 from ..preprocess import load_image, resize_and_center_crop
 from ._errors import CLIError
 from ._models import LoadedModel, load_model
-from ._run import explain_all, model_inputs, progress, relative
+from ._run import explain_all, model_inputs, needs_layer, progress, relative
 
 __all__ = ["run_explain", "parse_methods", "parse_target"]
 
@@ -60,6 +60,9 @@ def _tag(name: str) -> str:
 
 def run_explain(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
+    if args.layer is not None and not any(needs_layer(m) for m in methods):
+        raise CLIError(f"--layer: no method of {','.join(methods)} uses a layer; "
+                       "layer methods: gradcam, guided_gradcam")
     for path in args.images:
         load_image(path)  # every path checked before any model is loaded
     loaded = load_model(args.model, args.backend, args.weights, args.size, args.normalize)

@@ -20,8 +20,11 @@ from .._errors import close_matches
 from .._registry import default_registry
 from ._errors import CLIError
 
-__all__ = ["LoadedModel", "load_model", "cached_weights", "hub_checkpoints_dir",
+__all__ = ["JAX_RESNETS", "LoadedModel", "load_model", "cached_weights", "hub_checkpoints_dir",
            "torchvision_from_weights", "WEIGHTS_HINT"]
+
+#: torchvision models the jax backend runs through their Flax twin (attrib_jax.from_torch).
+JAX_RESNETS: tuple[str, ...] = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 
 WEIGHTS_HINT = (
     "save them on a machine with a network with torch.save(torchvision.models.{name}("
@@ -114,11 +117,17 @@ def torchvision_from_weights(name: str, path: str) -> Any:
     state = _load_state_dict(path)
     classes = _classes(state) or 1000
     model = torchvision.models.get_model(name, weights=None, num_classes=classes)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).splitlines()[1].strip() if len(str(error).splitlines()) > 1 else ""
-        raise CLIError(f"--weights: {path!r} does not fit torchvision:{name} ({first})") from error
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong:
+        problems = [f"{len(keys)} {what} (e.g. {keys[0]!r})" for keys, what in
+                    ((missing, "missing keys"), (unexpected, "unexpected keys"),
+                     (wrong, "tensors of another shape")) if keys]
+        raise CLIError(f"--weights: {path!r} does not fit torchvision:{name}: "
+                       + ", ".join(problems))
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -157,7 +166,7 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
     if spec == "demo":
         if weights is not None:
             raise CLIError("--weights: the demo model ships its own weights; drop --weights")
-        model = demo_model(backend_name)
+        model: Any = demo_model(backend_name)
         layout = "NCHW" if backend_name == "torch" else "NHWC"
         return LoadedModel(model, backend_name, layout, size or IMAGE_SIZE,
                            normalize == "imagenet", GRADCAM_LAYER, CLASS_NAMES,
@@ -166,6 +175,9 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
         name = spec.split(":", 1)[1]
         if not name:
             raise CLIError("--model: expected torchvision:NAME, e.g. torchvision:resnet18")
+        if backend_name == "jax" and name not in JAX_RESNETS:
+            raise CLIError(f"--backend: jax runs torchvision ResNets only ({', '.join(JAX_RESNETS)}, "
+                           f"through attrib_jax.from_torch), not {name!r}; use --backend torch")
         path = weights or cached_weights([name])
         if path is None:
             raise CLIError(f"--weights: torchvision:{name} needs weights and attrib downloads "
@@ -174,12 +186,9 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
         classes = int(_classes(torch_model.state_dict()) or 1000)
         layer = default_torch_layer(torch_model)
         if backend_name == "jax":
-            if not hasattr(torch_model, "layer4"):
-                raise CLIError(f"--backend: jax runs torchvision ResNets only (through "
-                               f"attrib_jax.from_torch), not {name!r}; use --backend torch")
             import attrib_jax
 
-            model: Any = attrib_jax.from_torch(torch_model)
+            model = attrib_jax.from_torch(torch_model)
             layout = "NHWC"
         else:
             model, layout = torch_model, "NCHW"
