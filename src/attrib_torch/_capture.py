@@ -75,7 +75,21 @@ def tapped(
     handles = []
     try:
         for module, tap in zip(modules, taps):
-            handles.append(module.register_forward_hook(_hook(tap, rectifier_count)))
+            if isinstance(module, torch.jit.ScriptModule):
+                raise argument_error(
+                    "layer", "an eager nn.Module to tap",
+                    shown(f"{tap.name!r}, a TorchScript {type(module).__name__}"),
+                    "TorchScript runs no Python hooks, so its layers cannot be tapped; pass "
+                    "the eager model.",
+                )
+            try:
+                handles.append(module.register_forward_hook(_hook(tap, rectifier_count)))
+            except RuntimeError as error:  # TorchScript modules take no Python hooks
+                raise argument_error(
+                    "layer", "an eager nn.Module to tap",
+                    shown(f"{tap.name!r}, a {type(module).__name__}"),
+                    "Layers of TorchScript models cannot be tapped; pass the eager model.",
+                ) from error
         yield taps
     finally:
         for handle in handles:

@@ -60,14 +60,6 @@ class TorchModel(Model):
                 "model", "a torch.nn.Module", shown(f"an object of type {type(model).__name__}"),
                 kind=AttribTypeError,
             )
-        if isinstance(model, torch.jit.ScriptModule):
-            warnings.warn(
-                "model: a TorchScript module runs its rectifiers outside Python, so guided "
-                "backprop and deconvnet cannot change them (they would equal the vanilla "
-                "gradient); pass the eager nn.Module instead.",
-                AttribWarning,
-                stacklevel=2,
-            )
         self._model = model
 
     # -- the Model interface ---------------------------------------------------------

@@ -13,8 +13,6 @@ from torch import nn
 
 import attrib
 
-torch.set_num_threads(2)
-
 # -- an explicit, independent reference of the rules ---------------------------------------
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -145,3 +147,17 @@ def test_tiny_net_spellings_are_distinct() -> None:
         handle.remove()
     assert len(calls) == 3
     assert isinstance(net, TinyNet)
+
+
+def test_torchscript_is_out_of_reach_and_says_so() -> None:
+    net = tiny_net(RELU_SPELLINGS["F.relu"])
+    x = batch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace is deprecated in 2.14
+        traced = torch.jit.trace(net, x)
+    with pytest.warns(attrib.AttribWarning, match="TorchScript"):
+        e = attrib.explain(traced, x, method="guided_backprop", target=TARGETS)
+    assert e.stats["rectifiers"] == 0
+    np.testing.assert_allclose(e.attribution, input_grad(net, x, TARGETS).numpy(), rtol=1e-12)
+    with pytest.raises(attrib.AttribError, match="TorchScript"):
+        attrib.explain(traced, x, method="gradcam", layer="conv2")
