@@ -146,6 +146,14 @@ class JaxModel(Model):
             raise argument_error("inputs", "a non-empty batch (N, ...) in NHWC layout",
                                  shown(f"shape {shape}"),
                                  "Add a batch axis, e.g. x[None]." if len(shape) >= 1 else None)
+        # abstract evaluation (no computation, cached per shape): does the model take it?
+        logits_shape, _ = self._out_shape(self._entry("forward"),
+                                          jax.ShapeDtypeStruct(shape, inputs.dtype))
+        if logits_shape[0] != shape[0]:
+            raise argument_error(
+                "inputs", "a batch (N, H, W, C) in NHWC layout", shown(f"shape {shape}, which "
+                f"the model maps to logits of shape {logits_shape}"),
+                "Add a batch axis, e.g. x[None].")
         return shape
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
@@ -247,8 +255,10 @@ class JaxModel(Model):
                                      "tap a module that is called.")
             shape = tuple(getattr(logits, "shape", ()))
             if len(shape) != 2:
-                raise argument_error("model", "a classifier returning logits (N, classes)",
-                                     shown(f"an output of shape {shape}"))
+                raise argument_error(
+                    "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
+                    shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
+                    "Inputs are NHWC for Flax; add a batch axis if it is missing.")
             entry.out_shapes[key] = (shape, acts)
         return entry.out_shapes[key]  # type: ignore[no-any-return]
 

@@ -1,0 +1,16 @@
+"""Test-session settings for the jax tests: fast XLA compilation.
+
+The programs these tests compile are used a handful of times on tiny inputs,
+so XLA's optimisation passes cost more than they save. ``setdefault`` leaves
+an ``XLA_FLAGS`` the caller set alone; it only takes effect if jax has not
+started its CPU client yet, and changes no result beyond rounding (the tests
+compare at tolerances far above it).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault(
+    "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)

@@ -1,0 +1,116 @@
+"""The same torchvision ResNet in both backends: every method's map agrees per sample.
+
+torchvision ``resnet18`` / ``resnet50`` (random weights, BatchNorm statistics
+and affine parameters perturbed to non-trivial values, eval mode) are
+explained with ``backend="torch"`` on NCHW inputs and their Flax twins from
+:func:`attrib_jax.from_torch` with ``backend="jax"`` on the same inputs in
+NHWC. Relative error ``||a - b|| / ||b||`` per sample must be below 1e-4 in
+float32 and 1e-10 in float64 (``jax.enable_x64`` scoped to the test, torch
+model ``.double()``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+torchvision = pytest.importorskip("torchvision")
+jax = pytest.importorskip("jax")
+
+import attrib  # noqa: E402
+import attrib_jax  # noqa: E402
+
+torch.set_num_threads(2)
+
+#: (method, layer) pairs: every built-in method, Grad-CAM at layer4 and layer3
+CASES: list[tuple[str, str | None]] = [
+    ("saliency", None),
+    ("gradient_x_input", None),
+    ("deconvnet", None),
+    ("guided_backprop", None),
+    ("gradcam", "layer4"),
+    ("gradcam", "layer3"),
+    ("guided_gradcam", "layer4"),
+    ("guided_gradcam", "layer3"),
+]
+TARGETS = [5, 8]  # batch of 2, different targets
+SIZE = 64
+
+
+def _torch_resnet(name: str, dtype: Any) -> Any:
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None, num_classes=10)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
+                module.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
+    return model.eval().to(dtype)
+
+
+def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-sample ``||a - b|| / ||b||``."""
+    a = a.reshape(len(a), -1).astype(np.float64)
+    b = b.reshape(len(b), -1).astype(np.float64)
+    diff, norm = np.linalg.norm(a - b, axis=1), np.linalg.norm(b, axis=1)
+    # a map that is all zero on both sides (Grad-CAM's relu can zero it) agrees exactly
+    return np.where(norm > 0, diff / np.where(norm > 0, norm, 1.0), np.where(diff > 0, np.inf, 0.0))
+
+
+def _nhwc(array: np.ndarray) -> np.ndarray:
+    return array.transpose(0, 2, 3, 1) if array.ndim == 4 else array
+
+
+def _check_parity(name: str, dtype: Any, np_dtype: Any, tolerance: float) -> dict[str, float]:
+    torch_model = _torch_resnet(name, dtype)
+    module, variables = attrib_jax.from_torch(torch_model)
+    x = np.random.default_rng(2).normal(size=(2, 3, SIZE, SIZE)).astype(np_dtype)
+    x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    jax_model = attrib.wrap((module, variables), backend="jax", train=False)
+    worst: dict[str, float] = {}
+
+    with torch.no_grad():
+        torch_logits = torch_model(torch.from_numpy(x)).numpy()
+    jax_logits = jax_model.forward(x_nhwc)
+    assert jax_logits.dtype == np_dtype
+    worst["logits"] = float(_relative(jax_logits, torch_logits).max())
+
+    for method, layer in CASES:
+        kwargs = {"layer": layer} if layer else {}
+        ours = attrib.explain(jax_model, x_nhwc, method=method, target=TARGETS, **kwargs)
+        theirs = attrib.explain(torch_model, torch.from_numpy(x), method=method, backend="torch",
+                                target=TARGETS, **kwargs)
+        assert ours.attribution.dtype == np_dtype
+        np.testing.assert_array_equal(ours.targets, TARGETS)
+        expected = _nhwc(np.asarray(theirs.attribution))
+        assert ours.attribution.shape == expected.shape
+        norms = np.linalg.norm(expected.reshape(2, -1), axis=1)
+        assert norms.max() > 0, f"{method}: an all-zero map makes a meaningless test"
+        error = _relative(ours.attribution, expected)
+        worst[f"{method}@{layer}" if layer else method] = float(error.max())
+        if method == "guided_gradcam":
+            passes = 1 if layer == "layer4" else 2  # rectifiers lie after layer3, none after layer4
+            assert ours.stats["backward_passes"] == passes
+    print(f"\n{name} {np.dtype(np_dtype).name} worst relative error per map: {worst}")
+    bad = {key: value for key, value in worst.items() if not value < tolerance}
+    assert not bad, f"{name}: relative error above {tolerance}: {bad}"
+    return worst
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_float32_parity(name: str) -> None:
+    _check_parity(name, torch.float32, np.float32, 1e-4)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
+def test_float64_parity(name: str) -> None:
+    with jax.enable_x64(True):
+        _check_parity(name, torch.float64, np.float64, 1e-10)
+    assert not jax.config.jax_enable_x64, "x64 must not leak into other tests"
