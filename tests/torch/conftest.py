@@ -55,6 +55,7 @@ RELU_SPELLINGS: dict[str, Act] = {
     "Tensor.relu_": lambda m, t, i: t.relu_(),
     "torch.ops.aten.relu": lambda m, t, i: torch.ops.aten.relu(t),
     "torch.ops.aten.relu_": lambda m, t, i: torch.ops.aten.relu_(t),
+    "torch.ops.aten.relu.default": lambda m, t, i: torch.ops.aten.relu.default(t),
 }
 RELU6_SPELLINGS: dict[str, Act] = {
     "nn.ReLU6": lambda m, t, i: m.relu6s[i](t),
@@ -63,6 +64,8 @@ RELU6_SPELLINGS: dict[str, Act] = {
     "F.hardtanh(min_val=0, max_val=6)": lambda m, t, i: F.hardtanh(t, min_val=0.0, max_val=6.0),
     "F.hardtanh(0, 6, inplace=True)": lambda m, t, i: F.hardtanh(t, 0.0, 6.0, True),
     "nn.Hardtanh(0, 6)": lambda m, t, i: m.hardtanhs[i](t),
+    "torch.ops.aten.hardtanh(0, 6)": lambda m, t, i: torch.ops.aten.hardtanh(t, 0.0, 6.0),
+    "torch.ops.aten.relu6": lambda m, t, i: torch.ops.aten.relu6(t),
 }
 
 
