@@ -1,11 +1,13 @@
 """attrib: gradient-based attribution maps for any PyTorch or JAX/Flax model.
 
+Users import from ``attrib`` only; backends live in plugins (``attrib_torch``,
+``attrib_jax``, third parties') that are loaded when first needed.
+
+Examples
+--------
 >>> import attrib
 >>> sorted(attrib.list_methods())[:3]
 ['deconvnet', 'gradcam', 'gradient_x_input']
-
-Users import from ``attrib`` only; backends live in plugins (``attrib_torch``,
-``attrib_jax``, third parties') that are loaded when first needed.
 """
 
 from __future__ import annotations

@@ -34,6 +34,8 @@ class GradCAM(Attributor):
     layer : str
         The layer, in the framework's own naming (``"layer4"``, ``"features.29"``).
 
+    Notes
+    -----
     Attributes of the result: ``attribution`` (N, H, W); ``layer_attribution``
     (N, h, w).
 
