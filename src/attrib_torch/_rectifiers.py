@@ -80,11 +80,13 @@ class Rectify(torch.autograd.Function):
         rule = ctx.state.rule
         if rule == "deconvnet":  # relu(grad_out), the forward mask ignored (Zeiler 2014)
             return grad_output.clamp(min=0), None, None
-        mask = out > 0
-        if ctx.upper is not None:
-            mask = mask & (out < ctx.upper)
         passed = grad_output.clamp(min=0) if rule == "guided" else grad_output
-        return torch.where(mask, passed, torch.zeros_like(passed)), None, None
+        # the true local gradient [0 < out < upper], as torch's own backward kernels apply it
+        if ctx.upper is None:
+            grad_input = torch.ops.aten.threshold_backward(passed, out, 0)
+        else:
+            grad_input = torch.ops.aten.hardtanh_backward(passed, out, 0, ctx.upper)
+        return grad_input, None, None
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
