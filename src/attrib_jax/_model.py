@@ -40,7 +40,7 @@ from attrib._model import GradientRequest, GradientResult, Model
 from attrib._targets import check_objective, resolve_targets
 
 from ._capture import Forward, make_forward
-from ._rewrite import analyse, trace
+from ._rewrite import analyse, check_supported, trace
 
 __all__ = ["JaxModel", "trace_count", "clear_cache"]
 
@@ -179,6 +179,8 @@ class JaxModel(Model):
             self._check_layers(layers)
         numpy_inputs = self.to_numpy(request.inputs)
         x = self._device_inputs(request.inputs)
+        if request.rule != "vanilla":
+            check_supported()
         entry = self._entry("gradients", request.rule, layers, request.objective,
                             request.input_gradient, request.layer_gradients)
         out_shape, layer_shapes = self._out_shape(entry, x, layers)

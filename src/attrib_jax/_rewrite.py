@@ -272,6 +272,31 @@ def _analyse(jaxpr: Any, marked: list[bool], sites: set[int], downstream: set[in
     return [read(v) for v in jaxpr.outvars]
 
 
+@functools.lru_cache(maxsize=1)
+def _relu_is_recognised() -> bool:
+    import jax.numpy as jnp
+
+    eqns = jax.make_jaxpr(jax.nn.relu)(jnp.zeros((), jnp.float32)).jaxpr.eqns
+    return any(match_rectifier(eqn) is not None for eqn in eqns)
+
+
+def check_supported() -> None:
+    """Raise a clear :class:`attrib.AttribError` if this JAX spells ``jax.nn.relu`` unrecognisably.
+
+    The rewrite relies on how ``jax.nn.relu`` appears in a jaxpr; a JAX release
+    outside the supported range may change that, and then every guided map
+    would silently be a vanilla gradient.
+    """
+    if not _relu_is_recognised():
+        from attrib._errors import BackendError
+
+        raise BackendError(
+            f"backend: the jax backend cannot find jax.nn.relu in programs traced by JAX "
+            f"{jax.__version__}, so it cannot apply guided or deconvnet rules; attrib supports "
+            "jax>=0.10,<0.11 (pip install 'attrib[jax]')"
+        )
+
+
 # -- public entry ---------------------------------------------------------------------------
 
 
