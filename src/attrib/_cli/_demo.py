@@ -149,7 +149,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"{backend}: demo CNN right on {accuracy:.0%} of {len(data)} scenes; "
               f"{mass.mean():.0%} of Grad-CAM's mass lies on the objects "
               f"(which cover {data.masks.mean():.0%} of the image)")
-        title = f"attrib demo: {', '.join(methods)} ({backend})"
+        title = f"attrib demo: the bundled CNN on generated scenes, every method ({backend})"
         written.append(save_figure(seed_figure(data.images, explanations,
                                                class_names=CLASS_NAMES, title=title),
                                    out / f"demo_seed_{backend}.png"))
