@@ -18,7 +18,7 @@ He, Zhang, Ren, Sun (2016). Deep residual learning for image recognition.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -60,17 +60,18 @@ class BasicBlock(nn.Module):
     stride: int = 1
     downsample: bool = False
     expansion: int = 1
+    act: Callable[[jax.Array], jax.Array] = jax.nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         identity = x
         out = _conv(self.planes, 3, self.stride, 1, "conv1")(x)
-        out = jax.nn.relu(_bn(train, "bn1")(out))
+        out = self.act(_bn(train, "bn1")(out))
         out = _conv(self.planes, 3, 1, 1, "conv2")(out)
         out = _bn(train, "bn2")(out)
         if self.downsample:
             identity = Downsample(self.planes, self.stride, name="downsample")(x, train)
-        return jax.nn.relu(out + identity)
+        return self.act(out + identity)
 
 
 class Bottleneck(nn.Module):
@@ -80,16 +81,17 @@ class Bottleneck(nn.Module):
     stride: int = 1
     downsample: bool = False
     expansion: int = 4
+    act: Callable[[jax.Array], jax.Array] = jax.nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         identity = x
-        out = jax.nn.relu(_bn(train, "bn1")(_conv(self.planes, 1, 1, 0, "conv1")(x)))
-        out = jax.nn.relu(_bn(train, "bn2")(_conv(self.planes, 3, self.stride, 1, "conv2")(out)))
+        out = self.act(_bn(train, "bn1")(_conv(self.planes, 1, 1, 0, "conv1")(x)))
+        out = self.act(_bn(train, "bn2")(_conv(self.planes, 3, self.stride, 1, "conv2")(out)))
         out = _bn(train, "bn3")(_conv(self.planes * 4, 1, 1, 0, "conv3")(out))
         if self.downsample:
             identity = Downsample(self.planes * 4, self.stride, name="downsample")(x, train)
-        return jax.nn.relu(out + identity)
+        return self.act(out + identity)
 
 
 class ResLayer(nn.Module):
@@ -100,6 +102,7 @@ class ResLayer(nn.Module):
     blocks: int
     stride: int
     in_features: int
+    act: Callable[[jax.Array], jax.Array] = jax.nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -108,7 +111,7 @@ class ResLayer(nn.Module):
         for i in range(self.blocks):
             stride = self.stride if i == 0 else 1
             down = i == 0 and (stride != 1 or self.in_features != self.planes * expansion)
-            x = cls(self.planes, stride, down, name=str(i))(x, train)
+            x = cls(self.planes, stride, down, act=self.act, name=str(i))(x, train)
         return x
 
 
@@ -121,6 +124,9 @@ class ResNet(nn.Module):
     stage_sizes : sequence of 4 ints
         Blocks per stage: (2, 2, 2, 2) for ResNet-18, (3, 4, 6, 3) for 34 and 50.
     num_classes : int
+    act : callable
+        The rectifier, ``jax.nn.relu`` (attrib rewrites it for guided rules; pass
+        ``attrib_jax.guided_relu`` only to build a hand-written guided model).
 
     Call ``module.apply(variables, x, train=False)`` with ``x`` of shape
     (N, H, W, 3); returns logits (N, num_classes).
@@ -129,17 +135,18 @@ class ResNet(nn.Module):
     block: str = "basic"
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     num_classes: int = 1000
+    act: Callable[[jax.Array], jax.Array] = jax.nn.relu
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = _conv(64, 7, 2, 3, "conv1")(x)
-        x = jax.nn.relu(_bn(train, "bn1")(x))
+        x = self.act(_bn(train, "bn1")(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         expansion = 1 if self.block == "basic" else 4
         features = 64
         for i, blocks in enumerate(self.stage_sizes):
             planes = 64 * 2**i
-            x = ResLayer(self.block, planes, blocks, 1 if i == 0 else 2, features,
+            x = ResLayer(self.block, planes, blocks, 1 if i == 0 else 2, features, self.act,
                          name=f"layer{i + 1}")(x, train)
             features = planes * expansion
         x = jnp.mean(x, axis=(1, 2))
