@@ -28,7 +28,7 @@ from __future__ import annotations
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -53,15 +53,17 @@ class _Entry:
 
     program: Any
     traces: int = 0
-    out_shapes: dict[Any, Any] = field(default_factory=dict)
 
 
 _CACHE: OrderedDict[Any, _Entry] = OrderedDict()
+#: (computation, params structure, input shape, dtype, layers) -> (logit shape, layer shapes)
+_SHAPES: OrderedDict[Any, tuple[tuple[int, ...], dict[str, Any]]] = OrderedDict()
 
 
 def clear_cache() -> None:
     """Forget every compiled program."""
     _CACHE.clear()
+    _SHAPES.clear()
 
 
 def trace_count() -> int:
@@ -147,8 +149,7 @@ class JaxModel(Model):
                                  shown(f"shape {shape}"),
                                  "Add a batch axis, e.g. x[None]." if len(shape) >= 1 else None)
         # abstract evaluation (no computation, cached per shape): does the model take it?
-        logits_shape, _ = self._out_shape(self._entry("forward"),
-                                          jax.ShapeDtypeStruct(shape, inputs.dtype))
+        logits_shape, _ = self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
         if logits_shape[0] != shape[0]:
             raise argument_error(
                 "inputs", "a batch (N, H, W, C) in NHWC layout", shown(f"shape {shape}, which "
@@ -167,7 +168,7 @@ class JaxModel(Model):
     def forward(self, inputs: Any) -> np.ndarray:
         x = self._device_inputs(inputs)
         entry = self._entry("forward")
-        self._out_shape(entry, x)
+        self._out_shape(x)
         return np.asarray(entry.program(self._forward.params, x))
 
     def gradients(self, request: GradientRequest) -> GradientResult:
@@ -183,7 +184,7 @@ class JaxModel(Model):
             check_supported()
         entry = self._entry("gradients", request.rule, layers, request.objective,
                             request.input_gradient, request.layer_gradients)
-        out_shape, layer_shapes = self._out_shape(entry, x, layers)
+        out_shape, layer_shapes = self._out_shape(x, layers)
         given = None
         if request.targets is not None:
             # class range checked against the class count, known from the traced shape
@@ -192,7 +193,8 @@ class JaxModel(Model):
         else:
             resolve_targets(None, np.zeros(out_shape, dtype=np.float32))
         targets = None if given is None else jnp.asarray(given, dtype=jnp.int32)
-        out = entry.program(self._forward.params, x, targets)
+        eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
+        out = entry.program(self._forward.params, x, eps, targets)
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
                  "downstream_rectifiers": int(out["downstream"])}
         if request.rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
@@ -233,11 +235,14 @@ class JaxModel(Model):
             self.to_numpy(inputs)
         return x
 
-    def _out_shape(self, entry: _Entry, x: Any,
+    def _out_shape(self, x: Any,
                    layers: tuple[str, ...] = ()) -> tuple[tuple[int, ...], dict[str, Any]]:
         """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached)."""
-        key = (x.shape, str(x.dtype), layers)
-        if key not in entry.out_shapes:
+        params = self._forward.params
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        key = (self._forward.key, treedef, tuple((tuple(v.shape), str(v.dtype)) for v in leaves),
+               tuple(x.shape), str(x.dtype), layers)
+        if key not in _SHAPES:
             fn = self._forward.fn
             try:
                 logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
@@ -261,8 +266,10 @@ class JaxModel(Model):
                     "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
                     shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
                     "Inputs are NHWC for Flax; add a batch axis if it is missing.")
-            entry.out_shapes[key] = (shape, acts)
-        return entry.out_shapes[key]  # type: ignore[no-any-return]
+            _SHAPES[key] = (shape, acts)
+            while len(_SHAPES) > 4 * _CACHE_SIZE:
+                _SHAPES.popitem(last=False)
+        return _SHAPES[key]
 
     def _entry(self, *config: Any) -> _Entry:
         forward = self._forward
@@ -284,12 +291,13 @@ def _forward_program(forward: Forward, entry: _Entry) -> Any:
 
 def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[str, ...],
                       objective: str, want_input: bool, want_layers: bool) -> Any:
-    """The jitted ``(params, x, targets or None) -> dict`` of one gradient request."""
+    """The jitted ``(params, x, eps, targets or None) -> dict`` of one gradient request.
 
-    def run(params: Any, x: Any, targets: Any) -> dict[str, Any]:
+    ``eps`` holds zeros shaped like each tapped layer's output.
+    """
+
+    def run(params: Any, x: Any, eps: Any, targets: Any) -> dict[str, Any]:
         entry.traces += 1
-        _, shapes = jax.eval_shape(lambda p, x: forward.fn(p, x, None, layers), params, x)
-        eps = {name: jnp.zeros(s.shape, s.dtype) for name, s in shapes.items()}
         program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
         n_params = len(jax.tree_util.tree_leaves(params))
         marked = [False] * (n_params + 1) + [True] * len(jax.tree_util.tree_leaves(eps))

@@ -37,7 +37,10 @@ CASES: list[tuple[str, str | None]] = [
     ("guided_gradcam", "layer3"),
 ]
 TARGETS = [5, 8]  # batch of 2, different targets
-SIZE = 64
+#: input size: small to keep compile and run times low (layer4 is 2x2, layer3 4x4). Smaller
+#: inputs make float32 maps of a random ResNet-50 ill-conditioned (at 48x48 a relu whose input
+#: rounds to the other side of 0 moves saliency by 6e-3 relative; float64 still agrees to 1e-14)
+SIZES = {"resnet18": 64, "resnet50": 64}
 
 
 def _torch_resnet(name: str, dtype: Any) -> Any:
@@ -71,16 +74,18 @@ def _nhwc(array: np.ndarray) -> np.ndarray:
 def _check_parity(name: str, dtype: Any, np_dtype: Any, tolerance: float) -> dict[str, float]:
     torch_model = _torch_resnet(name, dtype)
     module, variables = attrib_jax.from_torch(torch_model)
-    x = np.random.default_rng(2).normal(size=(2, 3, SIZE, SIZE)).astype(np_dtype)
+    size = SIZES[name]
+    x = np.random.default_rng(2).normal(size=(2, 3, size, size)).astype(np_dtype)
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     jax_model = attrib.wrap((module, variables), backend="jax", train=False)
     worst: dict[str, float] = {}
 
     with torch.no_grad():
         torch_logits = torch_model(torch.from_numpy(x)).numpy()
-    jax_logits = jax_model.forward(x_nhwc)
-    assert jax_logits.dtype == np_dtype
-    worst["logits"] = float(_relative(jax_logits, torch_logits).max())
+    if name == "resnet18":  # Model.forward once; elsewhere the logits come with each map
+        jax_logits = jax_model.forward(x_nhwc)
+        assert jax_logits.dtype == np_dtype
+        worst["forward"] = float(_relative(jax_logits, torch_logits).max())
 
     for method, layer in CASES:
         kwargs = {"layer": layer} if layer else {}
@@ -88,6 +93,8 @@ def _check_parity(name: str, dtype: Any, np_dtype: Any, tolerance: float) -> dic
         theirs = attrib.explain(torch_model, torch.from_numpy(x), method=method, backend="torch",
                                 target=TARGETS, **kwargs)
         assert ours.attribution.dtype == np_dtype
+        worst["logits"] = max(worst.get("logits", 0.0),
+                              float(_relative(ours.logits, torch_logits).max()))
         np.testing.assert_array_equal(ours.targets, TARGETS)
         expected = _nhwc(np.asarray(theirs.attribution))
         assert ours.attribution.shape == expected.shape
