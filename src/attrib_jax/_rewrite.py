@@ -196,10 +196,10 @@ def _while(params: dict[str, Any], invals: list[Any], rule: str, found: set[int]
     cond_consts, body_consts = invals[:n_cond], invals[n_cond:n_cond + n_body]
     init = invals[n_cond + n_body:]
 
-    def cond(carry: list[Any]) -> Any:
+    def cond(carry: Any) -> Any:
         return _evaluate(params["cond_jaxpr"], (), [*cond_consts, *carry], rule, found)[0]
 
-    def body(carry: list[Any]) -> list[Any]:
+    def body(carry: Any) -> Any:
         return _evaluate(params["body_jaxpr"], (), [*body_consts, *carry], rule, found)
 
     return list(jax.lax.while_loop(cond, body, list(init)))

@@ -33,7 +33,7 @@ def _forward(x: Array, upper: float | None) -> Array:
     return y
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rectifier(rule: str, upper: float | None = None) -> Callable[[Array], Array]:
     """The rectifier ``min(max(x, 0), upper)`` whose backward pass follows ``rule``.
 

@@ -14,10 +14,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from .jax_testnets import function_net, images, linen_net, nnx_net, score_grad
 
 import attrib
 from attrib_jax._rewrite import analyse, match_rectifier, trace
+
+from .jax_testnets import function_net, images, linen_net, nnx_net, score_grad
 
 TARGETS = [0, 3]
 RULES = {"guided_backprop": "guided", "deconvnet": "deconvnet", "saliency": "vanilla"}
@@ -119,3 +120,20 @@ def test_vanilla_program_is_the_true_gradient_under_jit_and_vmap() -> None:
     jitted = jax.jit(jax.grad(lambda x: program.function("vanilla")(x)[:, 1].sum()))(x)
     np.testing.assert_allclose(jitted, score_grad(lambda x: module.apply(variables, x), x, [1, 1]),
                                rtol=1e-5, atol=1e-6)
+
+
+def test_while_loop_bodies_are_rewritten_and_keep_their_values() -> None:
+    """``while_loop`` has no reverse-mode gradient, but its rectifiers are found and rewritten
+    (its forward values unchanged) so that a program containing one still traces."""
+    w = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
+
+    def fn(x):
+        return jax.lax.while_loop(lambda c: c[1] < 3,
+                                  lambda c: (jax.nn.relu(c[0] @ w) - 0.1, c[1] + 1), (x, 0))[0]
+
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3)), jnp.float32)
+    program = trace(fn, x)
+    assert analyse(program.closed, [True]).rectifiers == 1
+    rewritten = jax.make_jaxpr(program.function("guided"))(x)
+    assert "custom_vjp_call" in str(rewritten)
+    np.testing.assert_allclose(program.call("guided", x), fn(x), rtol=1e-6)
