@@ -16,6 +16,11 @@ Linen modules are applied with ``mutable=False``: BatchNorm must run on its
 running statistics (``use_running_average=True``, e.g. through ``train=False``);
 put nnx modules in eval mode (``model.eval()``) first.
 
+Layers are named by module path (``"layer4"``, ``"layer4/1"``, nnx attribute
+paths such as ``"blocks/0"``). A submodule inside a lifted Flax transform
+(``nn.remat``, ``nn.scan``) cannot be tapped: tap the module around it.
+Rectifier rules reach everywhere, ``remat`` and ``scan`` included.
+
 Each gradient pass is one jit-compiled program: forward, target selection
 (the arg-max when no target is given), the objective, and the backward
 pass(es). Programs are cached on the computation (module / graph definition /
@@ -194,7 +199,10 @@ class JaxModel(Model):
             resolve_targets(None, np.zeros(out_shape, dtype=np.float32))
         targets = None if given is None else jnp.asarray(given, dtype=jnp.int32)
         eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
-        out = entry.program(self._forward.params, x, eps, targets)
+        try:
+            out = entry.program(self._forward.params, x, eps, targets)
+        except jax.errors.UnexpectedTracerError as error:
+            raise _lifted_layer_error(layers) from error
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
                  "downstream_rectifiers": int(out["downstream"])}
         if request.rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
@@ -249,6 +257,8 @@ class JaxModel(Model):
                                               self._forward.params, x)
             except AttribError:
                 raise
+            except jax.errors.UnexpectedTracerError as error:
+                raise _lifted_layer_error(layers) from error
             except Exception as error:  # the model rejected these inputs
                 raise argument_error(
                     "inputs", "a batch this model accepts (NHWC layout for Flax)",
@@ -279,6 +289,13 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _lifted_layer_error(layers: tuple[str, ...]) -> AttribError:
+    return argument_error(
+        "layer", "a submodule outside Flax's lifted transforms", layers[0] if layers else None,
+        "Its output lives inside nn.remat / nn.scan / nn.vmap and cannot be captured; tap the "
+        "module that contains the transformed one, or a layer before or after it.")
 
 
 def _forward_program(forward: Forward, entry: _Entry) -> Any:

@@ -137,3 +137,14 @@ def test_while_loop_bodies_are_rewritten_and_keep_their_values() -> None:
     rewritten = jax.make_jaxpr(program.function("guided"))(x)
     assert "custom_vjp_call" in str(rewritten)
     np.testing.assert_allclose(program.call("guided", x), fn(x), rtol=1e-6)
+
+
+def test_layers_inside_lifted_transforms_give_a_clear_error() -> None:
+    module, variables = linen_net()
+    model = attrib.wrap((module, variables), backend="jax")
+    with pytest.raises(attrib.AttribError, match="lifted transforms"):
+        model.gradients(attrib.GradientRequest(inputs=images(), layers=("remat_block",)))
+    with pytest.raises(attrib.AttribError, match="one array"):
+        model.gradients(attrib.GradientRequest(inputs=images(), layers=("scan",)))
+    result = model.gradients(attrib.GradientRequest(inputs=images(), layers=("fc1",)))
+    assert result.layer_gradients["fc1"].shape == (2, 8)
