@@ -1,4 +1,4 @@
-"""``from_torch``: a torchvision ResNet as the identical Flax ``(module, variables)``.
+"""``from_torch``: a torchvision ResNet (or attrib's demo CNN) as the identical Flax ``(module, variables)``.
 
 Weights are copied, not re-trained: conv kernels OIHW → HWIO, the dense
 kernel ``W.T``, BatchNorm ``weight``/``bias`` → ``scale``/``bias`` and its
@@ -8,6 +8,7 @@ dtype (float64 for a ``.double()`` model when ``jax_enable_x64`` is on).
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import jax
@@ -30,14 +31,15 @@ def _is_torchvision_resnet(model: Any) -> bool:
     return all(hasattr(model, n) for n in names)
 
 
-def from_torch(torch_model: Any) -> tuple[ResNet, dict[str, Any]]:
+def from_torch(torch_model: Any) -> tuple[Any, dict[str, Any]]:
     """The Flax twin of a torchvision ResNet (18/34/50/101/152) and its variables.
 
     Parameters
     ----------
-    torch_model : torchvision.models.ResNet
-        Left unchanged. Only the standard architecture (``groups=1``,
-        ``width_per_group=64``) is supported.
+    torch_model : torchvision.models.ResNet or attrib's demo CNN
+        Left unchanged. Only the standard ResNet architecture (``groups=1``,
+        ``width_per_group=64``) is supported; the demo CNN
+        (:func:`attrib.demo_model`) is converted to its Flax twin.
 
     Returns
     -------
@@ -51,8 +53,14 @@ def from_torch(torch_model: Any) -> tuple[ResNet, dict[str, Any]]:
     >>> import torchvision, attrib_jax                        # doctest: +SKIP
     >>> module, variables = attrib_jax.from_torch(torchvision.models.resnet18().eval())  # doctest: +SKIP
     """
+    torch_demo = sys.modules.get("attrib_torch._demo")  # a DemoCNN exists only if it is imported
+    if torch_demo is not None and isinstance(torch_model, torch_demo.DemoCNN):
+        from ._demo import from_torch_demo
+
+        return from_torch_demo(torch_model)
     if not _is_torchvision_resnet(torch_model):
-        raise argument_error("torch_model", "a torchvision ResNet (conv1, bn1, layer1..4, fc)",
+        raise argument_error("torch_model", "a torchvision ResNet (conv1, bn1, layer1..4, fc) "
+                             "or attrib's demo CNN",
                              shown(type(torch_model).__name__), kind=AttribTypeError)
     first = torch_model.layer1[0]
     block = "bottleneck" if hasattr(first, "conv3") else "basic"

@@ -60,13 +60,13 @@ def test_torch_and_jax_give_the_same_logits(data, torch_model, jax_model) -> Non
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
 
 
-def test_from_torch_demo_copies_a_torch_demo_cnn(data, torch_model) -> None:
-    from attrib_jax._demo import from_torch_demo
+def test_from_torch_copies_a_torch_demo_cnn(data, torch_model) -> None:
+    from attrib_jax import from_torch
     from attrib_torch._demo import DemoCNN
 
     torch.manual_seed(0)
     fresh = DemoCNN().eval()  # other weights than the shipped ones
-    module, variables = from_torch_demo(fresh)
+    module, variables = from_torch(fresh)
     expected = _torch_logits(fresh, data.images[:8])
     got = np.asarray(module.apply(variables, data.images[:8]))
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
