@@ -108,20 +108,18 @@ class Attributor(ABC):
     def _check_layer(self, layer: object) -> str:
         """``layer`` if the model has a layer of that name, else a clear error."""
         names = list(self.model.layer_names())
+        no_layers = (
+            "This model exposes no named layers (in the jax backend an (apply_fn, params) pair "
+            "has none: pass the Flax module, as (module, variables) or an nnx module)."
+        )
         if layer is None:
-            raise argument_error(
-                "layer",
-                f"the name of a layer for {self.name!r}",
-                None,
-                f"Layers near the output: {names[-5:]}" if names else
-                "This model exposes no named layers (a Flax module is needed for layer methods "
-                "in the jax backend).",
-            )
+            hint = f"Layers near the output: {names[-5:]}" if names else no_layers
+            raise argument_error("layer", f"the name of a layer for {self.name!r}", None, hint)
         if isinstance(layer, str) and layer in names:
             return layer
         near = close_matches(str(layer), names)
         hint = f"Did you mean {' or '.join(repr(n) for n in near)}?" if near else (
-            f"Layers near the output: {names[-5:]}" if names else "This model exposes no named layers."
+            f"Layers near the output: {names[-5:]}" if names else no_layers
         )
         raise argument_error("layer", f"a layer name of this {self.model.backend} model", layer, hint)
 
