@@ -257,9 +257,11 @@ def demo_model(backend: str = "torch") -> Any:
     --------
     >>> import attrib
     >>> data = attrib.demo_data(4)
-    >>> model = attrib.demo_model("torch")                    # doctest: +SKIP
-    >>> attrib.explain(model, data.images.transpose(0, 3, 1, 2), method="gradcam",
-    ...                layer="conv4")                           # doctest: +SKIP
+    >>> model = attrib.demo_model("torch")
+    >>> cam = attrib.explain(model, data.images.transpose(0, 3, 1, 2), method="gradcam",
+    ...                      layer="conv4")
+    >>> cam.attribution.shape
+    (4, 64, 64)
     """
     if backend == "torch":
         from attrib_torch._demo import load_demo_model as load_torch

@@ -50,8 +50,10 @@ def from_torch(torch_model: Any) -> tuple[Any, dict[str, Any]]:
 
     Examples
     --------
-    >>> import torchvision, attrib_jax                        # doctest: +SKIP
-    >>> module, variables = attrib_jax.from_torch(torchvision.models.resnet18().eval())  # doctest: +SKIP
+    >>> import torchvision, attrib_jax
+    >>> module, variables = attrib_jax.from_torch(torchvision.models.resnet18(weights=None).eval())
+    >>> sorted(variables), module.stage_sizes
+    (['batch_stats', 'params'], (2, 2, 2, 2))
     """
     torch_demo = sys.modules.get("attrib_torch._demo")  # a DemoCNN exists only if it is imported
     if torch_demo is not None and isinstance(torch_model, torch_demo.DemoCNN):

@@ -166,8 +166,10 @@ def check_backend(
     cases checked; raises one :class:`AssertionError` that lists every case
     that failed and why (which array, largest difference, where).
 
-    >>> import attrib.testing  # doctest: +SKIP
-    >>> attrib.testing.check_backend("numpy", build_numpy_model, layout="NCHW")  # doctest: +SKIP
+    Example (``build`` turns a NumPy network spec into the backend's model)::
+
+        import attrib.testing
+        attrib.testing.check_backend("numpy", build_numpy_model, layout="NCHW")
     """
     conf = Conformance(backend, build, layout=layout, methods=methods, specs=specs,
                        to_native=to_native, wrap_options=dict(wrap_options or {}),
