@@ -140,8 +140,8 @@ _GLOBAL_HOOKS = (
 )
 
 
-def snapshot(model: nn.Module) -> dict[str, Any]:
-    """Everything a call must leave as it was."""
+def _observable(model: nn.Module) -> dict[str, Any]:
+    """Module identities, flags, hooks: what a call must leave as it was (tensors aside)."""
     import torch.nn.modules.module as module_mod
 
     return {
@@ -155,6 +155,13 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
             for attr in _HOOK_DICTS
         ],
         "global_hooks": [tuple(getattr(module_mod, attr, {}) or {}) for attr in _GLOBAL_HOOKS],
+    }
+
+
+def snapshot(model: nn.Module) -> dict[str, Any]:
+    """Everything a call must leave as it was."""
+    return {
+        **_observable(model),
         "state": {k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items()},
         "tensor_ids": {k: id(v) for k, v in model.state_dict(keep_vars=True).items()},
     }
@@ -162,20 +169,7 @@ def snapshot(model: nn.Module) -> dict[str, Any]:
 
 def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
     """``model`` is as :func:`snapshot` saw it (tensors compared in place, bit for bit)."""
-    import torch.nn.modules.module as module_mod
-
-    after = {
-        "modules": [(name, id(m)) for name, m in model.named_modules(remove_duplicate=False)],
-        "training": [m.training for m in model.modules()],
-        "requires_grad": [p.requires_grad for p in model.parameters()],
-        "grads": [p.grad is None for p in model.parameters()],
-        "hooks": [
-            (name, attr, tuple(getattr(m, attr, {}) or {}))
-            for name, m in model.named_modules()
-            for attr in _HOOK_DICTS
-        ],
-        "global_hooks": [tuple(getattr(module_mod, attr, {}) or {}) for attr in _GLOBAL_HOOKS],
-    }
+    after = _observable(model)
     for key, value in after.items():
         assert value == before[key], key
     assert all(not hooks for _, attr, hooks in after["hooks"] if "_forward" in attr or

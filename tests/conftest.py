@@ -1,4 +1,4 @@
-"""Test-session settings for the jax tests: fast XLA compilation.
+"""Test-session settings: fast XLA compilation for every test that runs jax.
 
 The programs these tests compile are used a handful of times on tiny inputs,
 so XLA's optimisation passes cost more than they save. ``setdefault`` leaves
