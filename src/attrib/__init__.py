@@ -38,6 +38,9 @@ from .postprocess import (
     to_hwc,
 )
 
+# explaining a whole dataset (zarr and ray are imported only when used)
+from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -94,4 +97,18 @@ __all__ = [
     "AttribTypeError",
     "BackendError",
     "AttribWarning",
+    # a whole dataset: streamed into a Zarr store (attrib.ray runs it on a Ray cluster)
+    "explain_dataset",
+    "BatchExplainer",
+    "MapStore",
+    "open_maps",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``attrib.ray``, imported on first use (it imports ray only when called)."""
+    if name == "ray":
+        import importlib
+
+        return importlib.import_module(".ray", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
