@@ -105,7 +105,10 @@ def explain_dataset(
     store = MapStore.create_or_resume(out, settings)
     first, offset = _done_prefix(store)
     if offset:
-        ds = ds.split_at_indices([offset])[1]
+        ds = ds.split_at_indices([offset])[1]  # materialised by the split, so counting is cheap
+        if ds.count() == 0:  # every row is in the store already
+            store.finish()
+            return store
     renamed = {image_column: IMAGE_KEY, **({label_column: LABEL_KEY} if has_labels else {})}
     keep = list(renamed)
     ds = ds.select_columns(keep).rename_columns(renamed) if any(k != v for k, v in renamed.items()) \
