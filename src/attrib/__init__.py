@@ -40,6 +40,7 @@ from .postprocess import (
 
 # explaining a whole dataset (zarr and ray are imported only when used)
 from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
+from ._report import write_report
 
 __version__ = "0.1.0"
 
@@ -102,6 +103,7 @@ __all__ = [
     "BatchExplainer",
     "MapStore",
     "open_maps",
+    "write_report",
 ]
 
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer
-from ._dataset._run import progress_bar, write_outputs
+from ._dataset._run import progress_bar, with_class_names, write_outputs
 from ._dataset._store import MapStore
 from ._errors import argument_error, shown
 
@@ -46,6 +46,7 @@ def explain_dataset(
     objective: str = "logit",
     thumbnail: int | None = 112,
     store_inputs: bool = False,
+    class_names: Any = None,
     progress: bool = True,
     image_column: str = IMAGE_KEY,
     label_column: str | None = LABEL_KEY,
@@ -70,7 +71,7 @@ def explain_dataset(
     model_factory : callable of no arguments
         Returns the model; called once in each actor (ship a function, not a
         loaded model).
-    method, target, layer, backend, objective, thumbnail, store_inputs, **method_options
+    method, target, layer, backend, objective, thumbnail, store_inputs, class_names, **method_options
         As :func:`attrib.explain_dataset`.
     out : str or path-like
         The Zarr store, created if missing.
@@ -102,7 +103,7 @@ def explain_dataset(
                    **method_options)
     # settings from one local explainer: checks every argument before the cluster does any work
     settings = BatchExplainer(model_factory, **options).settings
-    store = MapStore.create_or_resume(out, settings)
+    store = MapStore.create_or_resume(out, with_class_names(settings, class_names))
     first, offset = _done_prefix(store)
     if offset:
         ds = ds.split_at_indices([offset])[1]  # materialised by the split, so counting is cheap

@@ -13,7 +13,8 @@ from .._errors import AttribTypeError, argument_error, shown
 from ._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums
 from ._store import MapStore
 
-__all__ = ["explain_dataset", "split_batch", "progress_bar", "write_outputs", "BackgroundWriter"]
+__all__ = ["explain_dataset", "split_batch", "progress_bar", "write_outputs", "BackgroundWriter",
+           "with_class_names"]
 
 
 class BackgroundWriter:
@@ -128,6 +129,14 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
         bar.update(n)
 
 
+def with_class_names(settings: dict[str, Any], class_names: Any) -> dict[str, Any]:
+    """``settings`` with ``class_names`` (a list of str, or None) added."""
+    if class_names is not None and (isinstance(class_names, str) or
+                                    not all(isinstance(c, str) for c in class_names)):
+        raise argument_error("class_names", "a sequence of class names (str)", class_names)
+    return {**settings, "class_names": None if class_names is None else list(class_names)}
+
+
 def explain_dataset(
     model: Any,
     batches: Iterable[Any],
@@ -140,6 +149,7 @@ def explain_dataset(
     objective: str = "logit",
     thumbnail: int | None = 112,
     store_inputs: bool = False,
+    class_names: Any = None,
     progress: bool = True,
     **method_options: Any,
 ) -> MapStore:
@@ -177,6 +187,8 @@ def explain_dataset(
         ``attrib report`` (default 112 pixels); ``None`` keeps none.
     store_inputs : bool
         Also keep the inputs themselves (array ``inputs``).
+    class_names : sequence of str, optional
+        Names of the model's classes, kept with the settings (the gallery shows them).
     progress : bool
         Show a tqdm bar with images per second on stderr.
     **method_options
@@ -209,7 +221,7 @@ def explain_dataset(
     explainer = BatchExplainer(lambda: model, method=method, target=target, layer=layer,
                                backend=backend, objective=objective, thumbnail=thumbnail,
                                store_inputs=store_inputs, **method_options)
-    store = MapStore.create_or_resume(out, explainer.settings)
+    store = MapStore.create_or_resume(out, with_class_names(explainer.settings, class_names))
     with progress_bar(_total(batches), f"explain_dataset ({method})", progress) as bar, \
             BackgroundWriter(store) as writer:
         for k, offset, outputs in _explained(explainer, store, batches, bar):
