@@ -15,12 +15,14 @@ from __future__ import annotations
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
+from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
 from ._demo import demo_data, demo_model
 from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
 from ._explanation import Explanation
 from ._hooks import hookimpl
 from ._model import LAYOUTS, GradientRequest, GradientResult, Model
 from ._registry import Registry
+from ._report import write_report
 from ._resize import resize_bilinear
 from ._rules import RULES, GuidedActivation, get_rule
 from ._targets import OBJECTIVES, check_target, objective_scores, resolve_targets
@@ -37,10 +39,6 @@ from .postprocess import (
     resize_map,
     to_hwc,
 )
-
-# explaining a whole dataset (zarr and ray are imported only when used)
-from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
-from ._report import write_report
 
 __version__ = "0.1.0"
 

@@ -255,8 +255,12 @@ function go() {
   location.hash = "sort=" + encodeURIComponent(state.sort) + "&order=" + state.order + "&page=" + state.page;
 }
 
-document.getElementById("sort").addEventListener("change", (e) => { state.sort = e.target.value; state.page = 1; go(); });
-document.getElementById("order").addEventListener("change", (e) => { state.order = e.target.value; state.page = 1; go(); });
+document.getElementById("sort").addEventListener("change", (e) => {
+  state.sort = e.target.value; state.page = 1; go();
+});
+document.getElementById("order").addEventListener("change", (e) => {
+  state.order = e.target.value; state.page = 1; go();
+});
 document.getElementById("prev").addEventListener("click", () => { state.page -= 1; go(); });
 document.getElementById("next").addEventListener("click", () => { state.page += 1; go(); });
 window.addEventListener("hashchange", () => { fromHash(); render(); });

@@ -54,3 +54,14 @@ def test_ray_store_equals_the_one_process_store_bit_for_bit_and_resumes(local_ra
         attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", out=distributed,
                                    image_column="picture", label_column="class", progress=False)
     np.testing.assert_array_equal(store["labels"][:], labels)
+
+
+def test_cli_ray_writes_the_one_process_store(local_ray, tmp_path):
+    from attrib._cli import main
+    from support.image_folders import make_folder
+
+    folder, _, _ = make_folder(tmp_path, 6)
+    common = [str(folder), "--model", "demo", "--method", "saliency", "--batch-size", "4", "--quiet"]
+    assert main(["explain-dataset", *common, "--out", str(tmp_path / "one.zarr")]) == 0
+    assert main(["explain-dataset", *common, "--out", str(tmp_path / "ray.zarr"), "--ray"]) == 0
+    assert _files(tmp_path / "ray.zarr") == _files(tmp_path / "one.zarr")

@@ -101,7 +101,7 @@ def _target(text: str | None, loaded: LoadedModel, labels: np.ndarray | None) ->
     return parse_target(text, loaded)
 
 
-def _pictures(paths: Sequence[str], size: int, imagenet: bool) -> np.ndarray:
+def _pictures(paths: Sequence[Any], size: int, imagenet: bool) -> np.ndarray:
     """The images at ``paths`` resized and centre-cropped, (N, size, size, 3) floats in [0, 1]."""
     from ..preprocess import resize_and_center_crop
 
