@@ -46,7 +46,8 @@ def _versions(backend: Any) -> dict[str, str]:
     from .. import __version__
 
     found = {"attrib": __version__}
-    names = [*backend.frameworks, *([backend.distribution] if backend.distribution else [])]
+    third_party = backend.distribution not in ("", "attrib")
+    names = [*backend.frameworks, *([backend.distribution] if third_party else [])]
     for name in names:
         try:
             found[name] = metadata.version(name)
