@@ -163,6 +163,16 @@ class BatchExplainer:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Explain ``batch["image"]`` (targets from ``batch["label"]`` with ``target="labels"``)."""
+        out, inputs = self.explain(batch)
+        return self.complete(out, inputs)
+
+    def explain(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """The model's part of :meth:`__call__`: maps, targets, logits, labels; and the inputs.
+
+        :meth:`complete` adds what is computed from the inputs alone
+        (thumbnails, checksums), so that a writer thread can do it while
+        the model explains the next batch.
+        """
         if not isinstance(batch, Mapping) or IMAGE_KEY not in batch:
             given = sorted(batch) if isinstance(batch, Mapping) else shown(type(batch).__name__)
             raise argument_error("batch", f"a dict with the inputs under {IMAGE_KEY!r} (and "
@@ -177,7 +187,6 @@ class BatchExplainer:
         else:
             target = self._target
         explanation = self._attributor.attribute(inputs, target)
-        as_numpy = np.asarray(inputs)
         out: dict[str, np.ndarray] = {"attribution": np.asarray(explanation.attribution)}
         if explanation.layer_attribution is not None:
             out["layer_attribution"] = np.asarray(explanation.layer_attribution)
@@ -185,11 +194,15 @@ class BatchExplainer:
         out["logits"] = np.asarray(explanation.logits)
         if labels is not None:
             out["labels"] = labels
+        return out, np.asarray(inputs)
+
+    def complete(self, out: dict[str, np.ndarray], inputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Add the thumbnails, the inputs (``store_inputs``) and the checksums of ``inputs`` to ``out``."""
         if self._thumbnail is not None:
-            out["thumbnails"] = thumbnails(as_numpy, self.layout, self._thumbnail)
+            out["thumbnails"] = thumbnails(inputs, self.layout, self._thumbnail)
         if self._store_inputs:
-            out["inputs"] = as_numpy
-        out["checksums"] = checksums(as_numpy)
+            out["inputs"] = inputs
+        out["checksums"] = checksums(inputs)
         return out
 
     def __repr__(self) -> str:

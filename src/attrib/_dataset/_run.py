@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -34,11 +35,14 @@ class BackgroundWriter:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="attrib-writer")
         return self
 
-    def submit(self, batch: int, offset: int, outputs: Mapping[str, np.ndarray]) -> None:
-        """Write ``outputs`` as batch ``batch`` at row ``offset`` once the previous write is done."""
+    def submit(self, batch: int, offset: int, outputs: Callable[[], Mapping[str, np.ndarray]]) -> None:
+        """Write ``outputs()`` as batch ``batch`` at row ``offset`` once the previous write is done.
+
+        ``outputs`` is called in the writer thread (it may finish computing the batch there).
+        """
         assert self._pool is not None, "use BackgroundWriter as a context manager"
         self._wait()
-        self._pending = self._pool.submit(self.store.write_batch, batch, offset, outputs)
+        self._pending = self._pool.submit(lambda: self.store.write_batch(batch, offset, outputs()))
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -112,8 +116,14 @@ def write_outputs(store: MapStore, outputs: Iterable[Mapping[str, np.ndarray]], 
     return offset
 
 
-def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any],
-               bar: Any) -> Iterator[tuple[int, int, dict[str, np.ndarray] | None]]:
+def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any], bar: Any
+               ) -> Iterator[tuple[int, int, Callable[[], dict[str, np.ndarray]] | None]]:
+    """Each batch's index, first row and a function giving its arrays (None: done before).
+
+    The model runs here; the function adds what needs only the inputs (thumbnails,
+    checksums) from a private copy of them, so the writer thread can run it while the
+    model explains the next batch, whatever the caller does with its batch meanwhile.
+    """
     offset = 0
     for k, batch in enumerate(batches):
         images, labels = split_batch(batch)
@@ -124,7 +134,8 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
             store.check_batch(k, offset, checksums(np.asarray(images)))
             yield k, offset, None
         else:
-            yield k, offset, explainer({IMAGE_KEY: images, LABEL_KEY: labels})
+            out, inputs = explainer.explain({IMAGE_KEY: images, LABEL_KEY: labels})
+            yield k, offset, functools.partial(explainer.complete, out, np.array(inputs, copy=True))
         offset += n
         bar.update(n)
 

@@ -98,6 +98,7 @@ class MapStore:
         self.group = group
         self.path = path
         self._done: dict[int, tuple[int, int]] = {}
+        self._arrays: dict[str, Any] = {}  # open arrays: a look-up reads and parses metadata
         self._read_markers()
 
     # -- opening ---------------------------------------------------------------------
@@ -160,7 +161,7 @@ class MapStore:
     def check_batch(self, batch: int, offset: int, sums: np.ndarray) -> None:
         """Refuse a resumed run whose batch ``batch`` is not the data the store holds."""
         done = self._done[batch]
-        stored = np.asarray(self.group["checksums"][done[0]:done[0] + done[1]])
+        stored = np.asarray(self._array("checksums")[done[0]:done[0] + done[1]])
         if done != (offset, len(sums)) or not np.array_equal(stored, sums):
             raise argument_error(
                 "batches", "the same data, in the same order and batches, as the run that made "
@@ -181,26 +182,32 @@ class MapStore:
         pending = []
         for name, values in arrays.items():
             values = np.asarray(values)
-            if name in self.group:
-                array = self.group[name]
-                if array.shape[0] < end:
-                    array.resize((max(end, 2 * array.shape[0]), *array.shape[1:]))
-            else:
-                array = self.group.create_array(
+            array = self._array(name)
+            if array is None:
+                array = self._arrays[name] = self.group.create_array(
                     name, shape=(end, *values.shape[1:]), dtype=values.dtype,
                     chunks=(n, *values.shape[1:]), fill_value=0, compressors=_compressor(zarr),
                     config={"write_empty_chunks": True})  # every chunk is data: skip the scan
+            elif array.shape[0] < end:
+                array.resize((max(end, 2 * array.shape[0]), *array.shape[1:]))
             pending.append((array, values))
         _write_rows(pending, slice(offset, end))
-        if MARKER in self.group:
-            marker = self.group[MARKER]
-            if marker.shape[0] <= batch:
-                marker.resize((max(batch + 1, 2 * marker.shape[0]), 2))
-        else:
-            marker = self.group.create_array(MARKER, shape=(batch + 1, 2), dtype=np.int64,
-                                             chunks=(1, 2), fill_value=0)
+        marker = self._array(MARKER)
+        if marker is None:
+            marker = self._arrays[MARKER] = self.group.create_array(
+                MARKER, shape=(batch + 1, 2), dtype=np.int64, chunks=(1, 2), fill_value=0)
+        elif marker.shape[0] <= batch:
+            marker.resize((max(batch + 1, 2 * marker.shape[0]), 2))
         marker[batch] = np.array([offset, n], dtype=np.int64)
         self._done[batch] = (offset, n)
+
+    def _array(self, name: str) -> Any:
+        """The open array ``name``, or None if the store has none."""
+        if name not in self._arrays:
+            if name not in self.group:
+                return None
+            self._arrays[name] = self.group[name]
+        return self._arrays[name]
 
     def finish(self) -> None:
         """Trim every array to the rows of the completed batches (after the last batch)."""
@@ -209,7 +216,7 @@ class MapStore:
         rows = max(offset + size for offset, size in self._done.values())
         batches = max(self._done) + 1
         for name in list(self.group.array_keys()):
-            array = self.group[name]
+            array = self._array(name)
             wanted = batches if name == MARKER else rows
             if array.shape[0] != wanted:
                 array.resize((wanted, *array.shape[1:]))
