@@ -71,3 +71,9 @@ def test_target_labels_without_class_folders_is_refused(tmp_path, capsys):
     assert main(["explain-dataset", str(folder), "--model", "demo", "--method", "saliency",
                  "--target", "labels", "--out", str(tmp_path / "m.zarr")]) == 2
     assert "--target: 'labels' needs every image in a sub-folder named" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["explain-dataset", "report"])
+def test_help_of_the_dataset_commands(command, capsys):
+    assert main([command, "--help"]) == 0
+    assert capsys.readouterr().out.startswith(f"usage: attrib {command}")
