@@ -91,15 +91,24 @@ def main() -> None:
     parser.add_argument("--throughput-n", type=int, default=512,
                         help="scenes per throughput run (short runs, many of them)")
     parser.add_argument("--method", default="gradcam")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads for both arms (default: torch's own choice)")
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.rss_run:
         print(json.dumps(rss_run(args.rss_run, args.batch, args.method)))
         return
     if not args.skip_throughput:
         result = throughput(args.throughput_n, args.batch, args.method, args.repeats)
-        print(f"throughput ({args.method}, {args.throughput_n} scenes, batch {args.batch}, best of "
+        import torch
+
+        print(f"throughput ({args.method}, {args.throughput_n} scenes, batch {args.batch}, "
+              f"{torch.get_num_threads()} torch threads, best of "
               f"{args.repeats}): hand-written loop {result['loop_img_per_s']:.0f} img/s, "
               f"explain_dataset {result['dataset_img_per_s']:.0f} img/s, "
               f"ratio {result['ratio']:.3f}")

@@ -98,6 +98,9 @@ def explain_dataset(
     if image_column not in columns:
         raise argument_error("image_column", f"a column of the dataset ({columns})", image_column)
     has_labels = label_column is not None and label_column in columns
+    if target == "labels" and not has_labels:
+        raise argument_error("label_column", f"a column of the dataset ({columns}) for target='labels'",
+                             label_column)
     options = dict(method=method, target=target, layer=layer, backend=backend,
                    objective=objective, thumbnail=thumbnail, store_inputs=store_inputs,
                    **method_options)
