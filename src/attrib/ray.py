@@ -117,6 +117,9 @@ def explain_dataset(
     keep = list(renamed)
     ds = ds.select_columns(keep).rename_columns(renamed) if any(k != v for k, v in renamed.items()) \
         else ds.select_columns(keep)
+    # blocks of exactly batch_size rows: every actor batch is the one-process run's batch (a
+    # model's floats can depend on the batch's size, e.g. torch's kernels for one sample)
+    ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
     resources = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)) if v is not None}
     explained = ds.map_batches(BatchExplainer, fn_constructor_args=(model_factory,),
                                fn_constructor_kwargs=options, batch_size=batch_size,

@@ -37,7 +37,9 @@ def test_ray_store_equals_the_one_process_store_bit_for_bit_and_resumes(local_ra
     attrib.explain_dataset(demo_model_factory(), [(images[i:i + 16], labels[i:i + 16])
                                                   for i in range(0, 40, 16)],
                            method="gradcam", layer="conv4", target="labels", out=one, progress=False)
-    ds = ray.data.from_items([{"picture": images[i], "class": int(labels[i])} for i in range(40)])
+    # blocks of 14, 13 and 13 rows: not the batches of 16, which the actors must get all the same
+    ds = ray.data.from_items([{"picture": images[i], "class": int(labels[i])} for i in range(40)],
+                             override_num_blocks=3)
     distributed = tmp_path / "ray.zarr"
     store = attrib.ray.explain_dataset(ds, demo_model_factory, method="gradcam", layer="conv4",
                                        target="labels", out=distributed, batch_size=16,
@@ -54,6 +56,9 @@ def test_ray_store_equals_the_one_process_store_bit_for_bit_and_resumes(local_ra
         attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", out=distributed,
                                    image_column="picture", label_column="class", progress=False)
     np.testing.assert_array_equal(store["labels"][:], labels)
+    with pytest.raises(attrib.AttribError, match="label_column: expected a column of the dataset"):
+        attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", target="labels",
+                                   out=tmp_path / "other.zarr", image_column="picture")
 
 
 def test_cli_ray_writes_the_one_process_store(local_ray, tmp_path):
