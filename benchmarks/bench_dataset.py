@@ -61,7 +61,8 @@ def rss_run(n: int, batch: int, method: str) -> dict[str, float]:
     return {"n": n, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}
 
 
-def throughput(n: int, batch: int, method: str, repeats: int) -> dict[str, float]:
+def throughput(n: int, batch: int, method: str, repeats: int,
+               thumbnail: int | None = 112) -> dict[str, float]:
     """Best images/s of each, over ``repeats`` interleaved runs on ``n`` scenes."""
     model = attrib.demo_model("torch")
     batches = list(scene_batches(n, batch))
@@ -78,7 +79,8 @@ def throughput(n: int, batch: int, method: str, repeats: int) -> dict[str, float
         del maps
         out = Path(tempfile.mkdtemp()) / "maps.zarr"
         start, cpu = time.perf_counter(), time.process_time()
-        attrib.explain_dataset(model, batches, method=method, out=out, progress=False, **options)
+        attrib.explain_dataset(model, batches, method=method, out=out, progress=False,
+                               thumbnail=thumbnail, **options)
         dataset.append(n / (time.perf_counter() - start))
         dataset_cpu.append(time.process_time() - cpu)
         shutil.rmtree(out.parent)
@@ -101,6 +103,8 @@ def main() -> None:
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--no-thumbnails", action="store_true",
+                        help="explain_dataset(thumbnail=None): keep no pictures for the gallery")
     args = parser.parse_args()
     if args.threads:
         import torch
@@ -110,11 +114,13 @@ def main() -> None:
         print(json.dumps(rss_run(args.rss_run, args.batch, args.method)))
         return
     if not args.skip_throughput:
-        result = throughput(args.throughput_n, args.batch, args.method, args.repeats)
+        result = throughput(args.throughput_n, args.batch, args.method, args.repeats,
+                            None if args.no_thumbnails else 112)
         import torch
 
         print(f"throughput ({args.method}, {args.throughput_n} scenes, batch {args.batch}, "
-              f"{torch.get_num_threads()} torch threads, best of "
+              f"{torch.get_num_threads()} torch threads"
+              f"{', no thumbnails' if args.no_thumbnails else ''}, best of "
               f"{args.repeats}): hand-written loop {result['loop_img_per_s']:.0f} img/s, "
               f"explain_dataset {result['dataset_img_per_s']:.0f} img/s, "
               f"ratio {result['ratio']:.3f}; CPU per image (all threads, least of the runs): "
