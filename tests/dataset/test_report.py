@@ -28,7 +28,9 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, attrib.MapSt
     root = tmp_path_factory.mktemp("report")
     scenes = attrib.demo_data(N, seed=21)
     images = scenes.images.transpose(0, 3, 1, 2).copy()
-    batches = [(images[i:i + 8], scenes.labels[i:i + 8]) for i in range(0, N, 8)]
+    labels = scenes.labels.copy()
+    labels[[3, 17, 22]] = (labels[[3, 17, 22]] + 1) % 4  # three mislabelled scenes: "wrong" rows
+    batches = [(images[i:i + 8], labels[i:i + 8]) for i in range(0, N, 8)]
     store = attrib.explain_dataset(attrib.demo_model("torch"), batches, method="gradcam",
                                    layer="conv4", out=root / "maps.zarr", progress=False,
                                    class_names=list(scenes.class_names))
@@ -96,8 +98,12 @@ def test_report_in_headless_chromium_loads_sorts_and_paginates(report, tmp_path)
     by_confidence = sorted(range(N), key=lambda i: (confidence[i], i))
     assert _rows(dom) == by_confidence[:PER_PAGE] != list(range(PER_PAGE))
 
-    dom, _ = _chromium(url + "#sort=correct&order=asc&page=3", "--dump-dom")
+    dom, _ = _chromium(url + "#sort=correct&order=asc", "--dump-dom")
     by_verdict = sorted(range(N), key=lambda i: (correct[i], i))
+    assert not correct.all() and _rows(dom) == by_verdict[:PER_PAGE] != list(range(PER_PAGE))
+    assert dom.count('class="row wrong"') == (~correct).sum()
+
+    dom, _ = _chromium(url + "#sort=correct&order=asc&page=3", "--dump-dom")
     assert _rows(dom) == by_verdict[2 * PER_PAGE:] and "page 3 of 3" in dom
 
     dom, _ = _chromium(url + "#sort=metric%3Amass_on_object&order=desc", "--dump-dom")
