@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._checks import check_finite
 from ._errors import argument_error, close_matches, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
@@ -151,6 +152,7 @@ class Attributor(ABC):
             layer_gradients=needs.layer_gradients,
         )
         result = self.model.gradients(request)
+        check_finite(result)  # never a NaN map (issue 12)
         output = self.compute(result)
         return Explanation(
             attribution=output.attribution,

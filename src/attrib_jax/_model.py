@@ -41,7 +41,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attrib._errors import AttribError, AttribTypeError, AttribWarning, argument_error, shown
+from attrib._errors import (
+    AttribError,
+    AttribTypeError,
+    AttribWarning,
+    argument_error,
+    close_matches,
+    shown,
+)
 from attrib._model import GradientRequest, GradientResult, Model
 from attrib._targets import check_objective, resolve_targets
 
@@ -239,7 +246,10 @@ class JaxModel(Model):
                 "guided_gradcam) need a Flax module: pass (module, variables) or an nnx.Module.")
         for name in layers:
             if name not in self._forward.names:
+                near = close_matches(str(name), self._forward.names)
                 raise argument_error("layer", "a layer name of this jax model", name,
+                                     f"Did you mean {' or '.join(repr(n) for n in near)}?"
+                                     if near else
                                      f"Layers near the output: {list(self._forward.names)[-5:]}")
 
     def _device_inputs(self, inputs: Any) -> Any:
@@ -276,6 +286,7 @@ class JaxModel(Model):
                 "inputs", "a batch this model accepts (NHWC layout for Flax)",
                 shown(f"shape {tuple(x.shape)} {x.dtype}, on which the model failed with "
                       f"{type(error).__name__}: {str(error)[:300]}"),
+                _layout_hint(tuple(x.shape)),
             ) from error
         missing = [name for name in layers if name not in acts]
         if missing:
@@ -302,6 +313,16 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _layout_hint(shape: tuple[int, ...]) -> str | None:
+    """A hint for an image batch the model rejected: channels-first data, a missing batch axis."""
+    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        return ("This looks like channels-first (NCHW) data; Flax models take NHWC: pass "
+                "np.transpose(x, (0, 2, 3, 1)).")
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        return f"This looks like one image without the batch axis: pass x[None] (shape {(1, *shape)})."
+    return None
 
 
 def _lifted_layer_error(layers: tuple[str, ...]) -> AttribError:
