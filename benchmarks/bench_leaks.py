@@ -1,6 +1,7 @@
 """Memory over many calls: the RSS curve of 100 calls of each method on ResNet-50.
 
-Run: ``python benchmarks/bench_leaks.py [--calls 100] [--batch 1] [--size 224] [--every 10]``
+Run: ``python benchmarks/bench_leaks.py [--calls 100] [--batch 1] [--size 224] [--every 10]
+[--threads N]``
 
 For each method in turn (saliency, gradient_x_input, deconvnet, guided_backprop,
 gradcam and guided_gradcam at ``layer4``) it makes ``--calls`` calls of
@@ -49,7 +50,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import torchvision
 
     torch.manual_seed(0)

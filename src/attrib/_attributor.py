@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import check_finite
+from ._checks import check_finite, check_finite_map
 from ._errors import argument_error, close_matches, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
@@ -153,7 +153,9 @@ class Attributor(ABC):
         )
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
-        output = self.compute(result)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            output = self.compute(result)
+        check_finite_map(self.name, output.attribution)
         return Explanation(
             attribution=output.attribution,
             method=self.name,

@@ -45,3 +45,17 @@ def check_finite(result: GradientResult) -> None:
                 "An operation in the model has no finite derivative at these inputs "
                 "(e.g. sqrt or log at 0).",
             )
+
+
+def check_finite_map(method: str, attribution: np.ndarray) -> None:
+    """Raise naming ``inputs`` if a method's map overflowed its dtype (finite passes, inf map).
+
+    Happens only for values near the dtype's range (e.g. a float32 gradient
+    of 1e30 times an input of 1e10 in gradient x input).
+    """
+    if not np.all(np.isfinite(attribution)):
+        raise argument_error(
+            "inputs", f"values whose {method} map fits in {attribution.dtype}",
+            shown(f"a map that overflows to inf in sample(s) {_bad_samples(attribution)[:10]}"),
+            "Rescale the inputs (or run the model in float64).",
+        )
