@@ -39,6 +39,16 @@ class TorchModel(Model):
     models and reentrant activation checkpointing are out of its reach; a
     :class:`attrib.AttribWarning` says so when a guided rule found no rectifier.
 
+    Threads: any number of threads may call any method on one model (or on
+    several) at once and get the maps of sequential calls. Layer taps act only
+    on the forward pass of the thread that set them, the rectifier mode is
+    per thread, and a buffer is written back only if the call changed it. Not
+    safe: a model in training mode (BatchNorm updates its running statistics
+    in every forward pass; attrib warns and leaves the mode to you), or a
+    model changed by another thread during a call. Inputs of another floating
+    dtype or device are converted to the model's; integer images are refused
+    (see ``docs/how-to/threads-and-bad-input.md``).
+
     Parameters
     ----------
     model : torch.nn.Module
@@ -220,7 +230,7 @@ class TorchModel(Model):
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                      else f"an output of type {type(logits).__name__}")
             hint = shape_hint(self._model, tuple(x.shape)) if isinstance(logits, torch.Tensor) \
-                and logits.ndim < 2 else ""
+                and (logits.ndim < 2 or logits.shape[0] != x.shape[0]) else ""
             if hint:  # e.g. one image (C, H, W), which convolutions take as unbatched
                 raise argument_error("inputs", "a batch (N, C, H, W)",
                                      shown(f"shape {tuple(x.shape)}"), hint)

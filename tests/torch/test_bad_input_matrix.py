@@ -129,6 +129,10 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
         _explain(_x()[0].numpy()), "inputs", r"without the batch axis.*inputs\[None\]"),
     "one image without batch axis (tensor)": (
         _explain(_x()[0]), "inputs", r"without the batch axis.*\(1, 2, 8, 8\)"),
+    "one image, a model that takes it unbatched": (
+        _explain(np.zeros((3, 8, 8), np.float32),
+                 model=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(36, 2))),
+        "inputs", r"a batch \(N, C, H, W\), got shape \(3, 8, 8\).*inputs\[None\]"),
     "2-D array": (_explain(np.zeros((8, 8), np.float32)), "inputs", r"4-D batches"),
     "1-D array": (_explain(np.zeros(8, np.float32)), "inputs", r"batch of shape \(N, \.\.\.\)"),
     "0-D tensor": (_explain(torch.tensor(1.0)), "inputs", r"batch of shape.*shape \(\)"),
