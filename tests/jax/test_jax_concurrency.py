@@ -101,3 +101,25 @@ def test_threads_get_the_sequential_maps(
             np.testing.assert_array_equal(got, reference, err_msg=method)
     for (_, variables), before in zip(MODELS, kept):
         jax.tree_util.tree_map(np.testing.assert_array_equal, variables, before)
+
+
+def test_nnx_and_function_models_in_threads() -> None:
+    # the other two kinds of model: an nnx module (merged afresh on every call) and a
+    # plain (apply_fn, params) pair, each in two threads with two methods at once
+    from .jax_testnets import function_net, images, nnx_net
+
+    x = images()
+    nnx_model, function_model = nnx_net(), function_net()
+    plan = [(nnx_model, "saliency"), (nnx_model, "guided_backprop"),
+            (function_model, "saliency"), (function_model, "deconvnet")]
+
+    def run(model: Any, method: str) -> np.ndarray:
+        return attrib.explain(model, x, method=method, target=[0, 3], backend="jax").attribution
+
+    expected = [run(model, method) for model, method in plan]
+    jax_model.clear_cache()
+    results = _run_in_threads([lambda m=m, k=k: [run(m, k) for _ in range(CALLS)]
+                               for m, k in plan])
+    for (_, method), maps, reference in zip(plan, results, expected):
+        for got in maps:
+            np.testing.assert_array_equal(got, reference, err_msg=method)
