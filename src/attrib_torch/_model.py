@@ -17,7 +17,7 @@ from attrib._rules import get_rule
 from attrib._targets import check_objective
 
 from ._capture import Tap, check_layers, tapped
-from ._convert import as_numpy, as_tensor, check_inputs
+from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
 from ._rectifiers import RectifierMode, RuleState
 from ._state import preserved
 
@@ -38,6 +38,16 @@ class TorchModel(Model):
     :mod:`attrib_torch._rectifiers` for the spellings caught). TorchScript
     models and reentrant activation checkpointing are out of its reach; a
     :class:`attrib.AttribWarning` says so when a guided rule found no rectifier.
+
+    Threads: any number of threads may call any method on one model (or on
+    several) at once and get the maps of sequential calls. Layer taps act only
+    on the forward pass of the thread that set them, the rectifier mode is
+    per thread, and a buffer is written back only if the call changed it. Not
+    safe: a model in training mode (BatchNorm updates its running statistics
+    in every forward pass; attrib warns and leaves the mode to you), or a
+    model changed by another thread during a call. Inputs of another floating
+    dtype or device are converted to the model's; integer images are refused
+    (see ``docs/how-to/threads-and-bad-input.md``).
 
     Parameters
     ----------
@@ -188,6 +198,7 @@ class TorchModel(Model):
 
     def _tensor(self, inputs: Any) -> torch.Tensor:
         device, dtype = self._device_dtype()
+        check_model_device(device)
         return as_tensor(inputs, device, dtype)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,17 +209,31 @@ class TorchModel(Model):
             raise
         except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            hint = shape_hint(self._model, tuple(x.shape))
             raise argument_error(
                 "inputs",
                 "a batch this model accepts",
                 shown(f"shape {tuple(x.shape)} ({x.dtype}), on which the model raised "
                       f"{type(error).__name__}: {message}"),
+                (hint + " " if hint else "") +
                 "Check the batch axis, the number of channels, the image size and the layout "
                 "(NCHW); the model's own error is chained above.",
+            ) from error
+        except Exception as error:  # any other failure inside the user's forward pass
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise argument_error(
+                "model", "a forward pass that runs on these inputs",
+                shown(f"{type(error).__name__}: {message[:200]} (raised inside the model)"),
+                "The model's own error is chained above; the model was left as found.",
             ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                      else f"an output of type {type(logits).__name__}")
+            hint = shape_hint(self._model, tuple(x.shape)) if isinstance(logits, torch.Tensor) \
+                and (logits.ndim < 2 or logits.shape[0] != x.shape[0]) else ""
+            if hint:  # e.g. one image (C, H, W), which convolutions take as unbatched
+                raise argument_error("inputs", "a batch (N, C, H, W)",
+                                     shown(f"shape {tuple(x.shape)}"), hint)
             raise argument_error(
                 "model",
                 f"a classifier returning one tensor of logits, shape ({x.shape[0]}, classes)",
