@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -134,7 +136,7 @@ class TorchModel(Model):
                 self._rectifier_path == "auto" and _hides_rectifiers(self._model))
             mode = RectifierMode(state) if ruled and use_mode else None
             logits, taps = self._forward(x, layers, mode)
-            graph = RectifierGraph(logits, state) if ruled and mode is None else None
+            graph = RectifierGraph(logits, state, (rule,)) if ruled and mode is None else None
             if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
                 graph, mode = None, RectifierMode(state)
                 logits, taps = self._forward(x, layers, mode)
@@ -226,10 +228,13 @@ class TorchModel(Model):
         )
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype | None]:
-        tensors = list(self._model.parameters()) + list(self._model.buffers())
-        device = tensors[0].device if tensors else torch.device("cpu")
-        dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
-        return device, dtype
+        """Device of the first parameter (or buffer) and dtype of the first floating one."""
+        device: torch.device | None = None
+        for tensor in itertools.chain(self._model.parameters(), self._model.buffers()):
+            device = device or tensor.device
+            if tensor.is_floating_point():  # lazily: no walk over every module
+                return device, tensor.dtype
+        return device or torch.device("cpu"), None
 
     def _tensor(self, inputs: Any) -> torch.Tensor:
         device, dtype = self._device_dtype()
@@ -268,18 +273,18 @@ class TorchModel(Model):
 
 
 def _hides_rectifiers(model: nn.Module) -> bool:
-    """Whether ``model`` runs compiled or scripted code whose rectifiers the graph cannot show.
+    """Whether ``model`` is compiled or scripted code whose rectifiers the graph cannot show.
 
-    True for a ``torch.compile``'d model or submodule (``OptimizedModule`` or
-    ``nn.Module.compile()``) and for TorchScript modules.
+    True for a ``torch.compile``'d model (``OptimizedModule`` or
+    ``nn.Module.compile()``) and a TorchScript module. Compiled submodules
+    are found after the forward pass instead, as opaque graph nodes
+    (:attr:`RectifierGraph.opaque`), so no call walks every module.
     """
-    from torch._dynamo.eval_frame import OptimizedModule
-
-    return any(
-        isinstance(module, (OptimizedModule, torch.jit.ScriptModule))
-        or getattr(module, "_compiled_call_impl", None) is not None
-        for module in model.modules()
-    )
+    if isinstance(model, torch.jit.ScriptModule) \
+            or getattr(model, "_compiled_call_impl", None) is not None:
+        return True
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")  # imported by any torch.compile
+    return dynamo is not None and isinstance(model, dynamo.OptimizedModule)
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

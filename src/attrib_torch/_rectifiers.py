@@ -269,14 +269,18 @@ class RectifierGraph:
       the forward mask ignored (Zeiler & Fergus 2014);
     - vanilla: both hooks return ``None`` (the true gradient).
 
-    Use as a context manager; leaving it removes every hook (in ``finally``).
+    Only the hooks of ``rules`` (the rules ``state`` may switch to besides
+    vanilla) are registered. Use as a context manager; leaving it removes
+    every hook (in ``finally``).
     ``count`` is the number of rectifier nodes; ``opaque`` is True when the
     graph holds nodes whose inner operations it cannot show (compiled code),
     where :class:`RectifierMode` must be used instead.
     """
 
-    def __init__(self, output: torch.Tensor, state: RuleState) -> None:
+    def __init__(self, output: torch.Tensor, state: RuleState,
+                 rules: tuple[str, ...] = ("guided", "deconvnet")) -> None:
         self.state = state
+        self.rules = rules
         self.rectifiers: list[Any] = []
         self.opaque = False
         self._parents: dict[Any, list[Any]] = {}
@@ -336,8 +340,10 @@ class RectifierGraph:
     def __enter__(self) -> RectifierGraph:
         try:
             for node in self.rectifiers:
-                self._handles.append(node.register_prehook(self._guided))
-                self._handles.append(node.register_hook(self._deconvnet))
+                if "guided" in self.rules:
+                    self._handles.append(node.register_prehook(self._guided))
+                if "deconvnet" in self.rules:
+                    self._handles.append(node.register_hook(self._deconvnet))
         except BaseException:
             self._remove()
             raise

@@ -9,7 +9,7 @@ in ``test_rectifiers.py``.
 
 from __future__ import annotations
 
-import warnings
+import contextlib
 
 import numpy as np
 import pytest
@@ -19,7 +19,7 @@ from torch import nn
 
 import attrib
 from attrib_torch._model import TorchModel
-from attrib_torch._rectifiers import RectifierGraph, RuleState
+from attrib_torch._rectifiers import RectifierGraph, RectifierMode, RuleState
 
 from .conftest import RELU6_SPELLINGS, RELU_SPELLINGS, assert_unchanged, batch, snapshot, tiny_net
 
@@ -42,17 +42,26 @@ CLASSIFIERS = [name for name in torchvision.models.list_models(module=torchvisio
                if name not in TOO_LARGE]
 
 
-def _maps(model: nn.Module, x: torch.Tensor, path: str) -> dict[str, attrib.GradientResult]:
-    adapter = TorchModel(model, rectifier_path=path)
-    results = {}
-    with warnings.catch_warnings():
-        # rectifier-free architectures (ViT, Swin, ConvNeXt, ...) warn that the rule
-        # changed nothing, on both paths alike: that is checked through the counts
-        warnings.simplefilter("ignore", attrib.AttribWarning)
-        for rule in RULES:
-            results[rule] = adapter.gradients(
-                attrib.GradientRequest(inputs=x, targets=np.array([1, 2]), rule=rule))
-    return results
+def _both_rules(model: nn.Module, x: torch.Tensor, path: str) -> tuple[int, list[np.ndarray]]:
+    """Rectifier count and the guided and deconvnet input gradients from ONE forward pass."""
+    state = RuleState("vanilla")
+    leaf = x.clone().requires_grad_()
+    with torch.enable_grad():
+        if path == "mode":
+            with RectifierMode(state) as mode:
+                logits = model(leaf.clone())
+            count, hooks = mode.count, contextlib.nullcontext()
+        else:
+            logits = model(leaf.clone())
+            hooks = graph = RectifierGraph(logits, state)
+            count = graph.count
+        score = logits[:, 1].sum()
+        maps = []
+        with hooks:
+            for rule in RULES:
+                state.rule = rule
+                maps.append(torch.autograd.grad(score, leaf, retain_graph=True)[0].numpy())
+    return count, maps
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -60,16 +69,28 @@ def test_every_torchvision_classifier(name: str) -> None:
     size, kwargs = SIZES.get(name, (32, {}))
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
-    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
+    graph_count, graph_maps = _both_rules(model, x, "graph")
+    mode_count, mode_maps = _both_rules(model, x, "mode")
+    assert graph_count == mode_count
+    for rule, by_graph, by_mode in zip(RULES, graph_maps, mode_maps):
+        np.testing.assert_array_equal(by_graph, by_mode, err_msg=f"{name} {rule}")
+
+
+def test_torchvision_through_the_adapter() -> None:
+    """The adapter's paths on one architecture, with the model's state checked."""
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(weights=None).eval()  # ReLU6, in place
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     before = snapshot(model)
-    graph, mode = _maps(model, x, "graph"), _maps(model, x, "mode")
-    assert_unchanged(model, before)
     for rule in RULES:
-        assert graph[rule].stats["rectifier_path"] == "graph"
-        assert mode[rule].stats["rectifier_path"] == "mode"
-        assert graph[rule].stats["rectifiers"] == mode[rule].stats["rectifiers"], rule
-        np.testing.assert_array_equal(graph[rule].input_gradient, mode[rule].input_gradient,
-                                      err_msg=f"{name} {rule}")
+        request = attrib.GradientRequest(inputs=x, targets=np.array([1, 2]), rule=rule)
+        graph = TorchModel(model, rectifier_path="graph").gradients(request)
+        mode = TorchModel(model, rectifier_path="mode").gradients(request)
+        assert_unchanged(model, before)
+        assert graph.stats["rectifier_path"] == "graph" and mode.stats["rectifier_path"] == "mode"
+        assert graph.stats["rectifiers"] == mode.stats["rectifiers"] == 35
+        np.testing.assert_array_equal(graph.input_gradient, mode.input_gradient)
 
 
 @pytest.mark.parametrize("spelling", [*RELU_SPELLINGS, *RELU6_SPELLINGS])
