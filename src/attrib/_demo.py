@@ -17,7 +17,6 @@ Everything here is NumPy; the framework is imported only by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -219,6 +218,8 @@ _SHAPES = (_circle, _square, _triangle, _cross)
 
 def demo_weights_path() -> Any:
     """Where the demo CNN's weights ship: ``attrib/data/demo_cnn.npz`` (a Traversable)."""
+    from importlib import resources  # on first use: not part of `import attrib`
+
     return resources.files("attrib").joinpath("data", _WEIGHTS_FILE)
 
 

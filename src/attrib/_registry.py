@@ -14,7 +14,6 @@ import importlib
 import os
 import warnings
 from collections.abc import Iterable
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -24,6 +23,8 @@ from ._errors import AttribTypeError, AttribWarning, BackendError, argument_erro
 from ._hooks import PROJECT, AttribSpecs
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     from ._attributor import Attributor
     from ._model import Model
 
@@ -250,6 +251,8 @@ def _call_own(pm: pluggy.PluginManager, plugin: object, hook_name: str, register
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
+    from importlib import metadata  # on first use: it imports email, zipfile, csv (~40 ms)
+
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
