@@ -14,3 +14,7 @@ import os
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
+
+# The command line keeps JAX's compiled programs in ~/.cache/attrib/jax; tests write
+# nothing there (tests/jax/test_jax_cache.py turns it on in temporary folders).
+os.environ.setdefault("ATTRIB_JAX_CACHE", "off")

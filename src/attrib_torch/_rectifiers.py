@@ -231,9 +231,11 @@ class RectifierMode(TorchFunctionMode):
 # -- the graph-hook fast path ------------------------------------------------------------
 
 # Autograd nodes whose backward the graph cannot show: code compiled by
-# ``torch.compile`` (AOTAutograd) or fused by TorchScript. A rectifier inside one
-# has no node of its own, so the rule must be applied by :class:`RectifierMode`.
-_OPAQUE_NODES = ("CompiledFunctionBackward", "DifferentiableGraphBackward")
+# ``torch.compile`` (AOTAutograd), fused by TorchScript, and ``CopySlices``, which
+# wraps the backward of an in-place op on a view (e.g. ``relu_`` on a reshaped
+# Linear output in Swin V2's position-bias MLP) without exposing it. A rectifier
+# inside one has no node of its own: the rule must go through :class:`RectifierMode`.
+_OPAQUE_NODES = ("CompiledFunctionBackward", "DifferentiableGraphBackward", "CopySlices")
 
 
 def _rectifier_upper(node: Any) -> tuple[bool, float | None]:

@@ -42,8 +42,17 @@ CLASSIFIERS = [name for name in torchvision.models.list_models(module=torchvisio
                if name not in TOO_LARGE]
 
 
+# Architectures with an in-place op on a view (CopySlices hides its backward): the
+# graph cannot show a rectifier there, so the adapter takes the mode (Swin V2's
+# position-bias MLP runs ReLU(inplace=True) on a reshaped Linear output).
+FALLS_BACK = {"swin_v2_b", "swin_v2_s", "swin_v2_t"}
+
+
 def _both_rules(model: nn.Module, x: torch.Tensor, path: str) -> tuple[int, list[np.ndarray]]:
-    """Rectifier count and the guided and deconvnet input gradients from ONE forward pass."""
+    """Rectifier count and the guided and deconvnet input gradients from ONE forward pass.
+
+    The graph path as the adapter takes it: on an opaque graph, the mode.
+    """
     state = RuleState("vanilla")
     leaf = x.clone().requires_grad_()
     with torch.enable_grad():
@@ -55,6 +64,8 @@ def _both_rules(model: nn.Module, x: torch.Tensor, path: str) -> tuple[int, list
             logits = model(leaf.clone())
             hooks = graph = RectifierGraph(logits, state)
             count = graph.count
+            if graph.opaque:
+                return -1, []
         score = logits[:, 1].sum()
         maps = []
         with hooks:
@@ -71,6 +82,9 @@ def test_every_torchvision_classifier(name: str) -> None:
     model = torchvision.models.get_model(name, weights=None, **kwargs).eval()
     x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(1))
     graph_count, graph_maps = _both_rules(model, x, "graph")
+    assert (graph_count == -1) == (name in FALLS_BACK), "the graph path falls back to the mode"
+    if graph_count == -1:
+        return  # the adapter runs the mode path itself: nothing to compare
     mode_count, mode_maps = _both_rules(model, x, "mode")
     assert graph_count == mode_count
     for rule, by_graph, by_mode in zip(RULES, graph_maps, mode_maps):
