@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 from .._hooks import hookimpl
 from . import Deconvnet, GradCAM, GradientXInput, GuidedBackprop, GuidedGradCAM, Saliency
+from . import IntegratedGradients, Occlusion, SmoothGrad
 
 
 @hookimpl
 def attrib_register_methods(register: Callable[[type], None]) -> None:
     for method in (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, GuidedGradCAM):
+        register(method)
+    for method in (IntegratedGradients, SmoothGrad, Occlusion):
         register(method)
