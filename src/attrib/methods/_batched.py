@@ -89,6 +89,21 @@ def spatial_axes(layout: str, ndim: int) -> tuple[int, int]:
     return (2, 3) if layout == "NCHW" else (1, 2)
 
 
+def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
+                  kind: str = "normal") -> np.ndarray:
+    """Standard normal (or uniform [0, 1)) values of ``shape``, drawn in NCHW order.
+
+    The same generator state gives the same value at the same (sample,
+    channel, row, column) in either layout, so seeded noise is the same on
+    a torch (NCHW) and a jax (NHWC) backend.
+    """
+    draw = rng.standard_normal if kind == "normal" else rng.random
+    if layout == "NHWC" and len(shape) == 4:
+        n, h, w, c = shape
+        return np.asarray(draw((n, c, h, w))).transpose(0, 2, 3, 1)
+    return np.asarray(draw(shape))
+
+
 class MultiPassMethod(Attributor):
     """A method that runs many images through the backend, in chunks.
 

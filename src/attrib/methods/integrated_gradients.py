@@ -8,7 +8,15 @@ import numpy as np
 
 from .._attributor import MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches, shown
-from ._batched import Explained, MultiPassMethod, check_count, chunks, padded, spatial_axes
+from ._batched import (
+    Explained,
+    MultiPassMethod,
+    check_count,
+    chunks,
+    padded,
+    random_images,
+    spatial_axes,
+)
 
 __all__ = ["IntegratedGradients", "RULES", "quadrature", "blur_baseline"]
 
@@ -145,7 +153,8 @@ class IntegratedGradients(MultiPassMethod):
             rng = np.random.default_rng(self.seed)
             axes = tuple(range(1, x.ndim))
             low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
-            return (low + (high - low) * rng.random(x.shape)).astype(x.dtype)
+            noise = random_images(rng, x.shape, self.model.layout, kind="uniform")
+            return (low + (high - low) * noise).astype(x.dtype)
         try:
             array = np.asarray(self.model.to_numpy(self.baseline) if hasattr(self.baseline, "shape")
                                and not isinstance(self.baseline, np.ndarray) else self.baseline)

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._attributor import Attributor, MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches
-from ._batched import Explained, MultiPassMethod, check_count, chunks, padded
+from ._batched import Explained, MultiPassMethod, check_count, chunks, padded, random_images
 
 __all__ = ["SmoothGrad", "KINDS"]
 
@@ -140,7 +140,7 @@ class SmoothGrad(MultiPassMethod):
             drawn = {d: e for d, e in drawn.items() if d >= int(draw[0])}
             for d in range(int(draw[0]), int(draw[-1]) + 1):
                 if d not in drawn:
-                    drawn[d] = rng.standard_normal(x.shape) * scale
+                    drawn[d] = random_images(rng, x.shape, self.model.layout) * scale
             batch = np.stack([xf[i] + drawn[int(d)][i] for d, i in zip(draw, image)])
             picked = padded(image, size)
             result = self.base.attribute(padded(batch.astype(x.dtype), size),
