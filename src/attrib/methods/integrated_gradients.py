@@ -132,16 +132,16 @@ class IntegratedGradients(MultiPassMethod):
                  backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
-        self.steps = check_count("steps", steps)
+        self.steps: int = check_count("steps", steps)
         self.alphas, self.step_weights = quadrature(rule, self.steps)
-        self.rule_name = rule
-        self.batch_size = check_count("batch_size", batch_size)
+        self.rule_name: str = rule
+        self.batch_size: int = check_count("batch_size", batch_size)
         if isinstance(baseline, str) and baseline not in BASELINES:
             near = close_matches(baseline, BASELINES)
             raise argument_error("baseline", f"one of {list(BASELINES)} or an array", baseline,
                                  f"Did you mean {near[0]!r}?" if near else None)
-        self.baseline = baseline
-        self.seed = seed
+        self.baseline: Any = baseline
+        self.seed: int = seed
 
     def baselines(self, x: np.ndarray) -> np.ndarray:
         """The baseline of each image of ``x``, shape of ``x``, dtype of ``x``."""

@@ -79,8 +79,8 @@ class Occlusion(MultiPassMethod):
                  backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
-        self.window = _pair("window", window)
-        self.stride = _pair("stride", stride)
+        self.window: tuple[int, int] = _pair("window", window)
+        self.stride: tuple[int, int] = _pair("stride", stride)
         if any(s > w for s, w in zip(self.stride, self.window)):
             raise argument_error("stride", f"at most the window {self.window} on each axis",
                                  stride, "A larger stride leaves pixels no window covers.")
@@ -88,8 +88,8 @@ class Occlusion(MultiPassMethod):
                 baseline):
             raise argument_error("baseline", "a finite number (the occluded pixels' value)",
                                  baseline, kind=AttribTypeError)
-        self.baseline = float(baseline)
-        self.batch_size = check_count("batch_size", batch_size)
+        self.baseline: float = float(baseline)
+        self.batch_size: int = check_count("batch_size", batch_size)
 
     def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
             ) -> tuple[MethodOutput, dict[str, Any]]:

@@ -77,21 +77,21 @@ class SmoothGrad(MultiPassMethod):
                  batch_size: int = 16, backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
-        self.n_samples = check_count("n_samples", n_samples)
-        self.batch_size = check_count("batch_size", batch_size)
+        self.n_samples: int = check_count("n_samples", n_samples)
+        self.batch_size: int = check_count("batch_size", batch_size)
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
             raise argument_error("noise", "a float >= 0 (fraction of each image's value range)",
                                  noise, kind=AttribTypeError)
         if not (np.isfinite(noise) and noise >= 0):
             raise argument_error("noise", "a finite float >= 0 (fraction of each image's value "
                                  "range)", noise, "The paper's best values are 0.1 to 0.2.")
-        self.noise = float(noise)
+        self.noise: float = float(noise)
         if kind not in KINDS:
             near = close_matches(str(kind), KINDS)
             raise argument_error("kind", f"one of {list(KINDS)}", kind,
                                  f"Did you mean {near[0]!r}?" if near else None)
-        self.kind = kind
-        self.seed = seed
+        self.kind: str = str(kind)
+        self.seed: int | None = seed
         self.base: Attributor = self._make_base(base, dict(base_options or {}))
         self._layer = self.base.layer
 
@@ -125,6 +125,7 @@ class SmoothGrad(MultiPassMethod):
             out = [None if m is None else self._aggregate(m.astype(np.float64),
                                                           m.astype(np.float64) ** 2, 1, m.dtype)
                    for m in maps]
+            assert out[0] is not None
             return MethodOutput(attribution=out[0], layer_attribution=out[1]), stats
         rng = np.random.default_rng(self.seed)
         scale = sigma.reshape((-1,) + (1,) * (x.ndim - 1))
@@ -153,8 +154,10 @@ class SmoothGrad(MultiPassMethod):
                     sums[k] = np.zeros((n,) + m64.shape[1:])
                     squares[k] = np.zeros((n,) + m64.shape[1:])
                     dtypes[k] = m.dtype
-                np.add.at(sums[k], image, m64)
-                np.add.at(squares[k], image, m64 ** 2)
+                total, square = sums[k], squares[k]
+                assert total is not None and square is not None
+                np.add.at(total, image, m64)
+                np.add.at(square, image, m64 ** 2)
         out = [None if s is None else self._aggregate(s, q, self.n_samples, dtypes[k])
                for k, (s, q) in enumerate(zip(sums, squares))]
         assert out[0] is not None
