@@ -70,7 +70,7 @@ def _worker(spec: dict[str, Any]) -> None:
 
             def call() -> Any:
                 return ig.attribute(xt, target=target, n_steps=spec["steps"],
-                                    internal_batch_size=spec["chunk"])
+                                    internal_batch_size=spec["chunk"] or None)
         else:
             tunnel = NoiseTunnel(Saliency(model))
             sigma = float(0.15 * (x.max() - x.min()))
@@ -78,7 +78,7 @@ def _worker(spec: dict[str, Any]) -> None:
             def call() -> Any:
                 return tunnel.attribute(xt, target=target, nt_type="smoothgrad",
                                         nt_samples=spec["samples"], stdevs=sigma,
-                                        nt_samples_batch_size=spec["chunk"], abs=False)
+                                        nt_samples_batch_size=spec["chunk"] or None, abs=False)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and inputs loaded
     call()  # warm-up (allocator, lazy initialisation); counts for the peak
     start = time.perf_counter()
@@ -105,9 +105,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--captum-ig", default="32,100",
-                        help="IntegratedGradients internal_batch_size values tried (rows)")
+                        help="IntegratedGradients internal_batch_size values tried (rows; 0: None, all at once)")
     parser.add_argument("--captum-nt", default="5,25",
-                        help="NoiseTunnel nt_samples_batch_size values tried (noise samples)")
+                        help="NoiseTunnel nt_samples_batch_size values tried (noise samples; 0: None)")
     parser.add_argument("--attrib-batch", type=int, default=0,
                         help="also time attrib with this batch_size (0: defaults only)")
     parser.add_argument("--methods", default="ig,smoothgrad")
@@ -129,6 +129,8 @@ def main() -> None:
     for round_ in range(args.rounds):  # interleaved: every configuration once per round
         for i, spec in enumerate(configs):
             results[i].append(_run(spec))
+            print(f"  {spec['method']} batch {spec['batch']} {spec['impl']} chunk "
+                  f"{spec['chunk'] or 'default'}: {results[i][-1]}", file=sys.stderr, flush=True)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     print(f"ResNet-50 (weights=None, float32), {args.size}x{args.size}, "
@@ -145,7 +147,7 @@ def main() -> None:
                 seconds = statistics.median(r["seconds"] for r in results[i])
                 memory = max(r["peak_growth_mib"] for r in results[i])
                 rows.append((spec["impl"], spec["chunk"], seconds, memory))
-                chunk = spec["chunk"] or "default"
+                chunk = spec["chunk"] or ("default" if spec["impl"] == "attrib" else "None")
                 print(f"{method:<11}{batch:>6}  {spec['impl']:<8}{chunk!s:>7}{seconds:>10.3f}"
                       f"{memory:>10.0f}")
             ours = min((r for r in rows if r[0] == "attrib" and r[1] == 0), key=lambda r: r[2])
