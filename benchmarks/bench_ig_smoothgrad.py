@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--captum-ig", default="32,100",
-                        help="IntegratedGradients internal_batch_size values tried (rows; 0: None, all at once)")
+                        help="IG internal_batch_size values tried (rows; 0: None, all at once)")
     parser.add_argument("--captum-nt", default="5,25",
                         help="NoiseTunnel nt_samples_batch_size values tried (noise samples; 0: None)")
     parser.add_argument("--attrib-batch", type=int, default=0,
