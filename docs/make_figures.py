@@ -58,9 +58,28 @@ def main() -> None:
         figure = grid_figure({method: explanations[method]}, data.images, class_names=names,
                              panel_size=1.8)
         written.append(save_figure(figure, FIGURES / f"{method}.png", dpi=80))
+    written += _multipass_figures(model, inputs, data.images, names, explanations["saliency"])
     for path in written:
         _shrink(path)
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
+
+
+def _multipass_figures(model: object, inputs: np.ndarray, images: np.ndarray, names: object,
+                       saliency: attrib.Explanation) -> list[Path]:
+    """Integrated gradients, SmoothGrad (next to plain saliency) and occlusion (issue 9)."""
+    runs = {
+        "integrated_gradients": ({"Integrated gradients": attrib.explain(
+            model, inputs, method="integrated_gradients", steps=64)}, "diverging"),
+        "smoothgrad": ({"saliency": saliency, "SmoothGrad": attrib.explain(
+            model, inputs, method="smoothgrad", n_samples=25, noise=0.15, seed=0)}, "gray"),
+        "occlusion": ({"Occlusion": attrib.explain(
+            model, inputs, method="occlusion", window=12, stride=4)}, "diverging"),
+    }
+    written = []
+    for name, (explanations, style) in runs.items():
+        figure = grid_figure(explanations, images, class_names=names, panel_size=1.8, style=style)
+        written.append(save_figure(figure, FIGURES / f"{name}.png", dpi=80))
+    return written
 
 
 if __name__ == "__main__":

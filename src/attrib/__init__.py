@@ -103,6 +103,12 @@ __all__ = [
     "open_maps",
     "write_report",
 ]
+# multi-pass methods and target weights (issue 9)
+from ._targets import resolve_target_weights, weighted_scores  # noqa: E402
+from .methods import IntegratedGradients, Occlusion, SmoothGrad  # noqa: E402
+
+__all__ += ["IntegratedGradients", "SmoothGrad", "Occlusion", "resolve_target_weights",
+            "weighted_scores"]
 
 
 def __getattr__(name: str) -> object:

@@ -34,9 +34,13 @@ def explain(
         A batch in the model's layout (NCHW for torch, NHWC for Flax).
     method : str
         One of :func:`list_methods`: ``"saliency"``, ``"gradient_x_input"``,
-        ``"deconvnet"``, ``"guided_backprop"``, ``"gradcam"``, ``"guided_gradcam"``.
-    target : None, int or sequence of N ints
-        Class per sample; ``None`` is each sample's arg-max.
+        ``"deconvnet"``, ``"guided_backprop"``, ``"gradcam"``, ``"guided_gradcam"``,
+        ``"integrated_gradients"``, ``"smoothgrad"``, ``"occlusion"``.
+    target : None, int, sequence of N ints, or target weights
+        Class per sample; ``None`` is each sample's arg-max. Weights over the
+        classes, a float array (classes,) or (N, classes) or a mapping
+        ``{class_index: weight}``, explain ``sum_k w[n, k] * objective(logits)[n, k]``
+        (e.g. ``{cat: 1.0, dog: -1.0}``: "cat rather than dog").
     layer : str, optional
         The tapped layer, for layer methods (``"gradcam"``, ``"guided_gradcam"``).
     backend : str, optional

@@ -14,7 +14,7 @@ from ._errors import argument_error, close_matches, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
 from ._rules import get_rule
-from ._targets import check_objective, check_target
+from ._targets import check_objective, complete_target_weights, split_target
 
 __all__ = ["Attributor", "GradientNeeds", "MethodOutput"]
 
@@ -131,15 +131,17 @@ class Attributor(ABC):
         ----------
         inputs : ndarray or framework tensor, shape (N, ...)
             A batch in the model's layout (NCHW for torch, NHWC for Flax).
-        target : None, int or sequence of N ints
-            ``None``: each sample's arg-max class; an int: that class for all.
+        target : None, int, sequence of N ints, or target weights
+            ``None``: each sample's arg-max class; an int: that class for all;
+            a float array (classes,) or (N, classes), or a mapping
+            ``{class_index: weight}``: the weighted sum of the class scores.
 
         Returns
         -------
         Explanation
         """
         shape = self.model.input_shape(inputs)
-        targets = check_target(target, shape[0])
+        targets, weights = self._split_target(inputs, target, shape[0])
         needs = self.needs()
         get_rule(needs.rule)
         request = GradientRequest(
@@ -150,6 +152,7 @@ class Attributor(ABC):
             input_gradient=needs.input_gradient,
             layers=needs.layers,
             layer_gradients=needs.layer_gradients,
+            target_weights=weights,
         )
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
@@ -169,7 +172,21 @@ class Attributor(ABC):
             layer_attribution=output.layer_attribution,
             parts=output.parts,
             stats=result.stats,
+            target_weights=weights,
         )
+
+    def _split_target(self, inputs: Any, target: Any,
+                      n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """``(class indices or None, target weights (n, classes) or None)`` for ``target``.
+
+        A mapping ``{class: weight}`` needs the number of classes: one forward
+        pass of the first sample finds it.
+        """
+        targets, weights = split_target(target, n)
+        if isinstance(weights, Mapping):
+            classes = int(self.model.forward(inputs[:1]).shape[-1])
+            weights = complete_target_weights(weights, n, classes)
+        return targets, weights
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""

@@ -34,7 +34,8 @@ class Explanation:
     layer : str or None
         The tapped layer of layer methods (Grad-CAM), else ``None``.
     targets : ndarray of int64, shape (N,)
-        The class explained for each sample.
+        The class explained for each sample; with target weights, each
+        sample's class of largest weight.
     logits : ndarray, shape (N, classes)
     layout : str
         ``"NCHW"`` or ``"NHWC"``: the layout of ``inputs`` and input-space maps.
@@ -48,7 +49,11 @@ class Explanation:
         Maps of the parts of a composite method (guided Grad-CAM keeps its
         ``"gradcam"`` and ``"guided_backprop"`` maps here).
     stats : mapping
-        Backend facts about the pass (rectifiers intercepted, backward passes).
+        Backend facts about the pass (rectifiers intercepted, backward passes);
+        multi-pass methods add theirs (integrated gradients: ``"completeness_error"``).
+    target_weights : ndarray, shape (N, classes), or None
+        The class weights explained when ``target`` was weights (see
+        :func:`attrib.explain`), else ``None``.
 
     All arrays are read-only copies.
     """
@@ -65,9 +70,11 @@ class Explanation:
     layer_attribution: np.ndarray | None = None
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
     stats: Mapping[str, Any] = field(default_factory=dict)
+    target_weights: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        for name in ("attribution", "targets", "logits", "inputs", "layer_attribution"):
+        for name in ("attribution", "targets", "logits", "inputs", "layer_attribution",
+                     "target_weights"):
             object.__setattr__(self, name, _frozen(getattr(self, name)))
         parts = {k: _frozen(v) for k, v in self.parts.items()}
         object.__setattr__(self, "parts", MappingProxyType(parts))

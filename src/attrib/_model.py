@@ -47,6 +47,12 @@ class GradientRequest:
         gradients are always the **true** gradient whatever ``rule`` says;
         when the rule is not vanilla and a rectifier lies between a layer and
         the logits, the backend runs a second backward pass to keep them exact.
+    target_weights : ndarray of float, shape (N, classes), or None
+        When set, ``targets`` is ignored and the score of sample ``n`` is
+        ``sum_k target_weights[n, k] * objective(logits)[n, k]`` (one-hot rows
+        give the plain class target). Backends check it with
+        :func:`attrib._targets.resolve_target_weights` and return as
+        ``GradientResult.targets`` each row's class of largest weight.
     """
 
     inputs: Any
@@ -56,6 +62,7 @@ class GradientRequest:
     input_gradient: bool = True
     layers: tuple[str, ...] = ()
     layer_gradients: bool = True
+    target_weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,10 @@ class Model(ABC):
 
     #: name of the backend that made this adapter, e.g. ``"torch"``
     backend: ClassVar[str]
+    #: whether each new input shape costs a compilation (jax): methods that batch many
+    #: images (integrated gradients, SmoothGrad, occlusion) then pad their last chunk so
+    #: every chunk has the same shape
+    compiles_per_shape: ClassVar[bool] = False
 
     @property
     @abstractmethod

@@ -50,7 +50,7 @@ from attrib._errors import (
     shown,
 )
 from attrib._model import GradientRequest, GradientResult, Model
-from attrib._targets import check_objective, resolve_targets
+from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 
 from ._capture import Forward, make_forward
 from ._rewrite import analyse, check_supported, trace
@@ -112,6 +112,15 @@ def _scores(logits: Any, targets: Any, objective: str) -> Any:
     return jnp.take_along_axis(logits, targets[:, None].astype(jnp.int32), axis=1)[:, 0]
 
 
+def _weighted_values(logits: Any, objective: str) -> Any:
+    """``objective(logits)``, all classes (N, classes), for target weights."""
+    if objective == "log_softmax":
+        return jax.nn.log_softmax(logits, axis=-1)
+    if objective == "softmax":
+        return jax.nn.softmax(logits, axis=-1)
+    return logits
+
+
 class JaxModel(Model):
     """A Flax / JAX classifier seen through attrib (inputs NHWC).
 
@@ -127,6 +136,7 @@ class JaxModel(Model):
     """
 
     backend = "jax"
+    compiles_per_shape = True
 
     def __init__(self, model: Any, *, method: Any = None, **call_kwargs: Any) -> None:
         self._native = model
@@ -213,9 +223,15 @@ class JaxModel(Model):
         else:
             resolve_targets(None, np.zeros(out_shape, dtype=np.float32))
         targets = None if given is None else jnp.asarray(given, dtype=jnp.int32)
+        weights = None
+        if request.target_weights is not None:
+            # a program argument (not a trace constant): new weights reuse the compiled program
+            checked = resolve_target_weights(request.target_weights,
+                                             np.zeros(out_shape, dtype=np.float32))
+            weights, targets = jnp.asarray(checked), None
         eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
         try:
-            out = entry.program(self._forward.params, x, eps, targets)
+            out = entry.program(self._forward.params, x, eps, targets, weights)
         except jax.errors.UnexpectedTracerError as error:
             raise _lifted_layer_error(layers) from error
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
@@ -342,12 +358,13 @@ def _forward_program(forward: Forward, entry: _Entry) -> Any:
 
 def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[str, ...],
                       objective: str, want_input: bool, want_layers: bool) -> Any:
-    """The jitted ``(params, x, eps, targets or None) -> dict`` of one gradient request.
+    """The jitted ``(params, x, eps, targets or None, weights or None) -> dict`` of one request.
 
-    ``eps`` holds zeros shaped like each tapped layer's output.
+    ``eps`` holds zeros shaped like each tapped layer's output; ``weights``
+    (N, classes), when given, replaces ``targets`` by the weighted score.
     """
 
-    def run(params: Any, x: Any, eps: Any, targets: Any) -> dict[str, Any]:
+    def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> dict[str, Any]:
         entry.traces += 1
         program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
         n_params = len(jax.tree_util.tree_leaves(params))
@@ -357,6 +374,10 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
         def score(rule_: str) -> Any:
             def fn(x: Any, eps: Any) -> tuple[Any, Any]:
                 logits, acts = program.call(rule_, params, x, eps)
+                if weights is not None:
+                    chosen = jnp.argmax(weights, axis=1)
+                    return (jnp.sum(_weighted_values(logits, objective) * weights.astype(logits.dtype)),
+                            (logits, chosen, acts))
                 chosen = (jnp.argmax(jax.lax.stop_gradient(logits), axis=1)
                           if targets is None else targets)
                 return jnp.sum(_scores(logits, chosen, objective)), (logits, chosen, acts)

@@ -17,7 +17,7 @@ from torch import nn
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
 from attrib._errors import AttribError, AttribTypeError, argument_error, shown
 from attrib._rules import get_rule
-from attrib._targets import check_objective
+from attrib._targets import check_objective, resolve_target_weights, weights_targets
 
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
@@ -150,8 +150,13 @@ class TorchModel(Model):
             if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
                 graph, mode = None, RectifierMode(state)
                 logits, taps = self._forward(x, layers, mode)
-            targets = resolve_targets(request.targets, _numpy(logits))
-            score = _score(logits, targets, request.objective)
+            if request.target_weights is not None:
+                weights = resolve_target_weights(request.target_weights, _numpy(logits))
+                targets = weights_targets(weights)
+                score = _weighted_score(logits, weights, request.objective)
+            else:
+                targets = resolve_targets(request.targets, _numpy(logits))
+                score = _score(logits, targets, request.objective)
             rectifiers = graph.count if graph is not None else mode.count if mode else 0
             if ruled:
                 stats["rectifiers"] = rectifiers
@@ -335,6 +340,18 @@ def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.T
     rows = torch.arange(logits.shape[0], device=logits.device)
     index = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
     return values[rows, index].sum()
+
+
+def _weighted_score(logits: torch.Tensor, weights: np.ndarray, objective: str) -> torch.Tensor:
+    """``sum_n sum_k w[n, k] * objective(logits)[n, k]`` (see :mod:`attrib._targets`)."""
+    if objective == "log_softmax":
+        values = F.log_softmax(logits, dim=1)
+    elif objective == "softmax":
+        values = F.softmax(logits, dim=1)
+    else:
+        values = logits
+    w = torch.as_tensor(weights, dtype=values.dtype, device=values.device)
+    return (values * w).sum()
 
 
 def _grad(

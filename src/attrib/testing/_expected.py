@@ -15,7 +15,13 @@ from typing import Any
 import numpy as np
 
 from .._resize import resize_bilinear
-from .._targets import check_target, resolve_targets
+from .._targets import (
+    complete_target_weights,
+    resolve_targets,
+    split_target,
+    weighted_score_gradient,
+    weights_targets,
+)
 from ._reference import ReferenceModel, _to_layout, backward, forward, score_gradient
 from ._specs import NetSpec
 
@@ -60,8 +66,14 @@ def expected(
 ) -> Expected:
     """The expected explanation of ``spec.inputs`` by ``method`` (float64, in ``layout``)."""
     trace = forward(spec, spec.inputs)
-    targets = resolve_targets(check_target(target, len(spec.inputs)), trace.logits)
-    seed = score_gradient(trace.logits, targets, objective)
+    indices, weights = split_target(target, len(spec.inputs))
+    if weights is not None:  # target weights: the weighted score (see attrib._targets)
+        weights = complete_target_weights(weights, len(spec.inputs), trace.logits.shape[1])
+        targets = weights_targets(weights)
+        seed = weighted_score_gradient(trace.logits, weights, objective)
+    else:
+        targets = resolve_targets(indices, trace.logits)
+        seed = score_gradient(trace.logits, targets, objective)
     x = spec.inputs
     if method in _RULES:
         grad, _ = backward(spec, trace, seed, _RULES[method])

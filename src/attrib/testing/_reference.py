@@ -18,7 +18,13 @@ import numpy as np
 from .._errors import AttribTypeError, argument_error, close_matches, shown
 from .._model import LAYOUTS, GradientRequest, GradientResult, Model
 from .._rules import get_rule
-from .._targets import check_objective, resolve_targets
+from .._targets import (
+    check_objective,
+    resolve_target_weights,
+    resolve_targets,
+    weighted_score_gradient,
+    weights_targets,
+)
 from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
 
 __all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
@@ -214,8 +220,13 @@ class ReferenceModel(Model):
                 raise argument_error("layer", "a layer name of this model", name,
                                      f"Did you mean {near[0]!r}?" if near else None)
         trace = forward(self.spec, _from_layout(x_layout, self._layout))
-        targets = resolve_targets(request.targets, trace.logits)
-        seed = score_gradient(trace.logits, targets, objective)
+        if request.target_weights is not None:
+            weights = resolve_target_weights(request.target_weights, trace.logits)
+            targets = weights_targets(weights)
+            seed = weighted_score_gradient(trace.logits, weights, objective)
+        else:
+            targets = resolve_targets(request.targets, trace.logits)
+            seed = score_gradient(trace.logits, targets, objective)
         passes = 0
         input_gradient = None
         layer_grads: dict[str, np.ndarray] = {}

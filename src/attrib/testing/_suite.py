@@ -128,6 +128,7 @@ def cases(conf: Conformance) -> list[Case]:
                 Case("explain", spec)]
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
+        out += [Case("target_weights", spec), Case("multipass", spec)]
         for method in conf.methods or ():
             if method not in layer_methods:
                 out.append(Case("method", spec, method))
@@ -429,6 +430,100 @@ def _check_errors(conf: Conformance, case: Case) -> None:
                  "forward(inputs) after errors", conf)
 
 
+def _weights(spec: NetSpec) -> np.ndarray:
+    """Deterministic target weights (N, classes) with positive and negative entries."""
+    rng = np.random.default_rng(5)
+    return np.round(rng.normal(size=(len(spec.inputs), spec.classes)), 2)
+
+
+def _check_target_weights(conf: Conformance, case: Case) -> None:
+    """``GradientRequest.target_weights``: the score ``sum_k w[n, k] objective(logits)[n, k]``."""
+    from .._targets import weighted_score_gradient
+
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    trace = forward(spec, spec.inputs)
+    weights = _weights(spec)
+    combos = [("logit", rule) for rule in ("vanilla", "guided")] + [
+        (objective, "vanilla") for objective in OBJECTIVES_CHECKED[1:]]
+    for objective, rule in combos:
+        seed = weighted_score_gradient(trace.logits, weights, objective)
+        grad, _ = backward(spec, trace, seed, rule)
+        _, true_layer_grads = backward(spec, trace, seed, "vanilla")
+        result = model.gradients(GradientRequest(
+            inputs=x, objective=objective, rule=rule, input_gradient=True,
+            layers=conf.tapped(spec), layer_gradients=True, target_weights=weights))
+        what = f"gradients(target_weights=..., objective={objective!r}, rule={rule!r})"
+        _assert_equal(result.targets, np.argmax(weights, axis=1),
+                      f"{what}.targets (the class of largest weight)")
+        assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+                     f"{what}.input_gradient", conf)
+        for name in conf.tapped(spec):
+            assert_close(result.layer_gradients.get(name),
+                         _to_layout(true_layer_grads[name], conf.layout),
+                         f"{what}.layer_gradients[{name!r}]", conf)
+    # one-hot weights are the class target, exactly
+    classes = np.array(_targets(spec)[2], dtype=np.int64)
+    one_hot = np.eye(spec.classes)[classes]
+    by_class = model.gradients(GradientRequest(inputs=x, targets=classes))
+    by_weights = model.gradients(GradientRequest(inputs=x, target_weights=one_hot))
+    _assert_equal(by_weights.input_gradient, by_class.input_gradient,
+                  "gradients(one-hot target_weights).input_gradient == gradients(targets)")
+    # through the API: a (classes,) array and a {class: weight} mapping
+    saliency = conf.registry.method("saliency")(model, registry=conf.registry)
+    for target in (weights[0], {0: 1.0, spec.classes - 1: -1.0}):
+        explanation = saliency.attribute(x, target)
+        want = expected(spec, "saliency", target=target, layout=conf.layout,
+                        registry=conf.registry)
+        _compare_explanation(explanation, want, f"saliency(target={target!r})", conf,
+                             "saliency", None)
+        if explanation.target_weights is None or explanation.target_weights.shape != (
+                len(x), spec.classes):
+            raise AssertionError("Explanation.target_weights: expected the (N, classes) weights")
+    n = len(x)
+    _expect_error("target_weights of the wrong width", lambda: model.gradients(GradientRequest(
+        inputs=x, target_weights=np.ones((n, spec.classes + 1)))))
+    _expect_error("target weights with NaN", lambda: saliency.attribute(
+        x, np.full(spec.classes, np.nan)))
+    _expect_error("a weight for a class out of range", lambda: saliency.attribute(
+        x, {spec.classes: 1.0}))
+
+
+def _check_multipass(conf: Conformance, case: Case) -> None:
+    """Integrated gradients, SmoothGrad and occlusion, chunked, against the NumPy reference.
+
+    The same core code runs on :class:`ReferenceModel` (exact float64 passes); the
+    backend must match it on batches of interpolated, noisy and occluded images in
+    chunks smaller than the work (so the last chunk is partial, or padded).
+    """
+    from ._reference import ReferenceModel
+
+    spec = case.spec
+    registry = conf.registry
+    available = registry.methods()
+    runs: list[tuple[str, dict[str, Any]]] = [
+        ("integrated_gradients", {"steps": 3, "batch_size": 4}),
+        ("smoothgrad", {"n_samples": 2, "noise": 0.1, "seed": 3, "batch_size": 4}),
+    ]
+    if spec.is_image:
+        runs.append(("occlusion", {"window": 3, "stride": 2, "batch_size": 5}))
+    model = conf.model(spec)
+    reference = ReferenceModel(spec, layout=conf.layout)
+    x = conf.inputs(spec)
+    targets: list[Any] = [None, _weights(spec)]
+    for method, options in runs:
+        if method not in available:
+            continue
+        cls = available[method]
+        for target in targets:
+            what = f"{method}({options}, target={'weights' if target is not None else None})"
+            ours = cls(model, registry=registry, **options).attribute(x, target)
+            want = cls(reference, registry=registry, **options).attribute(x, target)
+            _assert_equal(ours.targets, want.targets, f"{what}.targets")
+            assert_close(ours.attribution, want.attribution, f"{what}.attribution", conf)
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "capture": _check_capture,
@@ -436,4 +531,6 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "explain": _check_explain,
     "native_inputs": _check_native_inputs,
     "errors": _check_errors,
+    "target_weights": _check_target_weights,
+    "multipass": _check_multipass,
 }

@@ -16,6 +16,7 @@ import numpy as np
 
 import attrib
 from attrib._errors import argument_error, close_matches, shown
+from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
 
 from ._network import Sequential
 
@@ -94,8 +95,13 @@ class NumpyModel(attrib.Model):
             outputs.append(h)
             caches.append(cache)
         logits = h
-        targets = attrib.resolve_targets(request.targets, logits)
-        seed = _score_gradient(logits, targets, objective)
+        if request.target_weights is not None:
+            weights = resolve_target_weights(request.target_weights, logits)
+            targets = weights_targets(weights)
+            seed = weighted_score_gradient(logits, weights, objective)
+        else:
+            targets = attrib.resolve_targets(request.targets, logits)
+            seed = _score_gradient(logits, targets, objective)
 
         layers = self._net.layers
         lowest = min(indices, default=len(layers))

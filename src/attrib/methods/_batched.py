@@ -1,0 +1,155 @@
+"""What multi-pass methods share: the explained score, chunking, padding for compiled backends.
+
+Integrated gradients, SmoothGrad and occlusion run many images (interpolated,
+noisy, occluded) through :meth:`attrib.Model.gradients` / :meth:`attrib.Model.forward`.
+They go through the backend in chunks of ``batch_size`` rows; on a backend that
+compiles per input shape (:attr:`attrib.Model.compiles_per_shape`, jax) the last
+chunk is padded with copies of its last row and the padding dropped, so each
+method compiles once per input shape.
+"""
+
+from __future__ import annotations
+
+import numbers
+from abc import abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._attributor import Attributor, GradientNeeds, MethodOutput
+from .._errors import AttribTypeError, argument_error
+from .._explanation import Explanation
+from .._model import GradientRequest, GradientResult, Model
+from .._targets import resolve_target_weights, resolve_targets, weighted_scores, weights_targets
+
+
+@dataclass(frozen=True)
+class Explained:
+    """The score explained for each of N samples: classes, or target weights (N, classes)."""
+
+    targets: np.ndarray
+    weights: np.ndarray | None
+    objective: str
+
+    def rows(self, samples: np.ndarray) -> Explained:
+        """The explained score of each row of a batch whose row ``i`` is sample ``samples[i]``."""
+        weights = None if self.weights is None else self.weights[samples]
+        return Explained(self.targets[samples], weights, self.objective)
+
+    def as_target(self) -> np.ndarray:
+        """What :meth:`Attributor.attribute` takes as ``target`` for these rows."""
+        return self.targets if self.weights is None else self.weights
+
+    def request(self, inputs: Any, **needs: Any) -> GradientRequest:
+        """A gradient request for ``inputs`` (one row per entry) explaining this score."""
+        return GradientRequest(inputs=inputs, targets=self.targets, objective=self.objective,
+                               target_weights=self.weights, **needs)
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """The per-row scores (N,) of ``logits``, float64."""
+        return weighted_scores(logits, self.targets, self.weights, self.objective)
+
+
+def chunks(total: int, batch_size: int, model: Model) -> Iterator[tuple[int, int, int]]:
+    """``(start, stop, size)`` of each chunk of ``total`` rows; ``size`` includes padding.
+
+    On a backend that compiles per shape every chunk has the size of the
+    first one (``min(batch_size, total)``).
+    """
+    size = min(batch_size, total)
+    for start in range(0, total, size):
+        stop = min(start + size, total)
+        yield start, stop, size if model.compiles_per_shape else stop - start
+
+
+def padded(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` with copies of its last row appended up to ``size`` rows."""
+    missing = size - len(array)
+    if missing <= 0:
+        return array
+    return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)], axis=0)
+
+
+def check_count(name: str, value: object, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a clear error naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise argument_error(name, f"an int >= {minimum}", value, kind=AttribTypeError)
+    if int(value) < minimum:
+        raise argument_error(name, f"an int >= {minimum}", value)
+    return int(value)
+
+
+def spatial_axes(layout: str, ndim: int) -> tuple[int, int]:
+    """The (H, W) axes of an image batch of ``ndim`` dimensions in ``layout``."""
+    if ndim != 4:
+        raise argument_error("inputs", "images (N, C, H, W) or (N, H, W, C) for this option",
+                             f"an array with {ndim} dimensions")
+    return (2, 3) if layout == "NCHW" else (1, 2)
+
+
+def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
+                  kind: str = "normal") -> np.ndarray:
+    """Standard normal (or uniform [0, 1)) values of ``shape``, drawn in NCHW order.
+
+    The same generator state gives the same value at the same (sample,
+    channel, row, column) in either layout, so seeded noise is the same on
+    a torch (NCHW) and a jax (NHWC) backend.
+    """
+    draw = rng.standard_normal if kind == "normal" else rng.random
+    if layout == "NHWC" and len(shape) == 4:
+        n, h, w, c = shape
+        return np.asarray(draw((n, c, h, w))).transpose(0, 2, 3, 1)
+    return np.asarray(draw(shape))
+
+
+class MultiPassMethod(Attributor):
+    """A method that runs many images through the backend, in chunks.
+
+    Subclasses implement :meth:`run`; :meth:`attribute` validates the
+    inputs, resolves the explained score once on the given inputs (the
+    arg-max of their logits for ``target=None``) and builds the explanation.
+    """
+
+    def needs(self) -> GradientNeeds:
+        """Not one gradient pass: :meth:`attribute` runs them."""
+        return GradientNeeds(input_gradient=False)
+
+    def compute(self, result: GradientResult) -> MethodOutput:
+        raise argument_error(
+            "method", "a single-pass method for compute()", self.name,
+            f"{self.name!r} runs several passes: call attribute() instead.")
+
+    @abstractmethod
+    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
+            ) -> tuple[MethodOutput, dict[str, Any]]:
+        """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``."""
+
+    def attribute(self, inputs: Any, target: Any = None) -> Explanation:
+        """Explain ``inputs`` for ``target`` (as :meth:`attrib.Attributor.attribute`)."""
+        shape = self.model.input_shape(inputs)
+        x = self.model.to_numpy(inputs)
+        targets, weights = self._split_target(inputs, target, shape[0])
+        logits = self.model.forward(x)
+        if weights is not None:
+            weights = resolve_target_weights(weights, logits)
+            explained = Explained(weights_targets(weights), weights, self.objective)
+        else:
+            explained = Explained(resolve_targets(targets, logits), None, self.objective)
+        output, stats = self.run(x, logits, explained)
+        return Explanation(
+            attribution=output.attribution,
+            method=self.name,
+            backend=self.model.backend,
+            layer=self.layer,
+            targets=explained.targets,
+            logits=logits,
+            layout=self.model.layout,
+            objective=self.objective,
+            inputs=x,
+            layer_attribution=output.layer_attribution,
+            parts=output.parts,
+            stats=stats,
+            target_weights=weights,
+        )
