@@ -52,6 +52,8 @@ class MethodOutput:
     attribution: np.ndarray
     layer_attribution: np.ndarray | None = None
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: method facts merged into the Explanation's ``stats`` (e.g. forward passes)
+    stats: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Attributor(ABC):
@@ -139,6 +141,7 @@ class Attributor(ABC):
         """
         shape = self.model.input_shape(inputs)
         targets = check_target(target, shape[0])
+        self._prepare(inputs)
         needs = self.needs()
         get_rule(needs.rule)
         request = GradientRequest(
@@ -164,8 +167,17 @@ class Attributor(ABC):
             inputs=result.inputs,
             layer_attribution=output.layer_attribution,
             parts=output.parts,
-            stats=result.stats,
+            stats={**result.stats, **output.stats},
+            layers=self.layers,
         )
+
+    def _prepare(self, inputs: Any) -> None:
+        """Settle what depends on the inputs before :meth:`needs` (the CAM methods' default layer)."""
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every tapped layer (several for a CAM method given a list)."""
+        return (self.layer,) if self.layer else ()
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""

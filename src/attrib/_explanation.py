@@ -48,7 +48,12 @@ class Explanation:
         Maps of the parts of a composite method (guided Grad-CAM keeps its
         ``"gradcam"`` and ``"guided_backprop"`` maps here).
     stats : mapping
-        Backend facts about the pass (rectifiers intercepted, backward passes).
+        Backend facts about the pass (rectifiers intercepted, backward passes)
+        and the method's (forward passes of Score-CAM / Ablation-CAM, whether
+        the layer was chosen by default).
+    layers : tuple of str
+        Every tapped layer: ``(layer,)``, or several for a CAM method given a
+        list (then ``layer`` joins them with ``"+"``).
 
     All arrays are read-only copies.
     """
@@ -65,6 +70,7 @@ class Explanation:
     layer_attribution: np.ndarray | None = None
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
     stats: Mapping[str, Any] = field(default_factory=dict)
+    layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("attribution", "targets", "logits", "inputs", "layer_attribution"):
@@ -72,6 +78,7 @@ class Explanation:
         parts = {k: _frozen(v) for k, v in self.parts.items()}
         object.__setattr__(self, "parts", MappingProxyType(parts))
         object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
+        object.__setattr__(self, "layers", tuple(self.layers))
 
     @property
     def channel_axis(self) -> int:
