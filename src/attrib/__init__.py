@@ -95,3 +95,18 @@ __all__ = [
     "BackendError",
     "AttribWarning",
 ]
+
+# -- the CAM family, several layers and the default layer (issue 8) -----------------------
+from ._model import LayerInfo  # noqa: E402
+from .methods import (  # noqa: E402
+    AblationCAM,
+    EigenCAM,
+    GradCAMPlusPlus,
+    HiResCAM,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
+
+__all__ += ["GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
+            "AblationCAM", "LayerInfo"]

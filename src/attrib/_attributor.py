@@ -171,7 +171,7 @@ class Attributor(ABC):
             layers=self.layers,
         )
 
-    def _prepare(self, inputs: Any) -> None:
+    def _prepare(self, inputs: Any) -> None:  # noqa: B027 - optional hook, no-op by default
         """Settle what depends on the inputs before :meth:`needs` (the CAM methods' default layer)."""
 
     @property

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
+from .ablationcam import AblationCAM
 from .deconvnet import Deconvnet
+from .eigencam import EigenCAM
 from .gradcam import GradCAM
+from .gradcam_pp import GradCAMPlusPlus
 from .gradient_x_input import GradientXInput
 from .guided_backprop import GuidedBackprop
 from .guided_gradcam import GuidedGradCAM
+from .hirescam import HiResCAM
+from .layercam import LayerCAM
 from .saliency import Saliency
-
-# the CAM family (issue 8)
-from .ablationcam import AblationCAM  # noqa: E402
-from .eigencam import EigenCAM  # noqa: E402
-from .gradcam_pp import GradCAMPlusPlus  # noqa: E402
-from .hirescam import HiResCAM  # noqa: E402
-from .layercam import LayerCAM  # noqa: E402
-from .scorecam import ScoreCAM  # noqa: E402
-from .xgradcam import XGradCAM  # noqa: E402
+from .scorecam import ScoreCAM
+from .xgradcam import XGradCAM
 
 __all__ = ["Saliency", "GradientXInput", "Deconvnet", "GuidedBackprop", "GradCAM", "GuidedGradCAM"]
-CAM_METHODS = ["GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
-               "AblationCAM"]
-__all__ += CAM_METHODS
+# the CAM family (issue 8)
+__all__ += ["GradCAMPlusPlus", "XGradCAM", "LayerCAM", "HiResCAM", "ScoreCAM", "EigenCAM",
+            "AblationCAM"]

@@ -17,8 +17,7 @@ def attrib_register_methods(register: Callable[[type], None]) -> None:
 @hookimpl(specname="attrib_register_methods")
 def attrib_register_cam_methods(register: Callable[[type], None]) -> None:
     """The CAM family (issue 8)."""
-    from . import (AblationCAM, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM,
-                   XGradCAM)
+    from . import AblationCAM, EigenCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, ScoreCAM, XGradCAM
 
     for method in (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM,
                    AblationCAM):
