@@ -1,4 +1,4 @@
-"""``layer=None`` on real architectures, transformer token layouts, and models whose output is not a tensor."""
+"""``layer=None`` on real architectures, transformer token layouts, and non-tensor model outputs."""
 
 from __future__ import annotations
 
