@@ -469,8 +469,9 @@ def _check_cam(conf: Conformance, case: Case) -> None:
                          ("random mask", rng.uniform(0.0, 2.0, size=(n, c)))):
         scale = masks.reshape(n, c, 1, 1)
         if not scaled_here:
+            laid_out = _to_layout(scale, conf.layout)
             _expect_error("forward_scaled() of a backend without it",
-                          lambda: model.forward_scaled(x, layer, _to_layout(scale, conf.layout)))
+                          lambda: model.forward_scaled(x, layer, laid_out))
             break
         logits = model.forward_scaled(x, layer, _to_layout(scale, conf.layout).astype(x.dtype))
         assert_close(logits, forward(spec, spec.inputs, {layer: scale}).logits,
@@ -499,9 +500,10 @@ def _check_cam(conf: Conformance, case: Case) -> None:
         if used not in trace.activations or trace.activations[used].ndim != 4:
             raise AssertionError(f"{method}(layer={chosen!r}): layer {used!r} is not a spatial "
                                  "layer of the spec")
-        want = expected(spec, method, target=targets, layer=used, layout=conf.layout,
-                        registry=conf.registry)
-        _compare_explanation(explanation, want, f"{method}(layer={chosen!r})", conf, method, used)
+        reference = expected(spec, method, target=targets, layer=used, layout=conf.layout,
+                             registry=conf.registry)
+        _compare_explanation(explanation, reference, f"{method}(layer={chosen!r})", conf, method,
+                             used)
 
 
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
