@@ -471,7 +471,7 @@ def _check_cam(conf: Conformance, case: Case) -> None:
         if not scaled_here:
             laid_out = _to_layout(scale, conf.layout)
             _expect_error("forward_scaled() of a backend without it",
-                          lambda: model.forward_scaled(x, layer, laid_out))
+                          lambda: model.forward_scaled(x, layer, laid_out))  # noqa: B023
             break
         logits = model.forward_scaled(x, layer, _to_layout(scale, conf.layout).astype(x.dtype))
         assert_close(logits, forward(spec, spec.inputs, {layer: scale}).logits,
