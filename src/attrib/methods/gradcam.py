@@ -13,7 +13,7 @@ def spatial_axes(layout: str) -> tuple[tuple[int, int], int]:
 
 
 class GradCAM(CAM):
-    """Grad-CAM at a layer (or several; see :class:`attrib.methods._cam.CAM` for the options).
+    """Grad-CAM: activation channels weighted by the spatial mean of their gradient.
 
     With ``A`` the layer's activation and ``G`` the gradient of the score at
     it, both read as (N, C, h, w)::
