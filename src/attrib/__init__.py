@@ -6,8 +6,8 @@ Users import from ``attrib`` only; backends live in plugins (``attrib_torch``,
 Examples
 --------
 >>> import attrib
->>> sorted(attrib.list_methods())[:3]
-['deconvnet', 'gradcam', 'gradient_x_input']
+>>> {"gradcam", "saliency"} <= set(attrib.list_methods())
+True
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cam import CAM, LayerData, input_hw
+from ._cam import CAM, LayerData
 
 
 def spatial_axes(layout: str) -> tuple[tuple[int, int], int]:
@@ -47,5 +47,3 @@ class GradCAM(CAM):
         assert data.gradient is not None
         return data.gradient.mean(axis=(2, 3))
 
-
-_input_hw = input_hw
