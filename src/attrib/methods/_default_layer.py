@@ -57,11 +57,12 @@ def default_layer(model: Model, inputs: Any, reshape: Any, method: str) -> str:
             spatial.append((info.name, grid))
     if not spatial:
         names = list(model.layer_names())
-        raise argument_error(
-            "layer", f"a layer for {method!r}", None,
-            "No layer of this model has a spatial output (a grid larger than 1x1) on these "
-            f"inputs; pass layer= explicitly. Layers near the output: {names[-5:]}",
-        )
+        hint = (f"No layer of this model has a spatial output (a grid larger than 1x1) on these "
+                f"inputs; pass layer= explicitly. Layers near the output: {names[-5:]}")
+        if not names:
+            hint = ("This model exposes no named layers (in the jax backend an (apply_fn, params) "
+                    "pair has none: pass the Flax module, as (module, variables) or an nnx module).")
+        raise argument_error("layer", f"a layer for {method!r}", None, hint)
     name, grid = spatial[0]
     if grid.kind != "tokens" or grid.extra == 0:
         return name
