@@ -59,6 +59,7 @@ def main() -> None:
                              panel_size=1.8)
         written.append(save_figure(figure, FIGURES / f"{method}.png", dpi=80))
     written += _multipass_figures(model, inputs, data.images, names, explanations["saliency"])
+    written += _cam_figures(model, inputs, data.images, names)
     for path in written:
         _shrink(path)
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
@@ -79,6 +80,18 @@ def _multipass_figures(model: object, inputs: np.ndarray, images: np.ndarray, na
     for name, (explanations, style) in runs.items():
         figure = grid_figure(explanations, images, class_names=names, panel_size=1.8, style=style)
         written.append(save_figure(figure, FIGURES / f"{name}.png", dpi=80))
+#: the CAM family (issue 8): one figure each, at the default layer (conv4 on the demo CNN)
+CAM_METHODS = ("gradcam_pp", "xgradcam", "layercam", "hirescam", "scorecam", "eigencam",
+               "ablationcam")
+
+
+def _cam_figures(model: object, inputs: np.ndarray, images: np.ndarray,
+                 names: tuple[str, ...]) -> list[Path]:
+    written = []
+    for method in CAM_METHODS:
+        explanation = attrib.explain(model, inputs, method=method)  # layer=None: conv4
+        figure = grid_figure({method: explanation}, images, class_names=names, panel_size=1.8)
+        written.append(save_figure(figure, FIGURES / f"{method}.png", dpi=80))
     return written
 
 

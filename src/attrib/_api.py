@@ -19,9 +19,10 @@ def explain(
     *,
     method: str,
     target: Any = None,
-    layer: str | None = None,
+    layer: Any = None,
     backend: str | None = None,
     objective: str = "logit",
+    output: Any = None,
     **options: Any,
 ) -> Explanation:
     """Explain ``inputs`` with ``method`` on ``model`` in one call.
@@ -35,18 +36,25 @@ def explain(
     method : str
         One of :func:`list_methods`: ``"saliency"``, ``"gradient_x_input"``,
         ``"deconvnet"``, ``"guided_backprop"``, ``"gradcam"``, ``"guided_gradcam"``,
-        ``"integrated_gradients"``, ``"smoothgrad"``, ``"occlusion"``.
+        ``"integrated_gradients"``, ``"smoothgrad"``, ``"occlusion"``, and the CAM family
+        (``"gradcam_pp"``, ``"scorecam"``, ...).
     target : None, int, sequence of N ints, or target weights
         Class per sample; ``None`` is each sample's arg-max. Weights over the
         classes, a float array (classes,) or (N, classes) or a mapping
         ``{class_index: weight}``, explain ``sum_k w[n, k] * objective(logits)[n, k]``
         (e.g. ``{cat: 1.0, dog: -1.0}``: "cat rather than dog").
-    layer : str, optional
-        The tapped layer, for layer methods (``"gradcam"``, ``"guided_gradcam"``).
+    layer : str, list of str, None or "auto"
+        The tapped layer, for layer methods (``"gradcam"``, ``"guided_gradcam"``,
+        the CAM family). ``None`` lets a CAM method pick the last spatial layer;
+        a list gives one map per layer from one gradient pass.
     backend : str, optional
         ``"torch"``, ``"jax"``, ...; detected from ``model`` when omitted.
     objective : str
         ``"logit"`` (default), ``"log_softmax"`` or ``"softmax"``.
+    output : None, str, int or callable
+        Where the logits are in the model's output (torch and jax): by default
+        a tuple's first element, a mapping's or an object's ``logits``; a key,
+        an index or a callable otherwise (see :func:`attrib.wrap`).
     **options
         Further options of the method's class.
 
@@ -70,6 +78,8 @@ def explain(
         raise argument_error(
             "options", f"options of {method!r}: {sorted(accepted - {'registry'})}", unknown,
         )
+    if output is not None:
+        model = wrap(model, backend=backend, output=output)
     return cls(model, **kwargs).attribute(inputs, target)
 
 

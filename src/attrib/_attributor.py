@@ -53,6 +53,8 @@ class MethodOutput:
     attribution: np.ndarray
     layer_attribution: np.ndarray | None = None
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
+    #: method facts merged into the Explanation's ``stats`` (e.g. forward passes)
+    stats: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Attributor(ABC):
@@ -142,6 +144,7 @@ class Attributor(ABC):
         """
         shape = self.model.input_shape(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
+        self._prepare(inputs)
         needs = self.needs()
         get_rule(needs.rule)
         request = GradientRequest(
@@ -171,8 +174,9 @@ class Attributor(ABC):
             inputs=result.inputs,
             layer_attribution=output.layer_attribution,
             parts=output.parts,
-            stats=result.stats,
+            stats={**result.stats, **output.stats},
             target_weights=weights,
+            layers=self.layers,
         )
 
     def _split_target(self, inputs: Any, target: Any,
@@ -187,6 +191,14 @@ class Attributor(ABC):
             classes = int(self.model.forward(inputs[:1]).shape[-1])
             weights = complete_target_weights(weights, n, classes)
         return targets, weights
+
+    def _prepare(self, inputs: Any) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Settle what depends on the inputs before :meth:`needs` (the CAM methods' default layer)."""
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every tapped layer (several for a CAM method given a list)."""
+        return (self.layer,) if self.layer else ()
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""

@@ -54,6 +54,12 @@ class Explanation:
     target_weights : ndarray, shape (N, classes), or None
         The class weights explained when ``target`` was weights (see
         :func:`attrib.explain`), else ``None``.
+        Backend facts about the pass (rectifiers intercepted, backward passes)
+        and the method's (forward passes of Score-CAM / Ablation-CAM, whether
+        the layer was chosen by default).
+    layers : tuple of str
+        Every tapped layer: ``(layer,)``, or several for a CAM method given a
+        list (then ``layer`` joins them with ``"+"``).
 
     All arrays are read-only copies.
     """
@@ -71,6 +77,7 @@ class Explanation:
     parts: Mapping[str, np.ndarray] = field(default_factory=dict)
     stats: Mapping[str, Any] = field(default_factory=dict)
     target_weights: np.ndarray | None = None
+    layers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("attribution", "targets", "logits", "inputs", "layer_attribution",
@@ -79,6 +86,7 @@ class Explanation:
         parts = {k: _frozen(v) for k, v in self.parts.items()}
         object.__setattr__(self, "parts", MappingProxyType(parts))
         object.__setattr__(self, "stats", MappingProxyType(dict(self.stats)))
+        object.__setattr__(self, "layers", tuple(self.layers))
 
     @property
     def channel_axis(self) -> int:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS"]
+__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS", "LayerInfo"]
 
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
 
@@ -94,6 +94,28 @@ class GradientResult:
     stats: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class LayerInfo:
+    """One layer as :meth:`Model.probe_layers` saw it run.
+
+    Attributes
+    ----------
+    name : str
+        The layer's name, as :meth:`Model.layer_names` spells it.
+    shape : tuple of int
+        The shape of its output for the probed inputs.
+    resamples : bool
+        Whether the layer only pools, resamples, flattens or passes on an
+        earlier output (a pooling module, ``Flatten``, ``Identity``, or a
+        container whose output *is* such a module's output). The default
+        layer of the CAM methods skips these.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    resamples: bool = False
+
+
 class Model(ABC):
     """A framework model seen through one backend.
 
@@ -142,6 +164,45 @@ class Model(ABC):
     @abstractmethod
     def gradients(self, request: GradientRequest) -> GradientResult:
         """Run one forward pass and the backward pass(es) ``request`` needs."""
+
+    # -- optional members, with defaults (issue 8: the CAM family) -----------------------
+    def probe_layers(self, inputs: Any) -> list[LayerInfo]:
+        """The layers that run on ``inputs``, in the order their outputs are produced.
+
+        Used to find the default layer of the CAM methods (``layer=None``).
+        The default implementation captures every layer of
+        :meth:`layer_names` in one capture-only :meth:`gradients` request (no
+        backward pass) and keeps that order; it knows nothing of pooling, so
+        every ``resamples`` is ``False``. Backends override it with a cheaper
+        probe that also marks pooling layers (torch: forward hooks scoped to
+        the call; jax: an abstract evaluation).
+        """
+        names = tuple(self.layer_names())
+        if not names:
+            return []
+        result = self.gradients(GradientRequest(
+            inputs=inputs, input_gradient=False, layers=names, layer_gradients=False))
+        return [LayerInfo(name, tuple(np.shape(result.activations[name])))
+                for name in names if name in result.activations]
+
+    def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
+        """Logits, shape (N, classes), with ``layer``'s output multiplied by ``scale``.
+
+        ``scale`` broadcasts against the layer's output for this batch, e.g.
+        (N, C, 1, 1) for a channels-first convolution: Ablation-CAM zeroes
+        one channel per sample this way. No gradient is computed and the
+        model is left as found (the multiplication exists only during the
+        call: a forward hook scoped to it in torch, the layer-perturbation
+        mechanism in jax). The default raises :class:`attrib.BackendError`:
+        a backend that cannot do this still runs every other method.
+        """
+        from ._errors import BackendError
+
+        raise BackendError(
+            f"backend: {self.backend!r} does not implement Model.forward_scaled(), which "
+            "Ablation-CAM needs (a forward pass with one layer's output multiplied by a mask); "
+            "use another CAM method or implement it (see docs/how-to/write-a-backend.md)"
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r} layout={self.layout!r}>"

@@ -7,25 +7,35 @@ import numpy as np
 __all__ = ["resize_bilinear"]
 
 
-def _axis_weights(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _axis_weights(size_in: int, size_out: int,
+                  align_corners: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices (lo, hi) and the weight of ``hi`` for each output position."""
-    scale = size_in / size_out
-    source = (np.arange(size_out, dtype=np.float64) + 0.5) * scale - 0.5
-    source = np.clip(source, 0.0, None)  # as torch: no extrapolation before the first centre
+    if align_corners:  # the corner pixels' centres coincide: i * (in - 1) / (out - 1)
+        step = (size_in - 1) / (size_out - 1) if size_out > 1 else 0.0
+        source = np.arange(size_out, dtype=np.float64) * step
+    else:
+        scale = size_in / size_out
+        source = (np.arange(size_out, dtype=np.float64) + 0.5) * scale - 0.5
+        source = np.clip(source, 0.0, None)  # as torch: no extrapolation before the first centre
     lo = np.minimum(np.floor(source).astype(np.int64), size_in - 1)
     hi = np.minimum(lo + 1, size_in - 1)
     return lo, hi, source - lo
 
 
-def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bilinear(maps: np.ndarray, size: tuple[int, int], *,
+                    align_corners: bool = False) -> np.ndarray:
     """Resize maps of shape (N, h, w) to (N, H, W) bilinearly.
 
     Half-pixel centres, as ``torch.nn.functional.interpolate(mode="bilinear",
     align_corners=False)`` (no anti-aliasing), which is what Grad-CAM
-    implementations use to bring a layer map to the input's size.
+    implementations use to bring a layer map to the input's size. With
+    ``align_corners=True`` the corner pixels' centres are aligned instead, as
+    ``torch.nn.UpsamplingBilinear2d`` does (pytorch-grad-cam's Score-CAM masks).
 
     >>> resize_bilinear(np.array([[[0.0, 1.0]]]), (1, 4))
     array([[[0.  , 0.25, 0.75, 1.  ]]])
+    >>> resize_bilinear(np.array([[[0.0, 1.0]]]), (1, 4), align_corners=True).round(3)
+    array([[[0.   , 0.333, 0.667, 1.   ]]])
     """
     maps = np.asarray(maps)
     if maps.ndim != 3:
@@ -35,8 +45,8 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if (h, w) == (height, width):
         return maps.copy()
     dtype = maps.dtype if np.issubdtype(maps.dtype, np.floating) else np.float64
-    y0, y1, wy = _axis_weights(h, height)
-    x0, x1, wx = _axis_weights(w, width)
+    y0, y1, wy = _axis_weights(h, height, align_corners)
+    x0, x1, wx = _axis_weights(w, width, align_corners)
     wy = wy.astype(dtype)[None, :, None]
     wx = wx.astype(dtype)[None, None, :]
     rows = maps[:, y0, :] * (1 - wy) + maps[:, y1, :] * wy

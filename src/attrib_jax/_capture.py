@@ -4,6 +4,8 @@ Each kind becomes a :class:`Forward`: ``fn(params, x, eps) -> (logits, activatio
 where ``eps`` maps layer names to zero perturbations added to those layers'
 outputs (so that the gradient with respect to ``eps[name]`` is the layer
 gradient) and ``activations`` maps the same names to the layers' outputs.
+An optional ``scales`` maps layer names to factors their outputs are
+multiplied by (Ablation-CAM's channel masks), through the same interception.
 
 - linen ``(module, variables)``: ``module.apply(variables, x, mutable=False,
   **call_kwargs)`` under ``flax.linen.intercept_methods``, which taps the
@@ -150,7 +152,8 @@ def _linen_forward(module: Any, variables: Any, method: Any,
     kwargs = dict(call_kwargs)
 
     def fn(variables: Any, x: Any, eps: Mapping[str, Any] | None,
-           layers: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+           layers: tuple[str, ...] = (), scales: Mapping[str, Any] | None = None,
+           ) -> tuple[Any, dict[str, Any]]:
         activations: dict[str, Any] = {}
         wanted = set(layers)
 
@@ -162,6 +165,8 @@ def _linen_forward(module: Any, variables: Any, method: Any,
             if name not in wanted:
                 return output
             _check_single(name, activations, output)
+            if scales is not None and name in scales:
+                output = output * scales[name]
             activations[name] = output
             return output + eps[name] if eps is not None else output
 
@@ -181,12 +186,15 @@ class _Tap:
     """Stands in for a submodule on the merged copy: calls it, records and perturbs its output."""
 
     def __init__(self, module: Any, name: str, activations: dict[str, Any],
-                 eps: Mapping[str, Any] | None) -> None:
+                 eps: Mapping[str, Any] | None, scales: Mapping[str, Any] | None = None) -> None:
         self.module, self.name, self.activations, self.eps = module, name, activations, eps
+        self.scales = scales
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         output = self.module(*args, **kwargs)
         _check_single(self.name, self.activations, output)
+        if self.scales is not None and self.name in self.scales:
+            output = output * self.scales[self.name]
         self.activations[self.name] = output
         return output + self.eps[self.name] if self.eps is not None else output
 
@@ -221,7 +229,8 @@ def _nnx_forward(model: Any, method: Any, call_kwargs: Mapping[str, Any]) -> For
     kwargs = dict(call_kwargs)
 
     def fn(state: Any, x: Any, eps: Mapping[str, Any] | None,
-           layers: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+           layers: tuple[str, ...] = (), scales: Mapping[str, Any] | None = None,
+           ) -> tuple[Any, dict[str, Any]]:
         copy = nnx.merge(graphdef, state)
         activations: dict[str, Any] = {}
         for name in layers:
@@ -229,7 +238,7 @@ def _nnx_forward(model: Any, method: Any, call_kwargs: Mapping[str, Any]) -> For
             parent = copy
             for key in parents:
                 parent = _child(parent, key)
-            _replace(parent, last, _Tap(_child(parent, last), name, activations, eps))
+            _replace(parent, last, _Tap(_child(parent, last), name, activations, eps, scales))
         call = copy if method is None else (getattr(copy, method) if isinstance(method, str)
                                             else lambda *a, **k: method(copy, *a, **k))
         return call(x, **kwargs), activations
@@ -249,7 +258,8 @@ def _function_forward(apply_fn: Callable[..., Any], params: Any) -> Forward:
                              kind=AttribTypeError)
 
     def fn(params: Any, x: Any, eps: Mapping[str, Any] | None,
-           layers: tuple[str, ...] = ()) -> tuple[Any, dict[str, Any]]:
+           layers: tuple[str, ...] = (), scales: Mapping[str, Any] | None = None,
+           ) -> tuple[Any, dict[str, Any]]:
         if layers:
             raise AttribError(
                 "layer: an (apply_fn, params) model has no named layers; layer methods "

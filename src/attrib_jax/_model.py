@@ -34,7 +34,7 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import jax
@@ -49,10 +49,11 @@ from attrib._errors import (
     close_matches,
     shown,
 )
-from attrib._model import GradientRequest, GradientResult, Model
+from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
+from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 
-from ._capture import Forward, make_forward
+from ._capture import Forward, _hashable, make_forward
 from ._rewrite import analyse, check_supported, trace
 
 __all__ = ["JaxModel", "trace_count", "clear_cache"]
@@ -131,6 +132,10 @@ class JaxModel(Model):
     method : str or callable, optional
         Module method to call instead of ``__call__`` (linen ``apply(method=)``,
         an nnx method name).
+    output : None, str, int or callable, optional
+        Where the logits are in the model's output. By default a tuple's or
+        list's first element, a mapping's ``"logits"`` entry or an object's
+        ``logits`` attribute (see :mod:`attrib._outputs`).
     **call_kwargs
         Keyword arguments of every module call, e.g. ``train=False``.
     """
@@ -138,9 +143,11 @@ class JaxModel(Model):
     backend = "jax"
     compiles_per_shape = True
 
-    def __init__(self, model: Any, *, method: Any = None, **call_kwargs: Any) -> None:
+    def __init__(self, model: Any, *, method: Any = None, output: Any = None,
+                 **call_kwargs: Any) -> None:
         self._native = model
-        self._forward: Forward = make_forward(model, method, call_kwargs)
+        self._forward: Forward = _selecting(make_forward(model, method, call_kwargs),
+                                            check_output(output))
 
     # -- the Model contract ----------------------------------------------------------------
     @property
@@ -253,6 +260,50 @@ class JaxModel(Model):
             stats=stats,
         )
 
+    # -- the CAM family's primitives (issue 8) -----------------------------------------------
+    def probe_layers(self, inputs: Any) -> list[LayerInfo]:
+        """Every layer's output shape from one abstract evaluation (no computation), in call order.
+
+        Flax pools with functions, not modules, so no layer is marked ``resamples``.
+        """
+        x = self._device_inputs(inputs)
+        names = tuple(self._forward.names)
+        if not names:
+            return []
+        fn = self._forward.fn
+        order: list[str] = []
+
+        def run(p: Any, x: Any) -> Any:
+            logits, acts = fn(p, x, None, names)
+            order.extend(acts)  # call order (the returned pytree's keys come back sorted)
+            return logits, acts
+
+        try:
+            _, acts = jax.eval_shape(run, self._forward.params, x)
+        except AttribError:  # e.g. a shared submodule: no single output to probe
+            return []
+        return [LayerInfo(name, tuple(int(d) for d in acts[name].shape)) for name in order]
+
+    def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
+        """Logits with ``layer``'s output multiplied by ``scale``, through the layer interception.
+
+        The same mechanism as the layer perturbation of :meth:`gradients`
+        (``flax.linen.intercept_methods``; a tap on a merged copy for nnx):
+        the user's module and variables are never edited. One jit-compiled
+        program per layer, cached.
+        """
+        self._check_layers((layer,))
+        x = self._device_inputs(inputs)
+        self._out_shape(x, (layer,))
+        forward = self._forward
+        entry = _cached((forward.key, "scaled", layer),
+                        lambda entry: _scaled_program(forward, entry, layer))
+        try:
+            return np.asarray(entry.program(forward.params, x, jnp.asarray(scale)))
+        except TypeError as error:  # shapes that do not broadcast
+            raise argument_error("scale", f"a mask that broadcasts against {layer!r}'s output",
+                                 shown(f"shape {np.shape(scale)}")) from error
+
     # -- helpers -----------------------------------------------------------------------------
     def _check_layers(self, layers: tuple[str, ...]) -> None:
         if self._forward.kind == "function":
@@ -339,6 +390,26 @@ def _layout_hint(shape: tuple[int, ...]) -> str | None:
     if len(shape) == 3 and shape[2] in (1, 3, 4):
         return f"This looks like one image without the batch axis: pass x[None] (shape {(1, *shape)})."
     return None
+
+
+def _selecting(forward: Forward, output: Any) -> Forward:
+    """``forward`` returning the logits chosen by ``output`` from the model's output."""
+    fn = forward.fn
+
+    def selected(params: Any, x: Any, eps: Any, layers: tuple[str, ...] = (),
+                 scales: Any = None) -> tuple[Any, dict[str, Any]]:
+        value, acts = fn(params, x, eps, layers, scales=scales)
+        return select_output(value, output, lambda v: hasattr(v, "shape")), acts
+
+    return replace(forward, fn=selected, key=(forward.key, "output", _hashable(output)))
+
+
+def _scaled_program(forward: Forward, entry: _Entry, layer: str) -> Any:
+    def run(params: Any, x: Any, scale: Any) -> Any:
+        entry.traces += 1
+        return forward.fn(params, x, None, (layer,), scales={layer: scale})[0]
+
+    return jax.jit(run)
 
 
 def _lifted_layer_error(layers: tuple[str, ...]) -> AttribError:

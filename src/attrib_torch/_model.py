@@ -16,11 +16,14 @@ from torch import nn
 
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
 from attrib._errors import AttribError, AttribTypeError, argument_error, shown
+from attrib._model import LayerInfo
+from attrib._outputs import check_output, select_output
 from attrib._rules import get_rule
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
 
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
+from ._probe import probe, scaled
 from ._rectifiers import RectifierGraph, RectifierMode, RuleState
 from ._state import preserved
 
@@ -61,7 +64,13 @@ class TorchModel(Model):
     Parameters
     ----------
     model : torch.nn.Module
-        A classifier mapping a batch (N, C, H, W) to logits (N, classes).
+        A classifier mapping a batch (N, C, H, W) to logits (N, classes), or
+        to a tuple / list (first element), a mapping or an object with
+        ``logits`` holding them.
+    output : None, str, int or callable
+        Where the logits are in the model's output when the rule above does
+        not find them: a key or attribute name, an index, or a callable on the
+        output (see :mod:`attrib._outputs`).
     rectifier_path : {"auto", "graph", "mode"}, optional
         How rectifier rules are applied: ``"auto"`` (default) hooks the
         autograd graph in eager models and uses the ``TorchFunctionMode`` where
@@ -79,7 +88,8 @@ class TorchModel(Model):
 
     backend = "torch"
 
-    def __init__(self, model: nn.Module, *, rectifier_path: str = "auto") -> None:
+    def __init__(self, model: nn.Module, *, rectifier_path: str = "auto",
+                 output: Any = None) -> None:
         if not isinstance(model, nn.Module):
             raise argument_error(
                 "model", "a torch.nn.Module", shown(f"an object of type {type(model).__name__}"),
@@ -92,6 +102,7 @@ class TorchModel(Model):
             )
         self._model = model
         self._rectifier_path = rectifier_path
+        self._output = check_output(output)
 
     # -- the Model interface ---------------------------------------------------------
     @property
@@ -194,6 +205,29 @@ class TorchModel(Model):
             stats=stats,
         )
 
+    # -- the CAM family's primitives (issue 8) ------------------------------------------
+    def probe_layers(self, inputs: Any) -> list[LayerInfo]:
+        """Every submodule that ran once, in output order, from one ``no_grad`` forward pass.
+
+        Forward hooks on every submodule, removed in ``finally``; pooling,
+        ``Flatten``, ``Identity``, dropout and containers passing such a
+        module's output on are marked ``resamples``.
+        """
+        check_inputs(inputs)
+        x = self._tensor(inputs)
+        with preserved(self._model), torch.no_grad():
+            return probe(self._model, lambda: self._logits(x))
+
+    def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
+        """Logits with ``layer``'s output multiplied by ``scale``: a forward hook scoped to the call."""
+        check_inputs(inputs)
+        check_layers(self._model, (layer,))
+        x = self._tensor(inputs)
+        factor = torch.as_tensor(np.asarray(scale), device=x.device, dtype=x.dtype)
+        with preserved(self._model), torch.no_grad(), scaled(self._model, layer, factor):
+            logits = self._logits(x)
+        return as_numpy(logits)
+
     # -- helpers -----------------------------------------------------------------------
     def _forward(
         self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | None
@@ -259,7 +293,8 @@ class TorchModel(Model):
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         try:
             # a model may rectify its input in place: never in place on the leaf
-            logits = self._model(x.clone() if x.requires_grad else x)
+            logits = select_output(self._model(x.clone() if x.requires_grad else x),
+                                   self._output, lambda v: isinstance(v, torch.Tensor))
         except AttribError:  # ours, e.g. from a layer tap: already clear
             raise
         except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
@@ -293,8 +328,9 @@ class TorchModel(Model):
                 "model",
                 f"a classifier returning one tensor of logits, shape ({x.shape[0]}, classes)",
                 shown(given),
-                "Wrap the model so that it returns the logits (e.g. take the first output, "
-                "or call model.eval() for models with auxiliary outputs in training mode).",
+                "Tuples/lists (first element), mappings and objects with 'logits' are read "
+                "as such; otherwise pass output= (a key, an index or a callable on the "
+                "model's output) to attrib.wrap or attrib.explain.",
             )
         if not logits.is_floating_point():
             raise argument_error("model", "floating-point logits", shown(f"dtype {logits.dtype}"))

@@ -234,3 +234,26 @@ def _env(tmp_path: Path) -> dict[str, str]:
     import os
 
     return {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"), "MPLBACKEND": "Agg"}
+
+
+# -- issue 8: the CAM family in the listing; the --layer default --------------------------------
+def test_methods_lists_the_cam_family(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["methods"]) == 0
+    rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[2:]}
+    for name in ("gradcam_pp", "xgradcam", "layercam", "hirescam", "scorecam", "eigencam",
+                 "ablationcam"):
+        assert rows[name] == "yes", name
+
+
+def test_explain_without_layer_uses_the_default_layer() -> None:
+    import dataclasses
+
+    from attrib._cli._models import load_model
+    from attrib._cli._run import explain_all, model_inputs
+
+    # as for a torchvision or module:function model, whose layer is left to the library
+    loaded = dataclasses.replace(load_model("demo", None, None, None, None), layer=None)
+    images = np.random.default_rng(0).uniform(size=(1, 64, 64, 3))
+    out = explain_all(loaded, model_inputs(images, loaded), ["gradcam", "hirescam"])
+    assert out["gradcam"].layer == out["hirescam"].layer == "conv4"
+    assert out["gradcam"].stats["default_layer"] is True

@@ -113,10 +113,24 @@ def test_unknown_layer_lists_close_matches():
         attrib.GradCAM(model, layer="conv3")
 
 
-def test_missing_layer_says_which_layers_exist():
-    expected = r"layer: expected the name of a layer for 'gradcam', got None"
+def test_layer_none_picks_the_spatial_layer_through_the_model_interface():
+    # the base Model.probe_layers (one capture-only request) finds 'conv', the only 4-D layer
+    explanation = attrib.GradCAM(_model(), layer=None).attribute(INPUTS)
+    assert explanation.layer == "conv" and explanation.stats["default_layer"] is True
+    np.testing.assert_allclose(explanation.layer_attribution, EXPECTED_CAM)
+    probe = _model().requests
+    assert all(not r.layer_gradients or r.layers == ("conv",) for r in probe)
+
+
+def test_no_spatial_layer_says_which_layers_exist():
+    result = GradientResult(inputs=INPUTS, logits=LOGITS, targets=np.array([1]),
+                            activations={"fc": np.ones((1, 5))})
+    model = ArrayModel(result, layers=["fc"])
+    expected = r"layer: expected a layer for 'gradcam', got None.*No layer .*spatial.*'fc'"
     with pytest.raises(attrib.AttribValueError, match=expected):
-        attrib.GradCAM(_model(), layer=None)  # type: ignore[arg-type]
+        attrib.GradCAM(model, layer=None).attribute(INPUTS)
+    with pytest.raises(attrib.AttribTypeError, match="layer: expected a layer name, a non-empty"):
+        attrib.GradCAM(model, layer=5)  # type: ignore[arg-type]
 
 
 def test_gradcam_on_a_non_spatial_layer_is_a_clear_error():

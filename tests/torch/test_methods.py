@@ -327,13 +327,20 @@ class _Odd(nn.Module):
 
 def test_model_and_layer_output_errors(x: torch.Tensor) -> None:
     torch.manual_seed(0)
-    for output, match in [("maps", r"logits, shape \(2, classes\).*shape \(2, 3, 8, 8\)"),
-                          ("tuple", "logits.*type tuple")]:
+    for output, match in [("maps", r"logits, shape \(2, classes\).*shape \(2, 3, 8, 8\)")]:
         net = _Odd(output).double().eval()
         before = snapshot(net)
         with pytest.raises(attrib.AttribError, match=match):
             attrib.explain(net, x, method="saliency")
         assert_unchanged(net, before)
+    # issue 8: a tuple's first element is taken as the logits (output= chooses another)
+    pair = _Odd("tuple").double().eval()
+    plain = _Odd("logits").double().eval()
+    plain.load_state_dict(pair.state_dict())
+    np.testing.assert_array_equal(attrib.explain(pair, x, method="saliency").attribution,
+                                  attrib.explain(plain, x, method="saliency").attribution)
+    with pytest.raises(attrib.AttribError, match=r"logits, shape \(2, classes\).*shape \(2, 3"):
+        attrib.explain(pair, x, method="saliency", output=1)
     net = _Odd("logits").double().eval()
     before = snapshot(net)
     with pytest.raises(attrib.AttribError, match="'split', which returns a tuple"):

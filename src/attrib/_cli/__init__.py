@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--target", metavar="CLASS",
                          help="class index or name to explain (default: each image's top class)")
     explain.add_argument("--layer", metavar="NAME",
-                         help="layer for Grad-CAM (default: conv4 for demo, layer4 for ResNets, "
-                              "else the last convolution)")
+                         help="layer for the CAM methods (default: the last layer with a "
+                              "spatial output that is not pooling, e.g. layer4 of a ResNet)")
     explain.add_argument("--weights", metavar="PATH",
                          help="a saved state dict (torch.save(model.state_dict(), PATH)) for "
                               "torchvision:NAME")

@@ -62,7 +62,7 @@ def run_explain(args: argparse.Namespace) -> int:
     methods = parse_methods(args.method)
     if args.layer is not None and not any(needs_layer(m) for m in methods):
         raise CLIError(f"--layer: no method of {','.join(methods)} uses a layer; "
-                       "layer methods: gradcam, guided_gradcam")
+                       "layer methods: " + ", ".join(_layer_methods()))
     for path in args.images:
         load_image(path)  # every path checked before any model is loaded
     loaded = load_model(args.model, args.backend, args.weights, args.size, args.normalize)
@@ -87,3 +87,7 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layer_methods() -> list[str]:
+    from .._registry import default_registry
+
+    return sorted(m for m in default_registry().methods() if needs_layer(m))

@@ -47,7 +47,8 @@ class LoadedModel:
     imagenet : bool
         Whether inputs are normalised with ImageNet's mean and std.
     layer : str or None
-        Default layer for Grad-CAM.
+        Default layer for the CAM methods; ``None``: the library's default
+        (the last spatial layer that is not pooling, see ``attrib.explain``).
     class_names : sequence of str or None
     name : str
         For titles.
@@ -142,23 +143,6 @@ def _torchvision_classes(name: str, classes: int) -> Sequence[str] | None:
         return None
 
 
-def default_torch_layer(model: Any) -> str | None:
-    """A sensible Grad-CAM layer: ``layer4`` of a ResNet, else the last conv (or its ReLU)."""
-    from torch import nn
-
-    if hasattr(model, "layer4"):
-        return "layer4"
-    names = [(n, m) for n, m in model.named_modules() if n]
-    last = None
-    for i, (n, m) in enumerate(names):
-        if isinstance(m, nn.Conv2d):
-            last = n
-            if i + 1 < len(names) and isinstance(names[i + 1][1], nn.ReLU) and \
-                    names[i + 1][0].rsplit(".", 1)[0] == n.rsplit(".", 1)[0]:
-                last = names[i + 1][0]
-    return last
-
-
 def load_model(spec: str, backend: str | None, weights: str | None, size: int | None,
                normalize: str | None) -> LoadedModel:
     """Resolve ``--model SPEC`` (see the module docstring)."""
@@ -184,7 +168,7 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
                            "nothing; " + WEIGHTS_HINT.format(name=name, cache=hub_checkpoints_dir()))
         torch_model = torchvision_from_weights(name, path)
         classes = int(_classes(torch_model.state_dict()) or 1000)
-        layer = default_torch_layer(torch_model)
+        layer = None  # the CAM methods' default layer (attrib.explain(layer=None))
         if backend_name == "jax":
             import attrib_jax
 
@@ -220,8 +204,6 @@ def _from_function(spec: str, backend: str | None, weights: str | None, size: in
         raise CLIError(f"--model: {spec}() raised {type(error).__name__}: {error}") from error
     registry = default_registry()
     chosen = registry.backend(backend) if backend else registry.detect(model)
-    layer = None
-    if chosen.name == "torch":
-        layer = default_torch_layer(model)
+    layer = None  # the CAM methods' default layer, found through the Model interface
     return LoadedModel(model, chosen.name, chosen.layout, size or 224, normalize != "none", layer,
                        None, spec)

@@ -13,7 +13,6 @@ from .._api import explain
 from .._explanation import Explanation
 from .._registry import default_registry
 from ..preprocess import normalize
-from ._errors import CLIError
 from ._models import LoadedModel
 
 __all__ = ["model_inputs", "explain_all", "needs_layer", "progress", "SEED_METHODS"]
@@ -45,10 +44,7 @@ def explain_all(loaded: LoadedModel, inputs: np.ndarray, methods: Sequence[str],
     for method in methods:
         kwargs: dict[str, Any] = {}
         if needs_layer(method):
-            if layer is None:
-                raise CLIError(f"--layer: {method} needs a layer and none is known for "
-                               f"{loaded.name}; pass --layer NAME")
-            kwargs["layer"] = layer
+            kwargs["layer"] = layer  # None: the method's default layer (the last spatial one)
         results[method] = explain(loaded.model, inputs, method=method, target=target,
                                   backend=loaded.backend, **kwargs)
     return results

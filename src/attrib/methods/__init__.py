@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+from .ablationcam import AblationCAM
 from .deconvnet import Deconvnet
+from .eigencam import EigenCAM
 from .gradcam import GradCAM
+from .gradcam_pp import GradCAMPlusPlus
 from .gradient_x_input import GradientXInput
 from .guided_backprop import GuidedBackprop
 from .guided_gradcam import GuidedGradCAM
+from .hirescam import HiResCAM
 from .integrated_gradients import IntegratedGradients
+from .layercam import LayerCAM
 from .occlusion import Occlusion
 from .saliency import Saliency
+from .scorecam import ScoreCAM
 from .smoothgrad import SmoothGrad
+from .xgradcam import XGradCAM
 
-__all__ = ["Saliency", "GradientXInput", "Deconvnet", "GuidedBackprop", "GradCAM", "GuidedGradCAM"]
-__all__ += ["IntegratedGradients", "SmoothGrad", "Occlusion"]
+#: the gradient methods of the seeds
+SEED_METHODS = (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, GuidedGradCAM)
+#: the CAM family (pytorch-grad-cam's methods)
+CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM, AblationCAM)
+#: methods that run many passes in chunks (Captum's methods)
+MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
+
+__all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]

@@ -5,15 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .._hooks import hookimpl
-from . import Deconvnet, GradCAM, GradientXInput, GuidedBackprop, GuidedGradCAM, Saliency
-from .integrated_gradients import IntegratedGradients
-from .occlusion import Occlusion
-from .smoothgrad import SmoothGrad
+from . import CAM_METHODS, MULTIPASS_METHODS, SEED_METHODS
 
 
 @hookimpl
 def attrib_register_methods(register: Callable[[type], None]) -> None:
-    for method in (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, GuidedGradCAM):
+    for method in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS):
         register(method)
-    for multipass in (IntegratedGradients, SmoothGrad, Occlusion):
-        register(multipass)

@@ -28,18 +28,36 @@ class GuidedGradCAM(Attributor):
     name = "guided_gradcam"
     needs_layer = True
 
-    def __init__(self, model: Any, *, layer: str, backend: str | None = None,
-                 objective: str = "logit", registry: Any = None) -> None:
+    def __init__(self, model: Any, *, layer: str | None = None, reshape: Any = None,
+                 backend: str | None = None, objective: str = "logit",
+                 registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
-        self.gradcam = GradCAM(self.model, layer=layer, objective=objective, registry=self.registry)
+        self.gradcam = GradCAM(self.model, layer=layer, reshape=reshape, objective=objective,
+                               registry=self.registry)
         self.guided_backprop = GuidedBackprop(self.model, objective=objective, registry=self.registry)
-        self._layer = self.gradcam.layer
+
+    @property
+    def layer(self) -> str | None:
+        """The Grad-CAM part's layer (``layer=None``: the default layer, once chosen)."""
+        return self.gradcam.layer
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return self.gradcam.layers
+
+    def _prepare(self, inputs: Any) -> None:
+        self.gradcam._prepare(inputs)
 
     def needs(self) -> GradientNeeds:
         return self.gradcam.needs().merge(self.guided_backprop.needs())
 
     def compute(self, result: GradientResult) -> MethodOutput:
         cam = self.gradcam.compute(result)
+        if cam.layer_attribution is None:
+            from .._errors import argument_error
+
+            raise argument_error("layer", "one layer for guided Grad-CAM", self.layer,
+                                 "Pass one layer name (several layers are for the CAM methods).")
         guided = self.guided_backprop.compute(result).attribution
         channel_axis = 1 if self.model.layout == "NCHW" else 3
         weight = cam.attribution.astype(guided.dtype)
@@ -48,4 +66,5 @@ class GuidedGradCAM(Attributor):
             attribution=attribution,
             layer_attribution=cam.layer_attribution,
             parts={"gradcam": cam.attribution, "guided_backprop": guided},
+            stats=cam.stats,
         )

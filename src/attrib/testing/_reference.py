@@ -69,8 +69,13 @@ def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray
     return gp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
 
 
-def forward(spec: NetSpec, inputs: np.ndarray) -> Trace:
-    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output."""
+def forward(spec: NetSpec, inputs: np.ndarray,
+            scales: dict[str, np.ndarray] | None = None) -> Trace:
+    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output.
+
+    ``scales`` multiplies the named layers' outputs (NCHW) by factors, as
+    :meth:`attrib.Model.forward_scaled` does.
+    """
     x = np.asarray(inputs, dtype=np.float64)
     trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
     for layer in spec.layers:
@@ -87,6 +92,8 @@ def forward(spec: NetSpec, inputs: np.ndarray) -> Trace:
             x = x.mean(axis=(2, 3))
         else:  # pragma: no cover - the spec types are closed
             raise TypeError(f"unknown layer {layer!r}")
+        if scales is not None and layer.name in scales:
+            x = x * scales[layer.name]
         trace.activations[layer.name] = x
     trace.logits = x
     return trace
@@ -209,6 +216,12 @@ class ReferenceModel(Model):
     def forward(self, inputs: Any) -> np.ndarray:
         x = _from_layout(self.to_numpy(inputs), self._layout)
         return forward(self.spec, x).logits
+
+    def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
+        if layer not in self.spec.layer_names:
+            raise argument_error("layer", "a layer name of this model", layer)
+        x = _from_layout(self.to_numpy(inputs), self._layout)
+        return forward(self.spec, x, {layer: _from_layout(np.asarray(scale), self._layout)}).logits
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         x_layout = self.to_numpy(request.inputs)

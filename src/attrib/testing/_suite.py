@@ -129,6 +129,8 @@ def cases(conf: Conformance) -> list[Case]:
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
         out += [Case("target_weights", spec), Case("multipass", spec)]
+        if spec.is_image and conf.gradcam_layers(spec):
+            out.append(Case("cam", spec))
         for method in conf.methods or ():
             if method not in layer_methods:
                 out.append(Case("method", spec, method))
@@ -524,6 +526,81 @@ def _check_multipass(conf: Conformance, case: Case) -> None:
             assert_close(ours.attribution, want.attribution, f"{what}.attribution", conf)
 
 
+#: the CAM family (issue 8), checked once per image spec at its first Grad-CAM layer
+CAM_METHODS: tuple[str, ...] = ("gradcam_pp", "xgradcam", "layercam", "hirescam", "scorecam",
+                                "eigencam", "ablationcam")
+
+
+def _check_cam(conf: Conformance, case: Case) -> None:
+    """What the CAM family needs: capture-only requests, chunked and scaled forwards, the probe."""
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    trace = forward(spec, spec.inputs)
+    tapped = conf.tapped(spec)
+    # 1. a capture-only request: activations, no gradient at all
+    result = model.gradients(GradientRequest(inputs=x, input_gradient=False, layers=tapped,
+                                             layer_gradients=False))
+    what = "gradients(input_gradient=False, layer_gradients=False)"
+    assert_close(result.logits, trace.logits, f"{what}.logits", conf)
+    if result.input_gradient is not None:
+        raise AssertionError(f"{what}.input_gradient: expected None (nothing asked)")
+    for name in tapped:
+        assert_close(result.activations.get(name), _to_layout(trace.activations[name], conf.layout),
+                     f"{what}.activations[{name!r}]", conf)
+    if any(g is not None for g in result.layer_gradients.values()) and result.layer_gradients:
+        raise AssertionError(f"{what}.layer_gradients: expected none, got "
+                             f"{sorted(result.layer_gradients)}")
+    # 2. forward on chunks of the batch, as Score-CAM calls it
+    chunked = np.concatenate([model.forward(x[:1]), model.forward(x[1:])])
+    assert_close(chunked, trace.logits, "forward() on chunks of 1 and N - 1 samples", conf)
+    # 3. forward_scaled: one channel zeroed per sample, and a random mask (if implemented)
+    layer = conf.gradcam_layers(spec)[0]
+    scaled_here = type(model).forward_scaled is not Model.forward_scaled
+    activation = trace.activations[layer]                      # NCHW
+    n, c = activation.shape[:2]
+    rng = np.random.default_rng(0)
+    for label, masks in (("zero channel", 1.0 - np.eye(c)[np.arange(n) % c]),
+                         ("random mask", rng.uniform(0.0, 2.0, size=(n, c)))):
+        scale = masks.reshape(n, c, 1, 1)
+        if not scaled_here:
+            laid_out = _to_layout(scale, conf.layout)
+            _expect_error("forward_scaled() of a backend without it",
+                          lambda: model.forward_scaled(x, layer, laid_out))  # noqa: B023
+            break
+        logits = model.forward_scaled(x, layer, _to_layout(scale, conf.layout).astype(x.dtype))
+        assert_close(logits, forward(spec, spec.inputs, {layer: scale}).logits,
+                     f"forward_scaled({layer!r}, {label})", conf)
+    assert_close(model.forward(x), trace.logits, "forward() after forward_scaled()", conf)
+    # 4. the probe: names the model exposes, with the layers' output shapes
+    infos = model.probe_layers(x)
+    names = set(model.layer_names())
+    for info in infos:
+        if info.name not in names:
+            raise AssertionError(f"probe_layers(): {info.name!r} is not in layer_names()")
+        if info.name in trace.activations:
+            want = _to_layout(trace.activations[info.name], conf.layout).shape
+            if tuple(info.shape) != want:
+                raise AssertionError(f"probe_layers(): {info.name!r} has shape {info.shape}, "
+                                     f"expected {want}")
+    # 5. each CAM method at that layer, and Grad-CAM at the default layer, on the reference's math
+    targets = _targets(spec)[2]
+    for method in CAM_METHODS + ("gradcam",):
+        if method not in conf.registry.methods() or (method == "ablationcam" and not scaled_here):
+            continue
+        chosen = None if method == "gradcam" else layer
+        cls = conf.registry.method(method)
+        explanation = cls(model, layer=chosen, registry=conf.registry).attribute(x, targets)
+        used = explanation.layer
+        if used not in trace.activations or trace.activations[used].ndim != 4:
+            raise AssertionError(f"{method}(layer={chosen!r}): layer {used!r} is not a spatial "
+                                 "layer of the spec")
+        reference = expected(spec, method, target=targets, layer=used, layout=conf.layout,
+                             registry=conf.registry)
+        _compare_explanation(explanation, reference, f"{method}(layer={chosen!r})", conf, method,
+                             used)
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "capture": _check_capture,
@@ -533,4 +610,5 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "errors": _check_errors,
     "target_weights": _check_target_weights,
     "multipass": _check_multipass,
+    "cam": _check_cam,
 }

@@ -1,0 +1,172 @@
+"""A layer's output read as a grid of channel vectors, (N, C, h, w), whatever its layout.
+
+CAM methods work on a grid of positions, each with C channels. Layers lay it
+out in one of three ways:
+
+- ``"NCHW"``: a channels-first convolution, (N, C, h, w) (torch);
+- ``"NHWC"``: channels last, (N, h, w, C) (Flax; Swin's stages in torch);
+- ``"tokens"``: a transformer's tokens, (N, T, C), where the last ``h * w``
+  tokens are the grid in row-major order and the first ``T - h * w`` are
+  extra tokens (ViT's class token) that the map leaves out.
+
+A 4-D output is read in the model's own layout unless only the other layout
+gives a grid with the input's aspect ratio (so Swin's (N, 7, 7, 768) in a
+torch model is read channels-last). Tokens are mapped to a grid when exactly
+one of "no extra token" and "one class token" leaves a token count that
+factors into a grid of the input's aspect ratio; otherwise ``reshape=`` says
+how: ``(h, w)``, or a callable from the layer's output (NumPy) to (N, C, h, w).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .._errors import AttribTypeError, argument_error, shown
+
+__all__ = ["Grid", "find_grid", "check_reshape"]
+
+Reshape = Callable[[np.ndarray], np.ndarray] | tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """How one layer's output maps to (N, C, h, w).
+
+    Attributes
+    ----------
+    kind : {"NCHW", "NHWC", "tokens", "callable"}
+    h, w : int
+        The grid's size (0 for a callable, known only once it ran).
+    extra : int
+        Leading tokens left out (``"tokens"`` only).
+    reshape : callable or None
+        The user's callable (``"callable"`` only).
+    """
+
+    kind: str
+    h: int
+    w: int
+    extra: int = 0
+    reshape: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def to_nchw(self, array: np.ndarray) -> np.ndarray:
+        """The layer's output (or its gradient) as (N, C, h, w)."""
+        if self.kind == "NCHW":
+            return array
+        if self.kind == "NHWC":
+            return array.transpose(0, 3, 1, 2)
+        if self.kind == "tokens":
+            grid = array[:, self.extra:, :].reshape(array.shape[0], self.h, self.w, array.shape[2])
+            return grid.transpose(0, 3, 1, 2)
+        assert self.reshape is not None
+        out = np.asarray(self.reshape(array))
+        if out.ndim != 4 or out.shape[0] != array.shape[0]:
+            raise argument_error("reshape", "a callable returning (N, C, h, w)",
+                                 shown(f"an array of shape {out.shape} from an input of shape "
+                                       f"{array.shape}"))
+        return out
+
+    def channel_axis(self, ndim: int) -> int:
+        """The axis of the channels in the layer's own output."""
+        if self.kind == "NCHW":
+            return 1
+        if self.kind in ("NHWC", "tokens"):
+            return ndim - 1
+        raise argument_error(
+            "reshape", "(h, w) for Ablation-CAM, which zeroes channels of the layer's own output",
+            "a callable", "Pass reshape=(h, w) (tokens or a channels-last grid).")
+
+    def channel_scale(self, masks: np.ndarray, ndim: int) -> np.ndarray:
+        """``masks`` (B, C) shaped to broadcast against the layer's output (B, ...)."""
+        shape = [masks.shape[0]] + [1] * (ndim - 1)
+        shape[self.channel_axis(ndim)] = masks.shape[1]
+        return masks.reshape(shape)
+
+
+def check_reshape(reshape: object) -> Reshape:
+    """``reshape`` if it is None, ``(h, w)`` or a callable, else a clear error."""
+    if reshape is None or callable(reshape):
+        return reshape  # type: ignore[return-value]
+    if (isinstance(reshape, (tuple, list)) and len(reshape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in reshape)):
+        return (int(reshape[0]), int(reshape[1]))
+    raise argument_error("reshape", "None, (h, w) with positive ints, or a callable returning "
+                         "(N, C, h, w)", reshape, kind=AttribTypeError)
+
+
+def _aspect_matches(h: int, w: int, input_hw: tuple[int, int]) -> bool:
+    """Whether an (h, w) grid covers an (H, W) input with about the same stride on both axes."""
+    big_h, big_w = input_hw
+    if h < 1 or w < 1:
+        return False
+    sh, sw = big_h / h, big_w / w
+    return abs(sh - sw) <= 0.5 * max(min(sh, sw), 1.0) or (h == 1 and w == 1)
+
+
+def _token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int] | None:
+    """(h, w) with h * w == tokens and the input's aspect ratio, if one exists."""
+    if tokens < 1:
+        return None
+    big_h, big_w = input_hw
+    h = max(1, round(math.sqrt(tokens * big_h / big_w)))
+    for cand in (h - 1, h, h + 1):
+        if cand >= 1 and tokens % cand == 0 and _aspect_matches(cand, tokens // cand, input_hw):
+            return cand, tokens // cand
+    return None
+
+
+def find_grid(shape: tuple[int, ...], layout: str, input_hw: tuple[int, int], reshape: Reshape,
+              layer: str, method: str) -> Grid:
+    """The :class:`Grid` of a layer output of ``shape``; a clear error when there is none."""
+    if callable(reshape):
+        return Grid("callable", 0, 0, reshape=reshape)
+    if len(shape) == 4:
+        native = "NCHW" if layout == "NCHW" else "NHWC"
+        other = "NHWC" if native == "NCHW" else "NCHW"
+
+        def hw(kind: str) -> tuple[int, int]:
+            return (shape[2], shape[3]) if kind == "NCHW" else (shape[1], shape[2])
+
+        if reshape is not None:
+            for kind in (native, other):
+                if hw(kind) == reshape:
+                    return Grid(kind, *reshape)
+            raise _no_grid(shape, layer, method, f"reshape={reshape} fits no grid of this output")
+        if not _aspect_matches(*hw(native), input_hw) and _aspect_matches(*hw(other), input_hw):
+            return Grid(other, *hw(other))
+        return Grid(native, *hw(native))
+    if len(shape) == 3:
+        tokens = shape[1]
+        if reshape is not None:
+            h, w = reshape
+            if h * w > tokens:
+                raise _no_grid(shape, layer, method, f"reshape={reshape} needs {h * w} tokens, "
+                               f"the layer has {tokens}")
+            return Grid("tokens", h, w, extra=tokens - h * w)
+        found = [(extra, grid) for extra in (0, 1)
+                 if (grid := _token_grid(tokens - extra, input_hw)) is not None]
+        if len(found) == 1:
+            extra, (h, w) = found[0]
+            return Grid("tokens", h, w, extra=extra)
+        raise _no_grid(shape, layer, method, f"{tokens} tokens do not map to one grid of the "
+                       f"input's aspect ratio {input_hw[0]}x{input_hw[1]} (with or without a "
+                       "class token)")
+    raise _no_grid(shape, layer, method, None)
+
+
+def _no_grid(shape: tuple[int, ...], layer: str, method: str, why: str | None) -> Any:
+    hint = "Pass reshape=(h, w) (the grid; leading extra tokens are left out) or a callable " \
+           "mapping the layer's output to (N, C, h, w)"
+    if why is None:
+        hint = "Choose a convolutional layer or block, or a transformer block's token output"
+    return argument_error(
+        "layer",
+        f"a layer with a 4-D output (N, C, h, w) / (N, h, w, C) or tokens (N, T, C) for {method!r}",
+        shown(f"{layer!r} with output shape {tuple(shape)}" + (f": {why}" if why else "")),
+        hint + ".",
+    )

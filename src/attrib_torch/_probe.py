@@ -1,0 +1,97 @@
+"""Forward passes with every layer observed or one layer scaled, through hooks scoped to the call.
+
+- :func:`probe` runs the model once under ``no_grad`` with a forward hook on
+  every submodule, recording each one's output shape in the order outputs are
+  produced, and which only pool or resample (:class:`attrib.LayerInfo`);
+- :func:`scaled` holds a forward hook on one layer that returns its output
+  multiplied by a mask (Ablation-CAM's primitive).
+
+Every hook is removed in ``finally``; the model is never edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import nn
+
+from attrib._errors import argument_error, shown
+from attrib._model import LayerInfo
+
+__all__ = ["probe", "scaled", "RESAMPLING"]
+
+#: modules that only pool, resample, reshape or pass their input on
+RESAMPLING: tuple[type[nn.Module], ...] = (
+    nn.modules.pooling._AvgPoolNd, nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd, nn.modules.pooling._AdaptiveMaxPoolNd,
+    nn.modules.pooling._LPPoolNd, nn.Upsample, nn.Flatten, nn.Unflatten, nn.Identity,
+    nn.modules.dropout._DropoutNd,
+)
+
+
+def probe(model: nn.Module, run: Callable[[], Any]) -> list[LayerInfo]:
+    """The submodules that ran once while ``run()`` ran the model, in output order."""
+    records: dict[str, list[Any]] = {}
+    order: list[str] = []
+    resampled: set[int] = set()
+    handles = []
+
+    def hook_for(name: str, module: nn.Module) -> Callable[..., None]:
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if name in records:
+                records[name][1] += 1
+                return
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
+            # a pooling module's output, or a container passing such an output on
+            passes_on = isinstance(output, torch.Tensor) and id(output) in resampled
+            resamples = isinstance(mod, RESAMPLING) or passes_on
+            if resamples and isinstance(output, torch.Tensor):
+                resampled.add(id(output))
+            records[name] = [shape, 1, resamples, output if resamples else None]  # alive: ids stay unique
+            order.append(name)
+        return hook
+
+    try:
+        for name, module in model.named_modules():
+            if name and not isinstance(module, torch.jit.ScriptModule):
+                try:
+                    handles.append(module.register_forward_hook(hook_for(name, module)))
+                except RuntimeError:  # modules that take no Python hooks
+                    continue
+        run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    return [LayerInfo(name, records[name][0], bool(records[name][2])) for name in order
+            if records[name][0] is not None and records[name][1] == 1]
+
+
+@contextmanager
+def scaled(model: nn.Module, layer: str, scale: torch.Tensor) -> Iterator[None]:
+    """While the block runs, ``layer``'s output is multiplied by ``scale`` (hook removed after)."""
+    module = model.get_submodule(layer)
+    calls = [0]
+
+    def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+        calls[0] += 1
+        if not isinstance(output, torch.Tensor):
+            raise argument_error("layer", "a layer whose output is one tensor",
+                                 shown(f"{layer!r}, which returns a {type(output).__name__}"))
+        try:
+            return output * scale
+        except RuntimeError as error:
+            raise argument_error(
+                "scale", f"a mask that broadcasts against {layer!r}'s output "
+                f"{tuple(output.shape)}", shown(f"shape {tuple(scale.shape)}")) from error
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+    if calls[0] != 1:
+        raise argument_error("layer", "a layer that runs exactly once in the forward pass",
+                             shown(f"{layer!r}, which ran {calls[0]} times"))
