@@ -116,6 +116,8 @@ class JaxModel(Model):
     def __init__(self, model: Any, *, method: Any = None, **call_kwargs: Any) -> None:
         self._native = model
         self._forward: Forward = make_forward(model, method, call_kwargs)
+        self._method = method
+        self._call_kwargs = dict(call_kwargs)
 
     # -- the Model contract ----------------------------------------------------------------
     @property
@@ -175,6 +177,62 @@ class JaxModel(Model):
         entry = self._entry("forward")
         self._out_shape(x)
         return np.asarray(entry.program(self._forward.params, x))
+
+    # -- randomised copies (attrib.evaluate) --------------------------------------------------
+    def parameter_layers(self) -> Sequence[str]:
+        """Module paths owning parameters, in the order of ``variables["params"]`` (init order).
+
+        For an ``(apply_fn, params)`` pair: the paths of nested dicts of ``params``.
+        """
+        layers: list[str] = []
+        for layer, _, _ in _parameter_leaves(self._parameter_tree()):
+            if layer and layer not in layers:
+                layers.append(layer)
+        return layers
+
+    def randomized(self, layers: Sequence[str], seed: int = 0) -> JaxModel:
+        """A :class:`JaxModel` over new variables (same module), ``layers`` re-drawn.
+
+        See :meth:`attrib.Model.randomized` for the distribution; kernels
+        are drawn output-first and transposed, so the Flax twin of a torch
+        model gets the same weights. The user's variables are not modified
+        (JAX arrays are immutable; untouched leaves are shared).
+        """
+        from attrib._randomize import check_layers, redrawn
+
+        names = set(check_layers(layers, list(self.parameter_layers()), self.backend))
+
+        def rebuild(tree: Any, path: tuple[str, ...]) -> Any:
+            if hasattr(tree, "items"):
+                return {key: rebuild(value, (*path, str(key))) for key, value in tree.items()}
+            layer = "/".join(path[:-1])
+            if layer not in names:
+                return tree
+            new = redrawn(np.asarray(tree, dtype=np.float64), seed=seed, layer=layer,
+                          name=path[-1], channels_last=True)
+            return jnp.asarray(new, dtype=tree.dtype)
+
+        params = rebuild(self._parameter_tree(), ())
+        if self._forward.kind == "linen":
+            module, variables = self._native
+            copy = {key: (params if key == "params" else value) for key, value in variables.items()}
+            return JaxModel((module, copy), method=self._method, **self._call_kwargs)
+        return JaxModel((self._native[0], params))
+
+    def _parameter_tree(self) -> Any:
+        kind = self._forward.kind
+        if kind == "linen":
+            variables = self._native[1]
+            if "params" not in variables:
+                raise argument_error("model", "Flax variables with a 'params' collection",
+                                     shown(f"collections {sorted(variables)}"))
+            return variables["params"]
+        if kind == "function" and hasattr(self._native[1], "items"):
+            return self._native[1]
+        raise AttribError(
+            f"model: randomised copies (Model.randomized) are implemented for Flax linen "
+            f"(module, variables) pairs and (apply_fn, params) pairs with dict params, not for "
+            f"this {kind} model. Convert an nnx module with nnx.split, or pass a linen module.")
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
@@ -289,6 +347,16 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _parameter_leaves(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[str, str, Any]]:
+    """``(layer path, parameter name, array)`` of every leaf of a nested dict of parameters."""
+    if not hasattr(tree, "items"):
+        return [("/".join(path[:-1]), path[-1] if path else "", tree)]
+    out: list[tuple[str, str, Any]] = []
+    for key, value in tree.items():
+        out += _parameter_leaves(value, (*path, str(key)))
+    return out
 
 
 def _lifted_layer_error(layers: tuple[str, ...]) -> AttribError:
