@@ -32,7 +32,7 @@ _WEIGHT_NAMES = {"weight", "kernel", "scale", "embedding"}
 
 
 def parameter_role(name: str) -> str:
-    """``"weight"`` for a layer's main parameter (torch ``weight``, Flax ``kernel`` / ``scale``), else ``name``."""
+    """``"weight"`` for a layer's main parameter (``weight``, ``kernel``, ``scale``), else ``name``."""
     return "weight" if name in _WEIGHT_NAMES else name
 
 
