@@ -10,7 +10,7 @@ scale of the layer (and so of the activations after it) is kept, the learnt
 structure is gone, and the draw does not depend on the framework.
 
 The draw is reproducible across backends: the generator is seeded from
-``(seed, layer name, parameter role)`` and the values are drawn in the
+``(seed, layer name with "/" read as ".", parameter role)`` and the values are drawn in the
 *output-first* layout (torch's ``(out, in, kh, kw)`` / ``(out, in)``);
 backends whose kernels are channels-last (Flax ``(kh, kw, in, out)``,
 ``(in, out)``) transpose the draw. So the torch and Flax twins of a model get
@@ -71,8 +71,10 @@ def redrawn(value: np.ndarray, *, seed: int, layer: str, name: str,
     order = _output_first(array.ndim) if channels_last else tuple(range(array.ndim))
     canonical = array.transpose(order)
     std = float(np.std(canonical.astype(np.float64)))
+    # "layer4/1/conv2" (Flax) and "layer4.1.conv2" (torch) name the same layer
+    key = layer.replace("/", ".")
     rng = np.random.default_rng(
-        [int(seed), zlib.crc32(layer.encode()), zlib.crc32(parameter_role(name).encode())])
+        [int(seed), zlib.crc32(key.encode()), zlib.crc32(parameter_role(name).encode())])
     draw = rng.standard_normal(canonical.shape)
     outside = np.abs(draw) > TRUNCATION
     while outside.any():

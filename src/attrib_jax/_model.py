@@ -180,15 +180,22 @@ class JaxModel(Model):
 
     # -- randomised copies (attrib.evaluate) --------------------------------------------------
     def parameter_layers(self) -> Sequence[str]:
-        """Module paths owning parameters, in the order of ``variables["params"]`` (init order).
+        """Module paths owning parameters.
 
-        For an ``(apply_fn, params)`` pair: the paths of nested dicts of ``params``.
+        Linen: in the order of ``variables["params"]`` (the order of the
+        first calls at init, so input first). nnx: in the order of nnx's
+        graph traversal (attribute names sorted; pass ``layers=`` to
+        :func:`attrib.evaluate.model_randomization` to choose another). An
+        ``(apply_fn, params)`` pair: the paths of the nested dicts of ``params``.
         """
-        layers: list[str] = []
+        owners = []
         for layer, _, _ in _parameter_leaves(self._parameter_tree()):
-            if layer and layer not in layers:
-                layers.append(layer)
-        return layers
+            if layer and layer not in owners:
+                owners.append(layer)
+        if self._forward.kind == "nnx":
+            ordered = [name for name in self._forward.names if name in owners]
+            return ordered + [name for name in owners if name not in ordered]
+        return owners
 
     def randomized(self, layers: Sequence[str], seed: int = 0) -> JaxModel:
         """A :class:`JaxModel` over new variables (same module), ``layers`` re-drawn.
@@ -196,7 +203,8 @@ class JaxModel(Model):
         See :meth:`attrib.Model.randomized` for the distribution; kernels
         are drawn output-first and transposed, so the Flax twin of a torch
         model gets the same weights. The user's variables are not modified
-        (JAX arrays are immutable; untouched leaves are shared).
+        (JAX arrays are immutable; untouched leaves are shared); an nnx
+        module is split and merged into a new module.
         """
         from attrib._randomize import check_layers, redrawn
 
@@ -213,13 +221,23 @@ class JaxModel(Model):
             return jnp.asarray(new, dtype=tree.dtype)
 
         params = rebuild(self._parameter_tree(), ())
-        if self._forward.kind == "linen":
+        kind = self._forward.kind
+        if kind == "linen":
             module, variables = self._native
             copy = {key: (params if key == "params" else value) for key, value in variables.items()}
             return JaxModel((module, copy), method=self._method, **self._call_kwargs)
+        if kind == "nnx":
+            from flax import nnx
+
+            graphdef, state, rest = nnx.split(self._native, nnx.Param, ...)
+            fresh = jax.tree_util.tree_map(lambda leaf: leaf, state)  # a new State to fill
+            nnx.replace_by_pure_dict(fresh, params)
+            return JaxModel(nnx.merge(graphdef, fresh, rest), method=self._method,
+                            **self._call_kwargs)
         return JaxModel((self._native[0], params))
 
     def _parameter_tree(self) -> Any:
+        """The parameters as nested dicts of arrays (linen ``params``, nnx ``Param`` state)."""
         kind = self._forward.kind
         if kind == "linen":
             variables = self._native[1]
@@ -227,12 +245,16 @@ class JaxModel(Model):
                 raise argument_error("model", "Flax variables with a 'params' collection",
                                      shown(f"collections {sorted(variables)}"))
             return variables["params"]
-        if kind == "function" and hasattr(self._native[1], "items"):
+        if kind == "nnx":
+            from flax import nnx
+
+            return nnx.to_pure_dict(nnx.split(self._native, nnx.Param, ...)[1])
+        if hasattr(self._native[1], "items"):
             return self._native[1]
         raise AttribError(
-            f"model: randomised copies (Model.randomized) are implemented for Flax linen "
-            f"(module, variables) pairs and (apply_fn, params) pairs with dict params, not for "
-            f"this {kind} model. Convert an nnx module with nnx.split, or pass a linen module.")
+            "model: randomised copies (Model.randomized) need named parameters: an "
+            "(apply_fn, params) pair whose params are nested dicts, not "
+            f"{type(self._native[1]).__name__}.")
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
