@@ -229,7 +229,7 @@ class JaxModel(Model):
         if kind == "nnx":
             from flax import nnx
 
-            graphdef, state, rest = nnx.split(self._native, nnx.Param, ...)
+            graphdef, state, rest = nnx.split(self._native, nnx.Param, ...)  # type: ignore[misc]
             fresh = jax.tree_util.tree_map(lambda leaf: leaf, state)  # a new State to fill
             nnx.replace_by_pure_dict(fresh, params)
             return JaxModel(nnx.merge(graphdef, fresh, rest), method=self._method,
