@@ -12,6 +12,7 @@ Examples
 
 from __future__ import annotations
 
+from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10)
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
@@ -94,4 +95,6 @@ __all__ = [
     "AttribTypeError",
     "BackendError",
     "AttribWarning",
+    # can I trust this map? (attrib.evaluate)
+    "evaluate",
 ]
