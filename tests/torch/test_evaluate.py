@@ -119,6 +119,8 @@ def test_localisation_and_deletion_agree_across_backends(
         torch_model: Any, jax_model: Any, scenes: attrib.DemoData) -> None:
     x_t, x_j = nchw(scenes.images[:8]), scenes.images[:8]
     before = snapshot(torch_model)
+    leaves = jax.tree_util.tree_leaves(jax_model[1])
+    copies = [np.array(leaf) for leaf in leaves]
     values = {}
     for name, model, x in (("torch", torch_model, x_t), ("jax", jax_model, x_j)):
         cam = attrib.explain(model, x, method="gradcam", layer=LAYER)
@@ -129,6 +131,9 @@ def test_localisation_and_deletion_agree_across_backends(
             evaluate.insertion(model, x, cam, steps=8).auc,
         ])
     assert_unchanged(torch_model, before)
+    after = jax.tree_util.tree_leaves(jax_model[1])
+    assert all(a is b and np.array_equal(np.asarray(a), c)
+               for a, b, c in zip(after, leaves, copies, strict=True))
     np.testing.assert_allclose(values["jax"], values["torch"], atol=1e-3)
 
 
@@ -158,9 +163,17 @@ def test_data_randomization_with_the_permuted_label_model(
     trained_w, permuted_w = demo_weights(), demo_weights("permuted")
     assert sorted(trained_w) == sorted(permuted_w)
     assert not np.allclose(trained_w["fc.weight"], permuted_w["fc.weight"])
+    before = [snapshot(torch_model), snapshot(permuted_t)]
+    leaves = jax.tree_util.tree_leaves((jax_model[1], permuted_j[1]))
+    copies = [np.array(leaf) for leaf in leaves]
     r_t = evaluate.data_randomization(torch_model, permuted_t, x, method=METHODS, layer=LAYER)
     r_j = evaluate.data_randomization(jax_model, permuted_j, scenes.images, method=METHODS,
                                       layer=LAYER)
+    assert_unchanged(torch_model, before[0])
+    assert_unchanged(permuted_t, before[1])
+    after = jax.tree_util.tree_leaves((jax_model[1], permuted_j[1]))
+    assert all(a is b and np.array_equal(np.asarray(a), c)
+               for a, b, c in zip(after, leaves, copies, strict=True))
     for method in METHODS:
         for metric in evaluate.METRICS:
             np.testing.assert_allclose(r_j.scores[method][metric], r_t.scores[method][metric],
