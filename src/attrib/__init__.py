@@ -16,12 +16,14 @@ from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
+from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
 from ._demo import demo_data, demo_model
 from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
 from ._explanation import Explanation
 from ._hooks import hookimpl
 from ._model import LAYOUTS, GradientRequest, GradientResult, Model
 from ._registry import Registry
+from ._report import write_report
 from ._resize import resize_bilinear
 from ._rules import RULES, GuidedActivation, get_rule
 from ._targets import OBJECTIVES, check_target, objective_scores, resolve_targets
@@ -97,4 +99,19 @@ __all__ = [
     "AttribWarning",
     # can I trust this map? (attrib.evaluate)
     "evaluate",
+    # a whole dataset: streamed into a Zarr store (attrib.ray runs it on a Ray cluster)
+    "explain_dataset",
+    "BatchExplainer",
+    "MapStore",
+    "open_maps",
+    "write_report",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """``attrib.ray``, imported on first use (it imports ray only when called)."""
+    if name == "ray":
+        import importlib
+
+        return importlib.import_module(".ray", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._checks import check_finite, check_finite_map
 from ._errors import argument_error, close_matches, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
@@ -151,7 +152,10 @@ class Attributor(ABC):
             layer_gradients=needs.layer_gradients,
         )
         result = self.model.gradients(request)
-        output = self.compute(result)
+        check_finite(result)  # never a NaN map (issue 12)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
+            output = self.compute(result)
+        check_finite_map(self.name, output.attribution)
         return Explanation(
             attribution=output.attribution,
             method=self.name,

@@ -17,7 +17,6 @@ Everything here is NumPy; the framework is imported only by
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -225,6 +224,8 @@ def demo_weights_path(weights: str = "trained") -> Any:
     ``weights="permuted"``: ``demo_cnn_permuted.npz``, the same network trained
     on permuted labels (``scripts/train_demo_model.py --permute-labels``).
     """
+    from importlib import resources  # on first use: not part of `import attrib`
+
     if weights not in _WEIGHTS_FILES:
         raise argument_error("weights", f"one of {sorted(_WEIGHTS_FILES)}", weights)
     return resources.files("attrib").joinpath("data", _WEIGHTS_FILES[weights])

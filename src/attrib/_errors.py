@@ -8,7 +8,6 @@ written against plain Python exceptions keeps working.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = [
@@ -45,6 +44,8 @@ class AttribWarning(UserWarning):
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """Up to ``n`` entries of ``choices`` that look like ``name`` (for "did you mean")."""
     choices = list(choices)
+    import difflib  # on first use (an error path): not part of `import attrib`
+
     found = difflib.get_close_matches(name, choices, n=n, cutoff=0.5)
     if not found:
         found = [c for c in choices if name and (name in c or c in name)][:n]

@@ -14,7 +14,6 @@ import importlib
 import os
 import warnings
 from collections.abc import Iterable
-from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -24,6 +23,8 @@ from ._errors import AttribTypeError, AttribWarning, BackendError, argument_erro
 from ._hooks import PROJECT, AttribSpecs
 
 if TYPE_CHECKING:
+    from importlib import metadata
+
     from ._attributor import Attributor
     from ._model import Model
 
@@ -201,11 +202,14 @@ class Registry:
         if claiming:
             names = sorted(b.name for b in claiming)
             raise BackendError(
-                f"backend: {type(model).__name__} is claimed by several backends {names}; "
-                f"pass backend= one of them, e.g. backend={names[0]!r}"
+                f"backend: expected one backend to claim the model, got {type(model).__name__} "
+                f"claimed by several backends {names}; pass backend= one of them, e.g. "
+                f"backend={names[0]!r}"
             )
         raise BackendError(
-            f"model: no backend recognises an object of type {_type_name(model)}. "
+            f"model: expected a model of an installed backend's framework, got an object of "
+            f"type {_type_name(model)} (no backend recognises an object of type "
+            f"{_type_name(model)}). "
             f"Installed backends: {_describe(backends.values())}. Pass a model of one of "
             "these frameworks (a torch nn.Module; a Flax (module, variables) pair, an nnx "
             "module or an (apply_fn, params) pair), or name the backend with backend=."
@@ -218,8 +222,8 @@ class Registry:
         if isinstance(model, Model):
             if backend is not None and backend != model.backend:
                 raise BackendError(
-                    f"backend: the model is already wrapped for backend {model.backend!r}, "
-                    f"got backend={backend!r}"
+                    f"backend: expected {model.backend!r} (the model is already wrapped for "
+                    f"it), got backend={backend!r}"
                 )
             if options:
                 raise argument_error(
@@ -230,7 +234,8 @@ class Registry:
         chosen = self.detect(model) if backend is None else self.backend(backend)
         if not chosen.is_installed():
             raise BackendError(
-                f"backend: {chosen.name!r} is registered but its framework "
+                f"backend: expected a backend whose framework is installed, got "
+                f"{chosen.name!r}: {chosen.name!r} is registered but its framework "
                 f"{chosen.frameworks[0]!r} is not installed. "
                 + (f"Run: {chosen.install_hint}" if chosen.install_hint else "")
             )
@@ -246,6 +251,8 @@ def _call_own(pm: pluggy.PluginManager, plugin: object, hook_name: str, register
 
 
 def _entry_points() -> Iterable[metadata.EntryPoint]:
+    from importlib import metadata  # on first use: it imports email, zipfile, csv (~40 ms)
+
     return metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 

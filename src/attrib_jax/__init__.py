@@ -9,7 +9,9 @@ first access (module ``__getattr__``):
   ``(module, variables)`` pair;
 - :class:`ResNet`, :func:`resnet18`, :func:`resnet34`, :func:`resnet50` —
   Flax linen ResNets with torchvision's layer names and numerics (NHWC);
-- :class:`JaxModel` — the backend's :class:`attrib.Model` adapter.
+- :class:`JaxModel` — the backend's :class:`attrib.Model` adapter;
+- :func:`enable_compilation_cache`, :func:`default_cache_dir` — JAX's
+  persistent compilation cache in the user's cache folder (opt-in).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import importlib
 from typing import Any
 
 __all__ = ["guided_relu", "deconvnet_relu", "from_torch", "ResNet", "resnet18", "resnet34",
-           "resnet50", "JaxModel"]
+           "resnet50", "JaxModel", "enable_compilation_cache", "default_cache_dir"]
 
 _LAZY: dict[str, str] = {
     "guided_relu": "attrib_jax._rules",
@@ -29,6 +31,8 @@ _LAZY: dict[str, str] = {
     "resnet34": "attrib_jax._resnet",
     "resnet50": "attrib_jax._resnet",
     "JaxModel": "attrib_jax._model",
+    "enable_compilation_cache": "attrib_jax._cache",
+    "default_cache_dir": "attrib_jax._cache",
 }
 
 

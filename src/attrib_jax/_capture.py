@@ -17,6 +17,7 @@ gradient) and ``activations`` maps the same names to the layers' outputs.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,9 +85,9 @@ def _check_single(name: str, activations: dict[str, Any], output: Any) -> None:
 def make_forward(model: Any, method: Any, call_kwargs: Mapping[str, Any]) -> Forward:
     """The :class:`Forward` of ``model`` (see module docs); a clear error if none fits."""
     import flax.linen as nn
-    from flax import nnx
 
-    if isinstance(model, nnx.Module):
+    nnx = sys.modules.get("flax.nnx")  # an nnx model means it is imported (a 1 s import)
+    if nnx is not None and isinstance(model, nnx.Module):
         return _nnx_forward(model, method, call_kwargs)
     if isinstance(model, tuple) and len(model) == 2:
         first, second = model

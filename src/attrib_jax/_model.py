@@ -30,6 +30,7 @@ shapes does not trace or compile again.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -40,7 +41,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attrib._errors import AttribError, AttribTypeError, AttribWarning, argument_error, shown
+from attrib._errors import (
+    AttribError,
+    AttribTypeError,
+    AttribWarning,
+    argument_error,
+    close_matches,
+    shown,
+)
 from attrib._model import GradientRequest, GradientResult, Model
 from attrib._targets import check_objective, resolve_targets
 
@@ -63,30 +71,37 @@ class _Entry:
 _CACHE: OrderedDict[Any, _Entry] = OrderedDict()
 #: (computation, params structure, input shape, dtype, layers) -> (logit shape, layer shapes)
 _SHAPES: OrderedDict[Any, tuple[tuple[int, ...], dict[str, Any]]] = OrderedDict()
+# Guards both caches: calls from several threads look up, insert and evict at
+# once (a lookup followed by move_to_end, or a read after an insert, must not
+# meet another thread's eviction). Tracing and compiling run outside it.
+_LOCK = threading.RLock()
 
 
 def clear_cache() -> None:
     """Forget every compiled program."""
-    _CACHE.clear()
-    _SHAPES.clear()
+    with _LOCK:
+        _CACHE.clear()
+        _SHAPES.clear()
 
 
 def trace_count() -> int:
     """How many times the cached programs were traced (for tests of the cache)."""
-    return sum(entry.traces for entry in _CACHE.values())
+    with _LOCK:
+        return sum(entry.traces for entry in _CACHE.values())
 
 
 def _cached(key: Any, build: Any) -> _Entry:
-    entry = _CACHE.get(key)
-    if entry is None:
-        entry = _Entry(program=None)
-        entry.program = build(entry)
-        _CACHE[key] = entry
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    else:
-        _CACHE.move_to_end(key)
-    return entry
+    with _LOCK:  # building is cheap (jax.jit traces on the first call, outside the lock)
+        entry = _CACHE.get(key)
+        if entry is None:
+            entry = _Entry(program=None)
+            entry.program = build(entry)
+            _CACHE[key] = entry
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+        else:
+            _CACHE.move_to_end(key)
+        return entry
 
 
 def _scores(logits: Any, targets: Any, objective: str) -> Any:
@@ -311,7 +326,10 @@ class JaxModel(Model):
                 "guided_gradcam) need a Flax module: pass (module, variables) or an nnx.Module.")
         for name in layers:
             if name not in self._forward.names:
+                near = close_matches(str(name), self._forward.names)
                 raise argument_error("layer", "a layer name of this jax model", name,
+                                     f"Did you mean {' or '.join(repr(n) for n in near)}?"
+                                     if near else
                                      f"Layers near the output: {list(self._forward.names)[-5:]}")
 
     def _device_inputs(self, inputs: Any) -> Any:
@@ -330,36 +348,42 @@ class JaxModel(Model):
         leaves, treedef = jax.tree_util.tree_flatten(params)
         key = (self._forward.key, treedef, tuple((tuple(v.shape), str(v.dtype)) for v in leaves),
                tuple(x.shape), str(x.dtype), layers)
-        if key not in _SHAPES:
-            fn = self._forward.fn
-            try:
-                logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
-                                              self._forward.params, x)
-            except AttribError:
-                raise
-            except jax.errors.UnexpectedTracerError as error:
-                raise _lifted_layer_error(layers) from error
-            except Exception as error:  # the model rejected these inputs
-                raise argument_error(
-                    "inputs", "a batch this model accepts (NHWC layout for Flax)",
-                    shown(f"shape {tuple(x.shape)} {x.dtype}, on which the model failed with "
-                          f"{type(error).__name__}: {str(error)[:300]}"),
-                ) from error
-            missing = [name for name in layers if name not in acts]
-            if missing:
-                raise argument_error("layer", "a submodule that is called in the forward pass",
-                                     missing[0], "It has variables but its __call__ never ran; "
-                                     "tap a module that is called.")
-            shape = tuple(getattr(logits, "shape", ()))
-            if len(shape) != 2:
-                raise argument_error(
-                    "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
-                    shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
-                    "Inputs are NHWC for Flax; add a batch axis if it is missing.")
+        with _LOCK:
+            known = _SHAPES.get(key)
+        if known is not None:
+            return known
+        # one eval_shape, outside the lock (another thread may do the same meanwhile)
+        fn = self._forward.fn
+        try:
+            logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
+                                          self._forward.params, x)
+        except AttribError:
+            raise
+        except jax.errors.UnexpectedTracerError as error:
+            raise _lifted_layer_error(layers) from error
+        except Exception as error:  # the model rejected these inputs
+            raise argument_error(
+                "inputs", "a batch this model accepts (NHWC layout for Flax)",
+                shown(f"shape {tuple(x.shape)} {x.dtype}, on which the model failed with "
+                      f"{type(error).__name__}: {str(error)[:300]}"),
+                _layout_hint(tuple(x.shape)),
+            ) from error
+        missing = [name for name in layers if name not in acts]
+        if missing:
+            raise argument_error("layer", "a submodule that is called in the forward pass",
+                                 missing[0], "It has variables but its __call__ never ran; "
+                                 "tap a module that is called.")
+        shape = tuple(getattr(logits, "shape", ()))
+        if len(shape) != 2:
+            raise argument_error(
+                "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
+                shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
+                "Inputs are NHWC for Flax; add a batch axis if it is missing.")
+        with _LOCK:
             _SHAPES[key] = (shape, acts)
             while len(_SHAPES) > 4 * _CACHE_SIZE:
                 _SHAPES.popitem(last=False)
-        return _SHAPES[key]
+        return shape, acts
 
     def _entry(self, *config: Any) -> _Entry:
         forward = self._forward
@@ -379,6 +403,16 @@ def _parameter_leaves(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[str, 
     for key, value in tree.items():
         out += _parameter_leaves(value, (*path, str(key)))
     return out
+
+
+def _layout_hint(shape: tuple[int, ...]) -> str | None:
+    """A hint for an image batch the model rejected: channels-first data, a missing batch axis."""
+    if len(shape) == 4 and shape[1] in (1, 3, 4) and shape[3] not in (1, 3, 4):
+        return ("This looks like channels-first (NCHW) data; Flax models take NHWC: pass "
+                "np.transpose(x, (0, 2, 3, 1)).")
+    if len(shape) == 3 and shape[2] in (1, 3, 4):
+        return f"This looks like one image without the batch axis: pass x[None] (shape {(1, *shape)})."
+    return None
 
 
 def _lifted_layer_error(layers: tuple[str, ...]) -> AttribError:

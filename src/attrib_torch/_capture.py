@@ -1,7 +1,15 @@
-"""Capture named layers' outputs during one forward pass, through removable forward hooks."""
+"""Capture named layers' outputs during one forward pass, through removable forward hooks.
+
+Thread safety: a forward hook sits on a module that other threads may be
+running at the same moment (several calls on one model). Each tap therefore
+acts only on forward passes made by the thread that installed it, and the
+hooks are registered and removed under one lock (torch's handle ids come from
+a plain class counter, and the hook dictionaries are shared).
+"""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +21,10 @@ from torch import nn
 from attrib._errors import argument_error, close_matches, shown
 
 __all__ = ["Tap", "tapped"]
+
+# Guards hook registration and removal: ``RemovableHandle`` draws its id from an
+# unlocked class counter, so two threads registering at once could share an id.
+_HOOKS_LOCK = threading.Lock()
 
 
 @dataclass
@@ -69,10 +81,14 @@ def tapped(
     ``rectifier_count()``, and hands the rest of the model a clone of the
     output. Every hook is removed in ``finally``. After the block, each layer
     must have run exactly once and returned one tensor.
+
+    A hook acts only on forward passes run by the calling thread, so other
+    threads may run (or tap) the same model at the same time.
     """
     modules = check_layers(model, names)
     taps = [Tap(name) for name in names]
     handles = []
+    owner = threading.get_ident()
     try:
         for module, tap in zip(modules, taps):
             if isinstance(module, torch.jit.ScriptModule):
@@ -83,7 +99,10 @@ def tapped(
                     "the eager model.",
                 )
             try:
-                handles.append(module.register_forward_hook(_hook(tap, rectifier_count)))
+                with _HOOKS_LOCK:
+                    handles.append(
+                        module.register_forward_hook(_hook(tap, rectifier_count, owner))
+                    )
             except RuntimeError as error:  # TorchScript modules take no Python hooks
                 raise argument_error(
                     "layer", "an eager nn.Module to tap",
@@ -92,8 +111,9 @@ def tapped(
                 ) from error
         yield taps
     finally:
-        for handle in handles:
-            handle.remove()
+        with _HOOKS_LOCK:
+            for handle in handles:
+                handle.remove()
     for tap in taps:
         if tap.calls != 1:
             raise argument_error(
@@ -106,8 +126,10 @@ def tapped(
             )
 
 
-def _hook(tap: Tap, rectifier_count: Callable[[], int]) -> Callable[..., Any]:
+def _hook(tap: Tap, rectifier_count: Callable[[], int], owner: int) -> Callable[..., Any]:
     def hook(module: nn.Module, args: Any, output: Any) -> Any:
+        if threading.get_ident() != owner:  # another thread's forward pass: not ours
+            return None
         tap.calls += 1
         if tap.calls > 1:
             return None

@@ -1,4 +1,18 @@
-"""Check user inputs and move them between NumPy and torch."""
+"""Check user inputs and move them between NumPy and torch.
+
+What is accepted, converted or refused (the decisions are documented in
+``docs/how-to/threads-and-bad-input.md``):
+
+- floating batches (N, ...) of any floating dtype, as a NumPy array or a
+  tensor on any real device: **converted** to the model's device and dtype
+  (float64 inputs to a float32 model are computed in float32; the
+  explanation's ``inputs`` are the converted values);
+- integer and boolean images (``uint8`` included) are **refused**: attrib
+  cannot know the scaling the model was trained with (``/ 255``, mean/std),
+  and a silent guess would give a plausible-looking wrong map;
+- complex values, NaN or inf, an empty batch, a missing batch axis, sparse
+  tensors and tensors on the ``meta`` device (no data) are refused.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +32,22 @@ def check_inputs(inputs: Any) -> tuple[int, ...]:
     Raises :class:`attrib.AttribError` naming ``inputs`` otherwise.
     """
     if isinstance(inputs, torch.Tensor):
+        if inputs.is_meta:
+            raise argument_error(
+                "inputs", "a tensor with data (on the CPU or an accelerator)",
+                shown(f"a tensor of shape {tuple(inputs.shape)} on the 'meta' device"),
+                "Meta tensors carry shapes only; create the batch on a real device.",
+            )
+        if inputs.layout != torch.strided:
+            raise argument_error(
+                "inputs", "a dense (strided) tensor", shown(f"a tensor with layout {inputs.layout}"),
+                "Convert it with inputs.to_dense().", kind=AttribTypeError,
+            )
         floating = inputs.is_floating_point()
         dtype = str(inputs.dtype)
         fix = "inputs.float()"
     elif isinstance(inputs, np.ndarray):
-        floating = np.issubdtype(inputs.dtype, np.floating)
+        floating = bool(np.issubdtype(inputs.dtype, np.floating))
         dtype = str(inputs.dtype)
         fix = "inputs.astype(np.float32)"
     else:
@@ -37,8 +62,9 @@ def check_inputs(inputs: Any) -> tuple[int, ...]:
         raise argument_error(
             "inputs", "a floating-point batch (gradients need real values)",
             shown(f"dtype {dtype}"),
-            f"Convert integer images with {fix} (and scale them as the model expects, "
-            "e.g. / 255).",
+            f"Integer images are not converted, since attrib cannot know the model's scaling: "
+            f"convert them with {fix} and scale them as the model expects (e.g. / 255, "
+            "then the mean/std of its training data).",
             kind=AttribTypeError,
         )
     if len(shape) < 2:
@@ -79,3 +105,34 @@ def as_tensor(inputs: Any, device: torch.device, dtype: torch.dtype | None) -> t
     if out.data_ptr() == tensor.data_ptr():
         out = out.clone()
     return out
+
+
+def shape_hint(model: torch.nn.Module, shape: tuple[int, ...]) -> str:
+    """What is likely wrong with inputs of ``shape`` that ``model`` rejected (or "")."""
+    first = next((m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)),
+                 None)
+    channels = getattr(first, "in_channels", None)
+    spatial = len(getattr(first, "kernel_size", ())) if first is not None else 2
+    if len(shape) == spatial + 1:
+        return (f"This looks like one sample without the batch axis: pass inputs[None] "
+                f"(shape {(1, *shape)}).")
+    if len(shape) < spatial + 1 and first is not None:
+        return f"The model's first convolution takes {spatial + 2}-D batches (N, C, ...)."
+    if channels is not None and len(shape) == spatial + 2 and shape[1] != channels:
+        if shape[-1] == channels:
+            order = (0, len(shape) - 1, *range(1, len(shape) - 1))
+            return (f"This looks like channels-last (NHWC) data; torch models take NCHW: "
+                    f"pass inputs.permute{order} (or np.transpose(inputs, {order})).")
+        return (f"The model's first convolution takes {channels} channels (axis 1, NCHW); "
+                f"the inputs have {shape[1]}.")
+    return ""
+
+
+def check_model_device(device: torch.device) -> None:
+    """Refuse a model whose parameters live on the ``meta`` device (shapes, no data)."""
+    if device.type == "meta":
+        raise argument_error(
+            "model", "a model whose parameters hold data",
+            shown("a model with parameters on the 'meta' device"),
+            "Materialize it first, e.g. model.to_empty(device='cpu') and then load its weights.",
+        )

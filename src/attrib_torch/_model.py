@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -17,11 +20,13 @@ from attrib._rules import get_rule
 from attrib._targets import check_objective
 
 from ._capture import Tap, check_layers, tapped
-from ._convert import as_numpy, as_tensor, check_inputs
-from ._rectifiers import RectifierMode, RuleState
+from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
+from ._rectifiers import RectifierGraph, RectifierMode, RuleState
 from ._state import preserved
 
 __all__ = ["TorchModel"]
+
+_RECTIFIER_PATHS = ("auto", "graph", "mode")
 
 
 class TorchModel(Model):
@@ -33,16 +38,36 @@ class TorchModel(Model):
     ``requires_grad`` and parameters are untouched (no parameter gradient is
     ever computed) and buffers are restored bit for bit.
 
-    Rectifier rules (guided backprop, deconvnet) are applied by a
-    ``TorchFunctionMode`` scoped to the forward pass of one call (see
+    Rectifier rules (guided backprop, deconvnet) are applied, in an eager
+    model, by hooks on the rectifier nodes of the autograd graph of the call
+    (torch's own backward kernels; ``stats["rectifier_path"] == "graph"``),
+    and, in a model running ``torch.compile``'d or TorchScript code whose
+    graph hides its rectifiers, by a ``TorchFunctionMode`` scoped to the
+    forward pass (``"mode"``); both give the same maps (see
     :mod:`attrib_torch._rectifiers` for the spellings caught). TorchScript
-    models and reentrant activation checkpointing are out of its reach; a
+    models and reentrant activation checkpointing are out of reach; a
     :class:`attrib.AttribWarning` says so when a guided rule found no rectifier.
+
+    Threads: any number of threads may call any method on one model (or on
+    several) at once and get the maps of sequential calls. Layer taps act only
+    on the forward pass of the thread that set them, the rectifier mode is
+    per thread, and a buffer is written back only if the call changed it. Not
+    safe: a model in training mode (BatchNorm updates its running statistics
+    in every forward pass; attrib warns and leaves the mode to you), or a
+    model changed by another thread during a call. Inputs of another floating
+    dtype or device are converted to the model's; integer images are refused
+    (see ``docs/how-to/threads-and-bad-input.md``).
 
     Parameters
     ----------
     model : torch.nn.Module
         A classifier mapping a batch (N, C, H, W) to logits (N, classes).
+    rectifier_path : {"auto", "graph", "mode"}, optional
+        How rectifier rules are applied: ``"auto"`` (default) hooks the
+        autograd graph in eager models and uses the ``TorchFunctionMode`` where
+        compiled or scripted code hides the rectifiers; ``"graph"`` and
+        ``"mode"`` force one mechanism (``"graph"`` still falls back to the
+        mode when the graph holds compiled code). For tests and benchmarks.
 
     Examples
     --------
@@ -54,13 +79,19 @@ class TorchModel(Model):
 
     backend = "torch"
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, *, rectifier_path: str = "auto") -> None:
         if not isinstance(model, nn.Module):
             raise argument_error(
                 "model", "a torch.nn.Module", shown(f"an object of type {type(model).__name__}"),
                 kind=AttribTypeError,
             )
+        if rectifier_path not in _RECTIFIER_PATHS:
+            raise argument_error(
+                "rectifier_path", f"one of {_RECTIFIER_PATHS}", rectifier_path,
+                'Leave it at "auto" unless comparing the two mechanisms.',
+            )
         self._model = model
+        self._rectifier_path = rectifier_path
 
     # -- the Model interface ---------------------------------------------------------
     @property
@@ -86,7 +117,7 @@ class TorchModel(Model):
         x = self._tensor(inputs)
         with preserved(self._model), torch.no_grad():
             logits = self._logits(x)
-        return as_numpy(logits)
+        return _numpy(logits)
 
     # -- randomised copies (attrib.evaluate) --------------------------------------------------
     def parameter_layers(self) -> Sequence[str]:
@@ -120,7 +151,9 @@ class TorchModel(Model):
         """One forward pass and the backward pass(es) ``request`` needs.
 
         ``stats`` holds ``backward_passes`` (0, 1 or 2), ``rule`` and, when a
-        rule other than vanilla was applied, ``rectifiers`` (calls intercepted).
+        rule other than vanilla was applied, ``rectifiers`` (rectifier nodes
+        hooked or calls intercepted) and ``rectifier_path`` (``"graph"`` or
+        ``"mode"``, the mechanism that applied it).
         """
         check_inputs(request.inputs)
         check_objective(request.objective)
@@ -131,24 +164,27 @@ class TorchModel(Model):
             x = self._tensor(request.inputs).requires_grad_(request.input_gradient)
         ruled = rule != "vanilla" and request.input_gradient
         state = RuleState(rule)
-        mode = RectifierMode(state) if ruled else None
-
-        def count() -> int:
-            return mode.count if mode is not None else 0
+        stats: dict[str, Any] = {"rule": rule}
 
         with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
-            with tapped(self._model, layers, count) as taps:
-                if mode is not None:
-                    with mode:
-                        logits = self._logits(x)
-                else:
-                    logits = self._logits(x)
-            targets = resolve_targets(request.targets, as_numpy(logits))
+            # eager models: the rule hooks the autograd graph's rectifier nodes after
+            # the forward pass (torch's own kernels); compiled or scripted code hides
+            # its rectifiers from the graph: the rule then goes through the mode
+            use_mode = self._rectifier_path == "mode" or (
+                self._rectifier_path == "auto" and _hides_rectifiers(self._model))
+            mode = RectifierMode(state) if ruled and use_mode else None
+            logits, taps = self._forward(x, layers, mode)
+            graph = RectifierGraph(logits, state, (rule,)) if ruled and mode is None else None
+            if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
+                graph, mode = None, RectifierMode(state)
+                logits, taps = self._forward(x, layers, mode)
+            targets = resolve_targets(request.targets, _numpy(logits))
             score = _score(logits, targets, request.objective)
-            stats: dict[str, Any] = {"rule": rule}
-            if mode is not None:
-                stats["rectifiers"] = mode.count
-                if mode.count == 0:
+            rectifiers = graph.count if graph is not None else mode.count if mode else 0
+            if ruled:
+                stats["rectifiers"] = rectifiers
+                stats["rectifier_path"] = "graph" if graph is not None else "mode"
+                if rectifiers == 0:
                     warnings.warn(
                         f"rule {rule!r} changed nothing: no rectifier (ReLU, ReLU6, hardtanh "
                         "with min 0) ran in the model's forward pass, so the map equals the "
@@ -158,40 +194,61 @@ class TorchModel(Model):
                         AttribWarning,
                         stacklevel=4,
                     )
-            input_gradient, layer_gradients, passes = self._backward(
-                score, x, taps, request, state, count()
-            )
+            wanted = [tap for tap in taps if request.layer_gradients]
+            if graph is not None:
+                between = any(graph.rectifier_above(tap.output) for tap in wanted
+                              if tap.output is not None)
+            else:
+                between = mode is not None and any(
+                    tap.rectifiers_before < mode.count for tap in wanted)
+            with graph if graph is not None else contextlib.nullcontext():
+                input_gradient, layer_gradients, passes = self._backward(
+                    score, x, wanted, request, state, between
+                )
         stats["backward_passes"] = passes
         return GradientResult(
-            inputs=as_numpy(x),
-            logits=as_numpy(logits),
+            inputs=_numpy(x),
+            logits=_numpy(logits),
             targets=targets,
             input_gradient=input_gradient,
-            activations={tap.name: as_numpy(tap.activation) for tap in taps
+            activations={tap.name: _numpy(tap.activation) for tap in taps
                          if tap.activation is not None},
             layer_gradients=layer_gradients,
             stats=stats,
         )
 
     # -- helpers -----------------------------------------------------------------------
+    def _forward(
+        self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | None
+    ) -> tuple[torch.Tensor, list[Tap]]:
+        """Logits and the taps of ``layers`` from one forward pass, under ``mode`` if given."""
+        def count() -> int:
+            return mode.count if mode is not None else 0
+
+        with tapped(self._model, layers, count) as taps:
+            if mode is not None:
+                with mode:
+                    logits = self._logits(x)
+            else:
+                logits = self._logits(x)
+        return logits, taps
+
     def _backward(
-        self, score: torch.Tensor, x: torch.Tensor, taps: list[Tap], request: GradientRequest,
-        state: RuleState, rectifiers: int,
+        self, score: torch.Tensor, x: torch.Tensor, wanted_layers: list[Tap],
+        request: GradientRequest, state: RuleState, between: bool,
     ) -> tuple[np.ndarray | None, dict[str, np.ndarray], int]:
         """Input and layer gradients; layer gradients are always the true ones.
 
-        ``rectifiers`` is the number of rectifier calls routed through ``state``'s
-        rule in the forward pass (0 when no rule was applied).
+        ``between`` says that a rectifier whose rule ``state`` applies lies
+        between one of ``wanted_layers`` and the logits.
         """
         rule = state.rule
-        wanted_layers = [tap for tap in taps if request.layer_gradients]
         outputs = [tap.output for tap in wanted_layers if tap.output is not None]
         if not request.input_gradient and not outputs:
             return None, {}, 0
-        # A rectifier that ran after a layer's output may lie between it and the
-        # logits; then the rule would corrupt that layer's gradient: two passes.
-        after = any(tap.rectifiers_before < rectifiers for tap in wanted_layers)
-        if rule != "vanilla" and outputs and after and request.input_gradient:
+        # A rectifier between a layer's output and the logits would corrupt that
+        # layer's gradient under the rule: the true pass first, then the ruled one.
+        if rule != "vanilla" and outputs and between and request.input_gradient:
             state.rule = "vanilla"
             layer_grads = _grad(score, outputs, retain_graph=True)
             state.rule = rule
@@ -203,19 +260,23 @@ class TorchModel(Model):
             layer_grads = grads[1:] if request.input_gradient else grads
             passes = 1
         return (
-            as_numpy(input_grad) if input_grad is not None else None,
-            {tap.name: as_numpy(g) for tap, g in zip(wanted_layers, layer_grads)},
+            _numpy(input_grad) if input_grad is not None else None,
+            {tap.name: _numpy(g) for tap, g in zip(wanted_layers, layer_grads)},
             passes,
         )
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype | None]:
-        tensors = list(self._model.parameters()) + list(self._model.buffers())
-        device = tensors[0].device if tensors else torch.device("cpu")
-        dtype = next((t.dtype for t in tensors if t.is_floating_point()), None)
-        return device, dtype
+        """Device of the first parameter (or buffer) and dtype of the first floating one."""
+        device: torch.device | None = None
+        for tensor in itertools.chain(self._model.parameters(), self._model.buffers()):
+            device = device or tensor.device
+            if tensor.is_floating_point():  # lazily: no walk over every module
+                return device, tensor.dtype
+        return device or torch.device("cpu"), None
 
     def _tensor(self, inputs: Any) -> torch.Tensor:
         device, dtype = self._device_dtype()
+        check_model_device(device)
         return as_tensor(inputs, device, dtype)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -226,17 +287,31 @@ class TorchModel(Model):
             raise
         except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            hint = shape_hint(self._model, tuple(x.shape))
             raise argument_error(
                 "inputs",
                 "a batch this model accepts",
                 shown(f"shape {tuple(x.shape)} ({x.dtype}), on which the model raised "
                       f"{type(error).__name__}: {message}"),
+                (hint + " " if hint else "") +
                 "Check the batch axis, the number of channels, the image size and the layout "
                 "(NCHW); the model's own error is chained above.",
+            ) from error
+        except Exception as error:  # any other failure inside the user's forward pass
+            message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+            raise argument_error(
+                "model", "a forward pass that runs on these inputs",
+                shown(f"{type(error).__name__}: {message[:200]} (raised inside the model)"),
+                "The model's own error is chained above; the model was left as found.",
             ) from error
         if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
             given = (f"an output of shape {tuple(logits.shape)}" if isinstance(logits, torch.Tensor)
                      else f"an output of type {type(logits).__name__}")
+            hint = shape_hint(self._model, tuple(x.shape)) if isinstance(logits, torch.Tensor) \
+                and (logits.ndim < 2 or logits.shape[0] != x.shape[0]) else ""
+            if hint:  # e.g. one image (C, H, W), which convolutions take as unbatched
+                raise argument_error("inputs", "a batch (N, C, H, W)",
+                                     shown(f"shape {tuple(x.shape)}"), hint)
             raise argument_error(
                 "model",
                 f"a classifier returning one tensor of logits, shape ({x.shape[0]}, classes)",
@@ -248,6 +323,33 @@ class TorchModel(Model):
             raise argument_error("model", "floating-point logits", shown(f"dtype {logits.dtype}"))
         return logits
 
+
+
+def _hides_rectifiers(model: nn.Module) -> bool:
+    """Whether ``model`` is compiled or scripted code whose rectifiers the graph cannot show.
+
+    True for a ``torch.compile``'d model (``OptimizedModule`` or
+    ``nn.Module.compile()``) and a TorchScript module. Compiled submodules
+    are found after the forward pass instead, as opaque graph nodes
+    (:attr:`RectifierGraph.opaque`), so no call walks every module.
+    """
+    if isinstance(model, torch.jit.ScriptModule) \
+            or getattr(model, "_compiled_call_impl", None) is not None:
+        return True
+    dynamo = sys.modules.get("torch._dynamo.eval_frame")  # imported by any torch.compile
+    return dynamo is not None and isinstance(model, dynamo.OptimizedModule)
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    """NumPy values of a tensor this call created (shared, not copied; half as float32).
+
+    Only for tensors nothing else holds: the model's input copy, logits,
+    gradients, the taps' activation copies.
+    """
+    tensor = tensor.detach()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()
+    return tensor.cpu().numpy()
 
 
 def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:

@@ -1,11 +1,23 @@
-"""Rectifier rules on an unmodified torch model, through a scoped ``TorchFunctionMode``.
+"""Rectifier rules on an unmodified torch model: autograd-graph hooks, or a ``TorchFunctionMode``.
 
-While :class:`RectifierMode` is entered, every rectifier call the model makes
-from Python is routed to :class:`Rectify`, an ``autograd.Function`` whose
-backward applies the rule held by a shared, switchable :class:`RuleState`
-(vanilla, guided or deconvnet; see :mod:`attrib._rules`). The model, its
-modules and torch itself are never patched: leaving the ``with`` block (in a
-``finally``) undoes everything.
+Two mechanisms apply the rule held by a shared, switchable :class:`RuleState`
+(vanilla, guided or deconvnet; see :mod:`attrib._rules`), and give the same
+maps:
+
+- :class:`RectifierGraph` (the fast path, for eager models): after the
+  forward pass, the autograd graph is walked from the output and every
+  rectifier node (``ReluBackward``, ``HardtanhBackward`` with lower bound 0,
+  whichever spelling or in-place op made it) gets hooks that apply the rule
+  around torch's own backward kernel. Nothing runs in Python per element;
+  the cost over a plain gradient is one ``clamp`` per rectifier.
+- :class:`RectifierMode`: while entered, every rectifier call the model makes
+  from Python is routed to :class:`Rectify`, an ``autograd.Function`` whose
+  backward applies the rule. It reaches code the graph cannot show: a
+  ``torch.compile``'d model (its graph holds one ``CompiledFunctionBackward``
+  node) and ``torch.func`` transforms.
+
+The model, its modules and torch itself are never patched: leaving either
+``with`` block (in a ``finally``) undoes everything.
 
 Rectifiers caught, in every spelling that reaches Python:
 
@@ -17,6 +29,10 @@ Rectifiers caught, in every spelling that reaches Python:
   ``torch.ops.aten.relu6``, and ``F.hardtanh`` / ``F.hardtanh_`` /
   ``nn.Hardtanh`` / ``torch.ops.aten.hardtanh(_)`` **only** with
   ``min_val == 0`` (another lower bound is not a rectifier).
+
+The graph path sees the same set as nodes (``relu``, ``relu_`` and every
+spelling above make ``ReluBackward0``; ``relu6`` and ``hardtanh(_)`` make
+``HardtanhBackward0``, whose saved ``min_val``/``max_val`` decide).
 
 Not rectifiers, left alone: ``clamp(min=0)``, ``clamp_min``, ``torch.maximum(x, 0)``,
 ``F.threshold``, ``leaky_relu``, smooth activations (GELU, SiLU, ...).
@@ -43,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["RuleState", "Rectify", "RectifierMode"]
+__all__ = ["RuleState", "Rectify", "RectifierMode", "RectifierGraph"]
 
 _RULES = ("vanilla", "guided", "deconvnet")
 
@@ -210,3 +226,145 @@ class RectifierMode(TorchFunctionMode):
                     return x.copy_(out)
                 return out
         return func(*args, **kwargs)
+
+
+# -- the graph-hook fast path ------------------------------------------------------------
+
+# Autograd nodes whose backward the graph cannot show: code compiled by
+# ``torch.compile`` (AOTAutograd) or fused by TorchScript. A rectifier inside one
+# has no node of its own, so the rule must be applied by :class:`RectifierMode`.
+_OPAQUE_NODES = ("CompiledFunctionBackward", "DifferentiableGraphBackward")
+
+
+def _rectifier_upper(node: Any) -> tuple[bool, float | None]:
+    """Whether ``node`` is a rectifier's backward node, and its upper bound (None: ReLU).
+
+    ``ReluBackward*`` is ``relu``/``relu_`` (every spelling, in place or not);
+    ``HardtanhBackward*`` is ``relu6``/``hardtanh(_)`` and counts only with
+    ``min_val == 0`` and ``max_val > 0``, as :class:`RectifierMode` decides.
+    """
+    name = type(node).__name__
+    if name.startswith("ReluBackward"):
+        return True, None
+    if name.startswith("HardtanhBackward"):
+        low = getattr(node, "_saved_min_val", None)
+        high = getattr(node, "_saved_max_val", None)
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) \
+                and float(low) == 0.0 and float(high) > 0.0:
+            return True, float(high)
+    return False, None
+
+
+class RectifierGraph:
+    """The rectifier nodes of one autograd graph, hooked to apply ``state.rule``.
+
+    Built after the forward pass from the output's ``grad_fn``: every
+    ``ReluBackward`` node and every ``HardtanhBackward`` node with lower bound
+    0 gets hooks that read ``state.rule`` when the backward pass reaches them:
+
+    - guided: a pre-hook replaces the incoming gradient by ``relu(grad_out)``
+      and torch's own kernel applies the forward mask, so
+      ``grad_in = relu(grad_out) * [0 < x < upper]`` (Springenberg 2015);
+    - deconvnet: a post-hook replaces the node's result by ``relu(grad_out)``,
+      the forward mask ignored (Zeiler & Fergus 2014);
+    - vanilla: both hooks return ``None`` (the true gradient).
+
+    Only the hooks of ``rules`` (the rules ``state`` may switch to besides
+    vanilla) are registered. Use as a context manager; leaving it removes
+    every hook (in ``finally``).
+    ``count`` is the number of rectifier nodes; ``opaque`` is True when the
+    graph holds nodes whose inner operations it cannot show (compiled code),
+    where :class:`RectifierMode` must be used instead.
+    """
+
+    def __init__(self, output: torch.Tensor, state: RuleState,
+                 rules: tuple[str, ...] = ("guided", "deconvnet")) -> None:
+        self.state = state
+        self.rules = rules
+        self.rectifiers: list[Any] = []
+        self.opaque = False
+        self._parents: dict[Any, list[Any]] = {}
+        self._leaves: dict[int, Any] = {}
+        self._handles: list[Any] = []
+        root = output.grad_fn
+        if root is None:
+            return
+        seen = {root}
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            name = type(node).__name__
+            if name == "AccumulateGrad":
+                self._leaves[id(node.variable)] = node  # type: ignore[attr-defined]
+                continue
+            if name.startswith(_OPAQUE_NODES):
+                self.opaque = True
+            if _rectifier_upper(node)[0]:
+                self.rectifiers.append(node)
+            for child, _ in node.next_functions:
+                if child is None:
+                    continue
+                self._parents.setdefault(child, []).append(node)
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+
+    @property
+    def count(self) -> int:
+        return len(self.rectifiers)
+
+    def rectifier_above(self, tensor: torch.Tensor) -> bool:
+        """Whether a rectifier lies between ``tensor`` and the output.
+
+        True when some rectifier node's backward runs before the gradient
+        reaches ``tensor`` (so the rule would change that gradient). The node
+        that produced ``tensor`` does not count: the gradient at ``tensor`` is
+        taken before that node's backward runs.
+        """
+        start = tensor.grad_fn if tensor.grad_fn is not None else self._leaves.get(id(tensor))
+        if start is None:
+            return False
+        rectifiers = set(self.rectifiers)
+        seen = {start}
+        stack = list(self._parents.get(start, ()))
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            if node in rectifiers:
+                return True
+            seen.add(node)
+            stack.extend(self._parents.get(node, ()))
+        return False
+
+    def __enter__(self) -> RectifierGraph:
+        try:
+            for node in self.rectifiers:
+                if "guided" in self.rules:
+                    self._handles.append(node.register_prehook(self._guided))
+                if "deconvnet" in self.rules:
+                    self._handles.append(node.register_hook(self._deconvnet))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        handles, self._handles = self._handles, []
+        for handle in handles:
+            handle.remove()
+
+    def _guided(self, grad_outputs: tuple[torch.Tensor | None, ...]) -> Any:
+        if self.state.rule != "guided" or grad_outputs[0] is None:
+            return None
+        return (grad_outputs[0].clamp(min=0),) + tuple(grad_outputs[1:])
+
+    def _deconvnet(
+        self, grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
+    ) -> Any:
+        if self.state.rule != "deconvnet" or grad_outputs[0] is None or grad_inputs[0] is None:
+            return None
+        return (grad_outputs[0].clamp(min=0),) + tuple(grad_inputs[1:])

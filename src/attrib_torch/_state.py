@@ -50,6 +50,7 @@ def preserved(model: nn.Module) -> Iterator[None]:
             AttribWarning,
             stacklevel=4,
         )
+    # (module, name, the buffer object, a copy of its values)
     saved = [
         (module, name, buffer, buffer.detach().clone())
         for module in model.modules()
@@ -59,8 +60,31 @@ def preserved(model: nn.Module) -> Iterator[None]:
     try:
         yield
     finally:
-        with torch.no_grad():
-            for module, name, buffer, values in saved:
+        _restore(saved)
+
+
+def _restore(saved: list[tuple[nn.Module, str, torch.Tensor, torch.Tensor]]) -> None:
+    """Put back what the block changed, and only that.
+
+    A buffer whose values did not change is left alone, never rewritten (its
+    version counter is no guide: BatchNorm's kernels update running statistics
+    without bumping it). Writing it anyway would bump its version while
+    another thread's backward pass may still need it (BatchNorm saves its
+    running statistics for backward in eval mode), which autograd reports as
+    "modified by an inplace operation".
+    """
+    with torch.no_grad():
+        for module, name, buffer, values in saved:
+            if module._buffers.get(name) is not buffer:
                 module._buffers[name] = buffer  # the same object, if the block replaced it
-                if buffer.shape == values.shape:
-                    buffer.copy_(values)
+            if buffer.shape == values.shape and not _same_values(buffer, values):
+                buffer.copy_(values)
+
+
+def _same_values(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether two tensors of one shape hold equal values (NaN equals NaN, -0.0 equals 0.0)."""
+    if a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.equal(a, b) or ((a == b) | (a.isnan() & b.isnan())).all())
+    return bool(torch.equal(a, b))

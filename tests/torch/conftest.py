@@ -155,7 +155,21 @@ def _observable(model: nn.Module) -> dict[str, Any]:
             for attr in _HOOK_DICTS
         ],
         "global_hooks": [tuple(getattr(module_mod, attr, {}) or {}) for attr in _GLOBAL_HOOKS],
+        "tensor_hooks": _tensor_hooks(model),
     }
+
+
+def _tensor_hooks(model: nn.Module) -> list[tuple[str, int, int, int]]:
+    """(name, tensor hooks, post-accumulate-grad hooks, grad_fn hooks) of every parameter/buffer."""
+    counts = []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        node = tensor.grad_fn
+        node_hooks = len(node._backward_hooks or {}) if node is not None and hasattr(
+            node, "_backward_hooks") else 0
+        counts.append((name, len(tensor._backward_hooks or {}),
+                       len(getattr(tensor, "_post_accumulate_grad_hooks", None) or {}),
+                       node_hooks))
+    return counts
 
 
 def snapshot(model: nn.Module) -> dict[str, Any]:
@@ -174,6 +188,7 @@ def assert_unchanged(model: nn.Module, before: dict[str, Any]) -> None:
         assert value == before[key], key
     assert all(not hooks for _, attr, hooks in after["hooks"] if "_forward" in attr or
                "_backward" in attr), "a hook was left on the model"
+    assert all(sum(counts[1:]) == 0 for counts in after["tensor_hooks"]), "a tensor hook was left"
     state = model.state_dict(keep_vars=True)
     assert {k: id(v) for k, v in state.items()} == before["tensor_ids"]
     for name, value in before["state"].items():

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("methods", help="list the registered methods",
                         description="List the registered methods: name, whether it needs "
                                     "--layer, and what it computes.")
+
+    # a whole dataset: explain-dataset FOLDER and report STORE (in _dataset.py)
+    from ._dataset import add_dataset_commands
+
+    add_dataset_commands(commands)
     return parser
 
 
@@ -121,6 +126,11 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         print(methods_table())
         return 0
+    from ._dataset import DATASET_COMMANDS, run_dataset_command
+
+    if args.command in DATASET_COMMANDS:
+        _check_backend(getattr(args, "backend", None))
+        return run_dataset_command(args)
     _check_backend(args.backend)
     if args.command == "evaluate":
         from ._evaluate import run_evaluate

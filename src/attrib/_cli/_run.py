@@ -37,6 +37,10 @@ def explain_all(loaded: LoadedModel, inputs: np.ndarray, methods: Sequence[str],
                 target: Any = None, layer: str | None = None) -> dict[str, Explanation]:
     """``{method: Explanation}`` of ``inputs`` for each method."""
     layer = layer or loaded.layer
+    if loaded.backend == "jax":  # the second run of the same model and size starts fast
+        from ._jaxcache import use_jax_compilation_cache
+
+        use_jax_compilation_cache()
     results: dict[str, Explanation] = {}
     for method in methods:
         kwargs: dict[str, Any] = {}

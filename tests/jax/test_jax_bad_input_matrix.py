@@ -1,0 +1,124 @@
+"""The bad-input matrix, jax backend: every case a clear AttribError (or the documented
+warning) naming the argument, what was expected and what was given; variables untouched."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import attrib
+
+
+class Net(nn.Module):
+    """(N, 8, 8, 3) NHWC -> 5 classes; ``post`` applied to the logits, ``act`` the rectifier."""
+
+    post: Callable[[Any], Any] = lambda t: t
+    act: Callable[[Any], Any] = jax.nn.relu
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        x = self.act(nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), name="conv")(x))
+        x = self.act(nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), name="conv2")(x))
+        return self.post(nn.Dense(5, name="fc")(jnp.mean(x, axis=(1, 2))))
+
+
+def _raise(t: Any) -> Any:
+    raise ValueError("boom inside the model")
+
+
+VARIABLES = Net().init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+X = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+
+
+def _model(post: Callable[[Any], Any] | None = None, act: Any = jax.nn.relu) -> Any:
+    return (Net(post or (lambda t: t), act), VARIABLES)
+
+
+def _function() -> Any:
+    module = Net()
+    return (lambda p, x: module.apply(p, x), VARIABLES)
+
+
+def _explain(inputs: Any = None, model: Any = None, **kwargs: Any) -> Callable[[], Any]:
+    kwargs.setdefault("method", "saliency")
+    kwargs.setdefault("backend", "jax")
+    return lambda: attrib.explain(_model() if model is None else model,
+                                  X if inputs is None else inputs, **kwargs)
+
+
+ERRORS: dict[str, tuple[Callable[[], Any], str, str]] = {
+    "one image without batch axis": (_explain(X[0]), "inputs", r"batch axis.*x\[None\]"),
+    "channels first (NCHW)": (_explain(np.transpose(X, (0, 3, 1, 2))), "inputs",
+                              r"NHWC.*channels-first \(NCHW\).*transpose\(x, \(0, 2, 3, 1\)\)"),
+    "wrong channel count": (_explain(np.zeros((2, 8, 8, 5), np.float32)), "inputs",
+                            r"a batch this model accepts.*\(2, 8, 8, 5\)"),
+    "1-D array": (_explain(np.zeros(8, np.float32)), "inputs", r"non-empty batch.*\(8,\)"),
+    "0-D array": (_explain(np.float32(1.0) * np.ones(())), "inputs", r"non-empty batch"),
+    "uint8 array": (_explain(np.zeros((2, 8, 8, 3), np.uint8)), "inputs",
+                    r"floating-point.*uint8.*astype"),
+    "int32 jax array": (_explain(jnp.zeros((2, 8, 8, 3), jnp.int32)), "inputs",
+                        r"floating-point.*int32"),
+    "bool array": (_explain(np.zeros((2, 8, 8, 3), bool)), "inputs", r"floating-point.*bool"),
+    "complex array": (_explain(np.zeros((2, 8, 8, 3), np.complex64)), "inputs",
+                      r"floating-point.*complex64"),
+    "NaN (numpy)": (_explain(np.full((2, 8, 8, 3), np.nan, np.float32)), "inputs",
+                    r"finite values.*NaN or infinite"),
+    "inf (jax array)": (_explain(jnp.full((2, 8, 8, 3), jnp.inf)), "inputs", r"finite values"),
+    "empty batch": (_explain(np.zeros((0, 8, 8, 3), np.float32)), "inputs",
+                    r"non-empty batch.*\(0, 8, 8, 3\)"),
+    "a list": (_explain([[1.0]]), "inputs", r"NumPy or JAX array.*list"),
+    "target out of range": (_explain(target=5), "target", r"\[0, 4\]"),
+    "negative target": (_explain(target=-2), "target", r"\[0, 4\].*-2"),
+    "wrong number of targets": (_explain(target=[1, 2, 3]), "target", r"one class per sample"),
+    "float target": (_explain(target=0.5), "target", r"None, an int"),
+    "string target": (_explain(target="cat"), "target", r"'cat'"),
+    "unknown layer": (_explain(method="gradcam", layer="conv_2"), "layer",
+                      r"Did you mean 'conv2'"),
+    "layer of a plain function": (_explain(model=_function(), method="gradcam", layer="conv"),
+                                  "layer", r"no layer names|exposes no named layers"),
+    "non-spatial layer for gradcam": (_explain(method="gradcam", layer="fc"), "layer",
+                                      r"4-D output.*'fc'"),
+    "unknown method": (_explain(method="gradcamm"), "method", r"'gradcam'"),
+    "unknown objective": (_explain(objective="softmaxx"), "objective", r"'softmax'"),
+    "unknown option": (_explain(smooth=2), "options", r"smooth"),
+    "model returns NaN logits": (_explain(model=_model(lambda t: t * jnp.nan)), "model",
+                                 r"finite logits"),
+    "model returns inf logits": (_explain(model=_model(lambda t: t / 0.0),
+                                          method="guided_backprop"), "model", r"finite logits"),
+    "model raises inside its forward": (_explain(model=_model(_raise)), "inputs",
+                                        r"ValueError: boom inside the model"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bad_input_is_a_clear_error(case: str) -> None:
+    call, argument, detail = ERRORS[case]
+    kept = jax.tree_util.tree_map(np.array, VARIABLES)
+    with pytest.raises(attrib.AttribError) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(f"{argument}: expected "), message
+    assert ", got " in message, message
+    assert re.search(detail, message, re.DOTALL), message
+    jax.tree_util.tree_map(np.testing.assert_array_equal, VARIABLES, kept)
+
+
+@pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])
+def test_no_rectifier_warns(method: str) -> None:
+    with pytest.warns(attrib.AttribWarning, match="changed no rectifier"):
+        e = attrib.explain(_model(act=jax.nn.gelu), X, method=method, backend="jax")
+    assert np.isfinite(e.attribution).all()
+
+
+def test_float64_inputs_give_the_float32_map() -> None:
+    as32 = attrib.explain(_model(), X, method="guided_backprop", backend="jax", target=[0, 1])
+    as64 = attrib.explain(_model(), X.astype(np.float64), method="guided_backprop",
+                          backend="jax", target=[0, 1])
+    np.testing.assert_allclose(as64.attribution, as32.attribution, rtol=1e-6, atol=1e-7)

@@ -1,0 +1,331 @@
+"""The bad-input matrix, torch backend: every case a clear AttribError (or the documented
+warning) that names the argument, what was expected and what was given; the model left as found.
+
+Each case builds ``(call, model)``: ``call()`` makes the bad call, ``model`` is the
+torch module whose state is compared before and after (hooks of every kind included).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attrib
+from attrib import Backend, Registry, hookimpl
+
+from .conftest import RELU_SPELLINGS, TinyNet, assert_unchanged, batch, snapshot, tiny_net
+
+Case = Callable[[], tuple[Callable[[], Any], nn.Module]]
+
+
+def _net() -> TinyNet:
+    """(N, 2, 8, 8) -> 5 classes, float32, in-place ReLUs."""
+    return tiny_net(RELU_SPELLINGS["nn.ReLU(inplace=True)"], dtype=torch.float32)
+
+
+def _x(n: int = 2) -> torch.Tensor:
+    return batch(n=n, dtype=torch.float32)
+
+
+def _explain(inputs: Any = None, model: nn.Module | None = None, **kwargs: Any) -> Case:
+    def build() -> tuple[Callable[[], Any], nn.Module]:
+        net = model if model is not None else _net()
+        x = _x() if inputs is None else inputs
+        kwargs.setdefault("method", "saliency")
+        return (lambda: attrib.explain(net, x() if callable(x) else x, **kwargs)), net
+    return build
+
+
+class _Raising(nn.Module):
+    """Conv model whose forward raises ``error`` after its first layer ran."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.fc = nn.Linear(3, 5)
+        self.error = error
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        raise self.error
+
+
+class _Output(nn.Module):
+    """Conv model whose logits go through ``post`` (NaN logits, integer logits, ...)."""
+
+    def __init__(self, post: Callable[[torch.Tensor], Any], act: Callable[..., Any] = F.relu
+                 ) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3, 5)
+        self.post, self.act = post, act
+
+    def forward(self, x: torch.Tensor) -> Any:
+        a = self.act(self.bn(self.conv(x)))
+        return self.post(self.fc(a.mean(dim=(2, 3))))
+
+
+class _Tuple(nn.Module):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return x, x
+
+
+class _TupleLayerNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(2, 3, 3, padding=1)
+        self.split = _Tuple()
+        self.fc = nn.Linear(3, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, _ = self.split(F.relu(self.conv(x)))
+        return self.fc(a.mean(dim=(2, 3)))
+
+
+def _meta_model() -> nn.Module:
+    with torch.device("meta"):
+        return _Output(lambda t: t)
+
+
+def _uninstalled_backend_registry() -> Registry:
+    plugin = types.SimpleNamespace()
+
+    @hookimpl
+    def attrib_register_backends(register: Callable[[Backend], None]) -> None:
+        register(Backend(name="nobackend", frameworks=("no_such_framework_xyz",),
+                         detect=lambda m: False, adapter="no_such_framework_xyz:Adapter",
+                         install_hint="pip install attrib[nobackend]"))
+
+    plugin.attrib_register_backends = attrib_register_backends
+    registry = Registry(entry_points=False)
+    registry.register(plugin, name="nobackend-plugin")
+    return registry
+
+
+def _uninstalled() -> tuple[Callable[[], Any], nn.Module]:
+    net = _net()
+    registry = _uninstalled_backend_registry()
+    return (lambda: attrib.Saliency(net, backend="nobackend", registry=registry)), net
+
+
+def _sqrt_at_zero(t: torch.Tensor) -> torch.Tensor:
+    return torch.sqrt(t * 0.0) + t
+
+
+# id -> (case, argument named, regex on the rest of the message)
+ERRORS: dict[str, tuple[Case, str, str]] = {
+    # rank, layout, channels
+    "one image without batch axis (numpy)": (
+        _explain(_x()[0].numpy()), "inputs", r"without the batch axis.*inputs\[None\]"),
+    "one image without batch axis (tensor)": (
+        _explain(_x()[0]), "inputs", r"without the batch axis.*\(1, 2, 8, 8\)"),
+    "one image, a model that takes it unbatched": (
+        _explain(np.zeros((3, 8, 8), np.float32),
+                 model=nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(36, 2))),
+        "inputs", r"a batch \(N, C, H, W\), got shape \(3, 8, 8\).*inputs\[None\]"),
+    "2-D array": (_explain(np.zeros((8, 8), np.float32)), "inputs", r"4-D batches"),
+    "1-D array": (_explain(np.zeros(8, np.float32)), "inputs", r"batch of shape \(N, \.\.\.\)"),
+    "0-D tensor": (_explain(torch.tensor(1.0)), "inputs", r"batch of shape.*shape \(\)"),
+    "5-D array": (_explain(np.zeros((2, 1, 2, 8, 8), np.float32)), "inputs",
+                  r"accepts.*\(2, 1, 2, 8, 8\)"),
+    "channels last (NHWC)": (_explain(_x().permute(0, 2, 3, 1)), "inputs",
+                             r"channels-last \(NHWC\).*permute\(0, 3, 1, 2\)"),
+    "wrong channel count": (_explain(np.zeros((2, 3, 8, 8), np.float32)), "inputs",
+                            r"takes 2 channels.*have 3"),
+    "wrong image size": (_explain(np.zeros((2, 2, 12, 12), np.float32)), "inputs",
+                         r"a batch this model accepts.*\(2, 2, 12, 12\)"),
+    # dtypes and values
+    "uint8 array": (_explain(np.zeros((2, 2, 8, 8), np.uint8)), "inputs",
+                    r"floating-point.*uint8.*not converted.*astype\(np\.float32\).*/ 255"),
+    "uint8 tensor": (_explain(torch.zeros((2, 2, 8, 8), dtype=torch.uint8)), "inputs",
+                     r"floating-point.*torch\.uint8.*\.float\(\)"),
+    "int64 tensor": (_explain(torch.zeros((2, 2, 8, 8), dtype=torch.int64)), "inputs",
+                     r"floating-point.*int64"),
+    "bool array": (_explain(np.zeros((2, 2, 8, 8), bool)), "inputs", r"floating-point.*bool"),
+    "complex array": (_explain(np.zeros((2, 2, 8, 8), np.complex64)), "inputs",
+                      r"floating-point.*complex64"),
+    "object array": (_explain(np.empty((2, 2, 8, 8), object)), "inputs", r"floating.*object"),
+    "NaN everywhere": (_explain(np.full((2, 2, 8, 8), np.nan, np.float32)), "inputs",
+                       r"finite values.*NaN or inf"),
+    "one NaN pixel": (_explain(_x().index_put_((torch.tensor(1), torch.tensor(0),
+                                                torch.tensor(3), torch.tensor(4)),
+                                               torch.tensor(float("nan")))),
+                      "inputs", r"finite values"),
+    "+inf": (_explain(torch.full((1, 2, 8, 8), float("inf"))), "inputs", r"finite values"),
+    "-inf": (_explain(np.full((1, 2, 8, 8), -np.inf, np.float32)), "inputs", r"finite values"),
+    "empty batch (numpy)": (_explain(np.zeros((0, 2, 8, 8), np.float32)), "inputs",
+                            r"at least one sample.*\(0, 2, 8, 8\)"),
+    "empty batch (tensor)": (_explain(torch.zeros((0, 2, 8, 8))), "inputs",
+                             r"at least one sample"),
+    "a list": (_explain([[1.0, 2.0]]), "inputs", r"NumPy array or a torch tensor.*list"),
+    "a file name": (_explain("cat.png"), "inputs", r"NumPy array or a torch tensor.*str"),
+    "None": (_explain(lambda: None), "inputs", r"NumPy array or a torch tensor.*NoneType"),
+    "meta-device tensor": (_explain(torch.empty((2, 2, 8, 8), device="meta")), "inputs",
+                           r"tensor with data.*'meta' device"),
+    "sparse tensor": (_explain(lambda: _x().to_sparse()), "inputs", r"dense.*sparse"),
+    # targets
+    "target out of range": (_explain(target=5), "target", r"\[0, 4\].*got \[5, 5\]"),
+    "target far out of range": (_explain(target=10**6), "target", r"\[0, 4\]"),
+    "negative target": (_explain(target=-1), "target", r"\[0, 4\].*got \[-1, -1\]"),
+    "one negative target": (_explain(target=[0, -3]), "target", r"got -3"),
+    "too many targets": (_explain(target=[1, 2, 3]), "target", r"one class per sample.*3 ints"),
+    "too few targets": (_explain(target=[1]), "target", r"2 ints for a batch of 2.*1 ints"),
+    "float target": (_explain(target=1.5), "target", r"None, an int.*1\.5"),
+    "string target": (_explain(target="cat"), "target", r"None, an int.*'cat'"),
+    "bool target": (_explain(target=True), "target", r"None, an int.*True"),
+    "float targets": (_explain(target=[1.0, 2.0]), "target", r"sequence of ints.*1\.0"),
+    "2-D target array": (_explain(target=np.array([[1], [2]])), "target", r"sequence of ints"),
+    "float target tensor": (_explain(target=torch.tensor([1.0, 2.0])), "target",
+                            r"sequence of ints"),
+    # layers
+    "unknown layer": (_explain(method="gradcam", layer="conv_2"), "layer",
+                      r"Did you mean 'conv2'"),
+    "layer not a string": (_explain(method="gradcam", layer=3), "layer", r"got 3"),
+    "no layer for gradcam": (_explain(method="gradcam"), "layer", r"got None.*Layers near"),
+    "layer for saliency": (_explain(method="saliency", layer="conv2"), "layer",
+                           r"no layer for 'saliency'.*Layer methods"),
+    "layer never runs": (_explain(method="gradcam", layer="relus.0"), "layer",
+                         r"runs exactly once.*ran 0 times.*not used"),
+    "layer runs 3 times": (_explain(model=tiny_net(RELU_SPELLINGS["one nn.ReLU reused"],
+                                                   dtype=torch.float32),
+                                    method="gradcam", layer="relu_inplace"),
+                           "layer", r"ran 3 times"),
+    "non-spatial layer, gradcam": (_explain(method="gradcam", layer="fc1"), "layer",
+                                   r"4-D output.*'fc1' with output shape \(2, 10\)"),
+    "non-spatial layer, guided_gradcam": (_explain(method="guided_gradcam", layer="fc1"),
+                                          "layer", r"4-D output"),
+    "layer returning a tuple": (_explain(model=_TupleLayerNet(), method="gradcam",
+                                         layer="split"), "layer", r"one tensor.*tuple"),
+    # names and options
+    "unknown method": (_explain(method="guided_backpropp"), "method",
+                       r"Did you mean 'guided_backprop'"),
+    "method not a string": (_explain(method=None), "method", r"None"),
+    "unknown objective": (_explain(objective="log_sofmax"), "objective",
+                          r"Did you mean 'log_softmax'"),
+    "objective not a string": (_explain(objective=1), "objective", r"got 1"),
+    "unknown backend": (_explain(backend="tensorflow"), "backend", r"'tensorflow'"),
+    "backend of another framework": (_explain(backend="jax"), "model", r"Flax.*got TinyNet"),
+    "unknown option": (_explain(smoth=3), "options", r"options of 'saliency'.*smoth"),
+    "backend not installed": (_uninstalled, "backend",
+                              r"not installed.*pip install attrib\[nobackend\]"),
+    "not a model": (lambda: ((lambda: attrib.explain("resnet18", _x(), method="saliency")),
+                             _net()), "model", r"installed backend's framework.*builtins\.str"),
+    # the model
+    "model on the meta device": (_explain(model=_meta_model()), "model",
+                                 r"parameters hold data.*'meta' device.*to_empty"),
+    "model raises RuntimeError": (_explain(model=_Raising(RuntimeError("boom"))), "inputs",
+                                  r"model raised RuntimeError: boom"),
+    "model raises TypeError": (_explain(model=_Raising(TypeError("bad arg"))), "model",
+                               r"forward pass that runs.*TypeError: bad arg"),
+    "model raises KeyError": (_explain(model=_Raising(KeyError("k"))), "model", r"KeyError"),
+    "model returns NaN logits": (_explain(model=_Output(lambda t: t * float("nan")).eval()),
+                                 "model", r"finite logits.*sample\(s\) \[0, 1\]"),
+    "model returns NaN logits for one sample": (
+        _explain(model=_Output(lambda t: torch.cat([t[:1], t[1:] * float("nan")])).eval(),
+                 method="gradcam", layer="conv"), "model", r"finite logits.*\[1\]"),
+    "model returns inf logits": (_explain(model=_Output(lambda t: t / 0.0).eval(),
+                                          method="guided_backprop"), "model", r"finite logits"),
+    "model with an infinite gradient": (_explain(model=_Output(_sqrt_at_zero).eval()), "model",
+                                        r"finite gradients.*input gradient"),
+    "model returns a tuple": (_explain(model=_Output(lambda t: (t, t)).eval()), "model",
+                              r"one tensor of logits.*tuple"),
+    "model returns integer logits": (_explain(model=_Output(lambda t: t.argmax(1)[:, None])
+                                              .eval()), "model", r"floating-point logits"),
+    "model returns 3-D logits": (_explain(model=_Output(lambda t: t[:, :, None]).eval()),
+                                 "model", r"shape \(2, classes\).*\(2, 5, 1\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_bad_input_is_a_clear_error(case: str) -> None:
+    build, argument, detail = ERRORS[case]
+    call, model = build()
+    before = snapshot(model) if not _on_meta(model) else None
+    with pytest.raises(attrib.AttribError) as info:
+        call()
+    message = str(info.value)
+    assert message.startswith(f"{argument}: expected "), message
+    assert ", got " in message, message
+    assert re.search(detail, message, re.DOTALL), message
+    assert "Traceback" not in message and "\n" not in message
+    if before is not None:
+        assert_unchanged(model, before)
+
+
+def _on_meta(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
+
+
+# -- the documented warnings, and the documented conversions -------------------------------------
+
+def _gelu_net() -> nn.Module:
+    return _Output(lambda t: t, act=F.gelu).eval()
+
+
+WARNINGS: dict[str, tuple[Callable[[], nn.Module], dict[str, Any], str]] = {
+    "no rectifier, guided_backprop": (_gelu_net, {"method": "guided_backprop"},
+                                      r"'guided' changed nothing: no rectifier"),
+    "no rectifier, deconvnet": (_gelu_net, {"method": "deconvnet"},
+                                r"'deconvnet' changed nothing"),
+    "no rectifier, guided_gradcam": (_gelu_net, {"method": "guided_gradcam", "layer": "conv"},
+                                     r"'guided' changed nothing"),
+    "training mode": (lambda: _Output(lambda t: t).train(), {"method": "saliency"},
+                      r"training mode.*'bn'.*model\.eval\(\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(WARNINGS))
+def test_documented_warning(case: str) -> None:
+    build, kwargs, match = WARNINGS[case]
+    model = build()
+    before = snapshot(model)
+    with pytest.warns(attrib.AttribWarning, match=match):
+        e = attrib.explain(model, _x(), **kwargs)
+    assert np.isfinite(e.attribution).all()
+    assert_unchanged(model, before)  # training flags included: the mode is left as it was
+
+
+def test_float64_inputs_are_converted_to_a_float32_model() -> None:
+    net = _net()
+    x = _x()
+    as32 = attrib.explain(net, x, method="guided_backprop", target=[1, 2])
+    as64 = attrib.explain(net, x.double(), method="guided_backprop", target=[1, 2])
+    from_numpy = attrib.explain(net, x.double().numpy(), method="guided_backprop", target=[1, 2])
+    for e in (as64, from_numpy):
+        assert e.attribution.dtype == np.float32 and e.inputs.dtype == np.float32
+        np.testing.assert_array_equal(e.attribution, as32.attribution)
+
+
+def test_keyboard_interrupt_in_the_forward_pass_leaves_the_model_as_found() -> None:
+    class Interrupted(Exception):
+        pass
+
+    for method, layer in [("saliency", None), ("guided_backprop", None), ("gradcam", "conv"),
+                          ("guided_gradcam", "conv")]:
+        model = _Raising(KeyboardInterrupt())
+        before = snapshot(model)
+        x = _x()
+        kept = x.clone()
+        with pytest.raises(KeyboardInterrupt):
+            attrib.explain(model, x, method=method, layer=layer)
+        assert_unchanged(model, before)
+        assert x.grad is None and torch.equal(x, kept)
+        # and the next call on the same model works
+        model.error = Interrupted()
+        with pytest.raises(attrib.AttribError, match="Interrupted"):
+            attrib.explain(model, x, method=method, layer=layer)
+        assert_unchanged(model, before)
+
+
+def test_the_matrix_has_at_least_60_cases() -> None:
+    assert len(ERRORS) + len(WARNINGS) + 2 >= 60

@@ -1,0 +1,112 @@
+"""Many threads calling attrib on one torch model, or on several, get the sequential maps.
+
+The reference is the same calls made one after the other in this thread; the
+maps must be bit-identical (the same kernels on the same values) and the
+models left as found.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import attrib
+
+from .conftest import assert_unchanged, snapshot
+
+torchvision = pytest.importorskip("torchvision")
+
+METHODS: list[tuple[str, str | None]] = [
+    ("saliency", None),
+    ("guided_backprop", None),
+    ("gradcam", "layer3"),
+    ("guided_gradcam", "layer3"),
+]
+CALLS = 3
+
+
+def _resnet(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return torchvision.models.resnet18(weights=None, num_classes=10).eval()
+
+
+@pytest.fixture(scope="module")
+def models() -> list[nn.Module]:
+    return [_resnet(0), _resnet(1)]
+
+
+@pytest.fixture(scope="module")
+def inputs() -> torch.Tensor:
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+
+
+def _explain(model: nn.Module, x: torch.Tensor, method: str, layer: str | None) -> np.ndarray:
+    return attrib.explain(model, x, method=method, layer=layer, target=[1, 7]).attribution
+
+
+def run_in_threads(jobs: list[Callable[[], Any]]) -> list[Any]:
+    """Run every job in its own thread, all released at once; re-raise the first error."""
+    barrier = threading.Barrier(len(jobs))
+    results: list[Any] = [None] * len(jobs)
+    errors: list[BaseException] = []
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = jobs[i]()
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("sharing", ["same model", "different models"])
+def test_threads_get_the_sequential_maps(
+    models: list[nn.Module], inputs: torch.Tensor, sharing: str
+) -> None:
+    # thread i runs method i % 4 on model 0 ("same model") or model i % 2
+    plan = [(models[0] if sharing == "same model" else models[i % 2], *METHODS[i % 4])
+            for i in range(4)]
+    expected = [_explain(model, inputs, method, layer) for model, method, layer in plan]
+    before = [snapshot(model) for model in models]
+
+    def job(i: int) -> Callable[[], list[np.ndarray]]:
+        model, method, layer = plan[i]
+        return lambda: [_explain(model, inputs, method, layer) for _ in range(CALLS)]
+
+    results = run_in_threads([job(i) for i in range(len(plan))])
+    for (_, method, _), maps, reference in zip(plan, results, expected):
+        for got in maps:
+            np.testing.assert_array_equal(got, reference, err_msg=method)
+    for model, state in zip(models, before):
+        assert_unchanged(model, state)
+
+
+def test_one_layer_tapped_by_two_threads_at_once(models: list[nn.Module],
+                                                 inputs: torch.Tensor) -> None:
+    # two threads tap the same module; each must see only its own forward pass
+    expected = _explain(models[0], inputs, "gradcam", "layer4")
+    other = inputs.flip(-1)
+    expected_other = _explain(models[0], other, "gradcam", "layer4")
+    results = run_in_threads([
+        lambda: [_explain(models[0], inputs, "gradcam", "layer4") for _ in range(CALLS)],
+        lambda: [_explain(models[0], other, "gradcam", "layer4") for _ in range(CALLS)],
+        lambda: [attrib.wrap(models[0]).forward(inputs) for _ in range(CALLS)],
+    ])
+    for got in results[0]:
+        np.testing.assert_array_equal(got, expected)
+    for got in results[1]:
+        np.testing.assert_array_equal(got, expected_other)
