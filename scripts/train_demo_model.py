@@ -6,6 +6,11 @@ data from :func:`attrib.demo_data` (NumPy, seeded). A few minutes on a
 
     python scripts/train_demo_model.py            # writes src/attrib/data/demo_cnn.npz
     python scripts/train_demo_model.py --out /tmp/demo_cnn.npz --epochs 2
+    python scripts/train_demo_model.py --permute-labels   # writes demo_cnn_permuted.npz
+
+``--permute-labels`` trains the same network on the same scenes with their
+labels shuffled (a fixed permutation, seed 0): the model of the data
+randomisation test of Adebayo et al. (2018), :func:`attrib.evaluate.data_randomization`.
 
 Prints the training loss per epoch and the accuracy on a held-out generated
 set (seed 12345, never used for training).
@@ -25,6 +30,8 @@ from attrib._demo import CLASS_NAMES, demo_data
 from attrib_torch._demo import CHANNELS, DemoCNN
 
 DEFAULT_OUT = Path(__file__).resolve().parents[1] / "src" / "attrib" / "data" / "demo_cnn.npz"
+PERMUTED_OUT = DEFAULT_OUT.with_name("demo_cnn_permuted.npz")
+PERMUTATION_SEED = 0
 TRAIN_SEED = 1
 HELD_OUT_SEED = 12345
 
@@ -75,13 +82,18 @@ def accuracy(model: torch.nn.Module, images: np.ndarray, labels: np.ndarray) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"default {DEFAULT_OUT.name}, or {PERMUTED_OUT.name} with --permute-labels")
+    parser.add_argument("--permute-labels", action="store_true",
+                        help="train on randomly permuted labels (data randomisation test)")
     parser.add_argument("--train", type=int, default=6000, help="training scenes (default 6000)")
     parser.add_argument("--held-out", type=int, default=1000, help="held-out scenes (default 1000)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
+    if args.out is None:
+        args.out = PERMUTED_OUT if args.permute_labels else DEFAULT_OUT
 
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True)
@@ -91,7 +103,11 @@ def main() -> None:
     train = demo_data(args.train, seed=TRAIN_SEED)
     test = demo_data(args.held_out, seed=HELD_OUT_SEED)
     x = torch.from_numpy(train.images.transpose(0, 3, 1, 2).copy())
-    y = torch.from_numpy(train.labels)
+    labels = train.labels
+    if args.permute_labels:
+        labels = np.random.default_rng(PERMUTATION_SEED).permutation(labels)
+        print(f"labels permuted: {float((labels == train.labels).mean()):.3f} still match")
+    y = torch.from_numpy(labels)
     print(f"data: {len(train)} training, {len(test)} held-out scenes "
           f"({time.perf_counter() - start:.1f} s)")
 

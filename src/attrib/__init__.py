@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10)
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
@@ -133,6 +134,8 @@ __all__ = [
     "AttribTypeError",
     "BackendError",
     "AttribWarning",
+    # can I trust this map? (attrib.evaluate)
+    "evaluate",
     # a whole dataset: streamed into a Zarr store (attrib.ray runs it on a Ray cluster)
     "explain_dataset",
     "BatchExplainer",

@@ -42,6 +42,8 @@ IMAGE_SIZE: int = 64
 GRADCAM_LAYER: str = "conv4"
 
 _WEIGHTS_FILE = "demo_cnn.npz"
+#: ``weights=`` of :func:`demo_model`: the shipped weight files
+_WEIGHTS_FILES = {"trained": _WEIGHTS_FILE, "permuted": "demo_cnn_permuted.npz"}
 
 
 @dataclass(frozen=True)
@@ -216,20 +218,27 @@ _SHAPES = (_circle, _square, _triangle, _cross)
 # -- the model -------------------------------------------------------------------------------
 
 
-def demo_weights_path() -> Any:
-    """Where the demo CNN's weights ship: ``attrib/data/demo_cnn.npz`` (a Traversable)."""
+def demo_weights_path(weights: str = "trained") -> Any:
+    """Where the demo CNN's weights ship: ``attrib/data/demo_cnn.npz`` (a Traversable).
+
+    ``weights="permuted"``: ``demo_cnn_permuted.npz``, the same network trained
+    on permuted labels (``scripts/train_demo_model.py --permute-labels``).
+    """
     from importlib import resources  # on first use: not part of `import attrib`
 
-    return resources.files("attrib").joinpath("data", _WEIGHTS_FILE)
+    if weights not in _WEIGHTS_FILES:
+        raise argument_error("weights", f"one of {sorted(_WEIGHTS_FILES)}", weights)
+    return resources.files("attrib").joinpath("data", _WEIGHTS_FILES[weights])
 
 
-def demo_weights() -> dict[str, np.ndarray]:
+def demo_weights(weights: str = "trained") -> dict[str, np.ndarray]:
     """The demo CNN's weights as NumPy arrays, in torch naming and layout.
 
     Keys ``conv1.weight`` (O, I, kh, kw), ``conv1.bias`` (O,), ...,
     ``fc.weight`` (classes, features), ``fc.bias`` (classes,).
+    ``weights``: ``"trained"`` or ``"permuted"`` (see :func:`demo_model`).
     """
-    path = demo_weights_path()
+    path = demo_weights_path(weights)
     if not path.is_file():
         raise FileNotFoundError(
             f"the demo model's weights are missing from the installed package ({path}); "
@@ -239,7 +248,7 @@ def demo_weights() -> dict[str, np.ndarray]:
         return {key: np.array(archive[key]) for key in archive.files}
 
 
-def demo_model(backend: str = "torch") -> Any:
+def demo_model(backend: str = "torch", weights: str = "trained") -> Any:
     """The bundled demo CNN, trained on :func:`demo_data` scenes.
 
     Input: 64×64 RGB in [0, 1] (no normalisation). Four 3×3 convolutions
@@ -253,6 +262,12 @@ def demo_model(backend: str = "torch") -> Any:
         ``"torch"``: an ``nn.Module`` in eval mode, inputs NCHW.
         ``"jax"``: a Flax linen ``(module, variables)`` pair, inputs NHWC.
         Both compute the same logits (float32 rounding apart).
+    weights : {"trained", "permuted"}
+        ``"trained"``: the model trained on the scenes' labels.
+        ``"permuted"``: the same network trained the same way on randomly
+        permuted labels (it learns nothing about the shapes: held-out
+        accuracy 0.22, chance 0.25) — the model of the data randomisation
+        check, :func:`attrib.evaluate.data_randomization`.
 
     Examples
     --------
@@ -267,9 +282,9 @@ def demo_model(backend: str = "torch") -> Any:
     if backend == "torch":
         from attrib_torch._demo import load_demo_model as load_torch
 
-        return load_torch(demo_weights())
+        return load_torch(demo_weights(weights))
     if backend == "jax":
         from attrib_jax._demo import load_demo_model as load_jax
 
-        return load_jax(demo_weights())
+        return load_jax(demo_weights(weights))
     raise argument_error("backend", "'torch' or 'jax'", backend)

@@ -204,5 +204,47 @@ class Model(ABC):
             "use another CAM method or implement it (see docs/how-to/write-a-backend.md)"
         )
 
+    # -- randomisation (issue 10): optional, with defaults for backends without it ---------
+    def parameter_layers(self) -> Sequence[str]:
+        """Names of the layers that own parameters, input side first (forward order).
+
+        :func:`attrib.evaluate.model_randomization` randomises them from the
+        logits down. The default raises :class:`attrib.AttribError`: a backend
+        that implements :meth:`randomized` overrides it.
+        """
+        raise self._no_randomization()
+
+    def randomized(self, layers: Sequence[str], seed: int = 0) -> Model:
+        """An adapter over an independent copy of the model with ``layers`` re-drawn.
+
+        The parameters of each named layer are replaced by truncated-normal
+        draws with each array's own standard deviation (see
+        :func:`attrib._randomize.redrawn`, reproducible across backends from
+        ``seed``); every other parameter and buffer is kept. The user's model
+        is never touched.
+
+        Parameters
+        ----------
+        layers : sequence of str
+            Names from :meth:`parameter_layers`.
+        seed : int
+            Same seed, same copy.
+
+        Returns
+        -------
+        Model
+            Of the same backend, over the copy.
+        """
+        raise self._no_randomization()
+
+    def _no_randomization(self) -> Exception:
+        from ._errors import AttribError
+
+        return AttribError(
+            f"model: the {self.backend!r} backend ({type(self).__name__}) does not support "
+            "randomised copies (Model.randomized / Model.parameter_layers), which the model "
+            "randomisation check needs. Use a torch or jax model, or implement them in the backend."
+        )
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r} layout={self.layout!r}>"

@@ -146,8 +146,11 @@ class JaxModel(Model):
     def __init__(self, model: Any, *, method: Any = None, output: Any = None,
                  **call_kwargs: Any) -> None:
         self._native = model
+        self._output = check_output(output)
         self._forward: Forward = _selecting(make_forward(model, method, call_kwargs),
-                                            check_output(output))
+                                            self._output)
+        self._method = method
+        self._call_kwargs = dict(call_kwargs)
 
     # -- the Model contract ----------------------------------------------------------------
     @property
@@ -207,6 +210,85 @@ class JaxModel(Model):
         entry = self._entry("forward")
         self._out_shape(x)
         return np.asarray(entry.program(self._forward.params, x))
+
+    # -- randomised copies (attrib.evaluate) --------------------------------------------------
+    def parameter_layers(self) -> Sequence[str]:
+        """Module paths owning parameters.
+
+        Linen: in the order of ``variables["params"]`` (the order of the
+        first calls at init, so input first). nnx: in the order of nnx's
+        graph traversal (attribute names sorted; pass ``layers=`` to
+        :func:`attrib.evaluate.model_randomization` to choose another). An
+        ``(apply_fn, params)`` pair: the paths of the nested dicts of ``params``.
+        """
+        owners = []
+        for layer, _, _ in _parameter_leaves(self._parameter_tree()):
+            if layer and layer not in owners:
+                owners.append(layer)
+        if self._forward.kind == "nnx":
+            ordered = [name for name in self._forward.names if name in owners]
+            return ordered + [name for name in owners if name not in ordered]
+        return owners
+
+    def randomized(self, layers: Sequence[str], seed: int = 0) -> JaxModel:
+        """A :class:`JaxModel` over new variables (same module), ``layers`` re-drawn.
+
+        See :meth:`attrib.Model.randomized` for the distribution; kernels
+        are drawn output-first and transposed, so the Flax twin of a torch
+        model gets the same weights. The user's variables are not modified
+        (JAX arrays are immutable; untouched leaves are shared); an nnx
+        module is split and merged into a new module.
+        """
+        from attrib._randomize import check_layers, redrawn
+
+        names = set(check_layers(layers, list(self.parameter_layers()), self.backend))
+
+        def rebuild(tree: Any, path: tuple[str, ...]) -> Any:
+            if hasattr(tree, "items"):
+                return {key: rebuild(value, (*path, str(key))) for key, value in tree.items()}
+            layer = "/".join(path[:-1])
+            if layer not in names:
+                return tree
+            new = redrawn(np.asarray(tree, dtype=np.float64), seed=seed, layer=layer,
+                          name=path[-1], channels_last=True)
+            return jnp.asarray(new, dtype=tree.dtype)
+
+        params = rebuild(self._parameter_tree(), ())
+        kind = self._forward.kind
+        if kind == "linen":
+            module, variables = self._native
+            copy = {key: (params if key == "params" else value) for key, value in variables.items()}
+            return JaxModel((module, copy), method=self._method, output=self._output,
+                            **self._call_kwargs)
+        if kind == "nnx":
+            from flax import nnx
+
+            graphdef, state, rest = nnx.split(self._native, nnx.Param, ...)  # type: ignore[misc]
+            fresh = jax.tree_util.tree_map(lambda leaf: leaf, state)  # a new State to fill
+            nnx.replace_by_pure_dict(fresh, params)
+            return JaxModel(nnx.merge(graphdef, fresh, rest), method=self._method,
+                            output=self._output, **self._call_kwargs)
+        return JaxModel((self._native[0], params), output=self._output)
+
+    def _parameter_tree(self) -> Any:
+        """The parameters as nested dicts of arrays (linen ``params``, nnx ``Param`` state)."""
+        kind = self._forward.kind
+        if kind == "linen":
+            variables = self._native[1]
+            if "params" not in variables:
+                raise argument_error("model", "Flax variables with a 'params' collection",
+                                     shown(f"collections {sorted(variables)}"))
+            return variables["params"]
+        if kind == "nnx":
+            from flax import nnx
+
+            return nnx.to_pure_dict(nnx.split(self._native, nnx.Param, ...)[1])
+        if hasattr(self._native[1], "items"):
+            return self._native[1]
+        raise AttribError(
+            "model: randomised copies (Model.randomized) need named parameters: an "
+            "(apply_fn, params) pair whose params are nested dicts, not "
+            f"{type(self._native[1]).__name__}.")
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
@@ -380,6 +462,16 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _parameter_leaves(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[str, str, Any]]:
+    """``(layer path, parameter name, array)`` of every leaf of a nested dict of parameters."""
+    if not hasattr(tree, "items"):
+        return [("/".join(path[:-1]), path[-1] if path else "", tree)]
+    out: list[tuple[str, str, Any]] = []
+    for key, value in tree.items():
+        out += _parameter_leaves(value, (*path, str(key)))
+    return out
 
 
 def _layout_hint(shape: tuple[int, ...]) -> str | None:

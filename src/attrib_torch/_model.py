@@ -130,6 +130,34 @@ class TorchModel(Model):
             logits = self._logits(x)
         return _numpy(logits)
 
+    # -- randomised copies (attrib.evaluate) --------------------------------------------------
+    def parameter_layers(self) -> Sequence[str]:
+        """Modules owning parameters directly, in definition order (``"conv1"``, ..., ``"fc"``)."""
+        return [name for name, module in self._model.named_modules()
+                if name and any(True for _ in module.parameters(recurse=False))]
+
+    def randomized(self, layers: Sequence[str], seed: int = 0) -> TorchModel:
+        """A :class:`TorchModel` over ``copy.deepcopy`` of the module, ``layers`` re-drawn.
+
+        See :meth:`attrib.Model.randomized` for the distribution. The user's
+        module is only read.
+        """
+        import copy
+
+        from attrib._randomize import check_layers, redrawn
+
+        names = check_layers(layers, list(self.parameter_layers()), self.backend)
+        with preserved(self._model):
+            clone = copy.deepcopy(self._model)
+        modules = dict(clone.named_modules())
+        with torch.no_grad():
+            for layer in names:
+                for pname, param in modules[layer].named_parameters(recurse=False):
+                    value = param.detach().cpu().double().numpy()
+                    new = redrawn(value, seed=seed, layer=layer, name=pname)
+                    param.copy_(torch.from_numpy(new))  # copy_ casts to its dtype and device
+        return TorchModel(clone)
+
     def gradients(self, request: GradientRequest) -> GradientResult:
         """One forward pass and the backward pass(es) ``request`` needs.
 

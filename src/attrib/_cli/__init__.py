@@ -86,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-n", type=int, default=6, metavar="N",
                       help="number of scenes (default: 6)")
 
+    from ._evaluate import add_evaluate_parser
+
+    add_evaluate_parser(commands)
+
     commands.add_parser("backends", help="list the registered backends",
                         description="List the registered backends: name, whether the framework "
                                     "is installed, the distribution that registered it, and what "
@@ -128,6 +132,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         _check_backend(getattr(args, "backend", None))
         return run_dataset_command(args)
     _check_backend(args.backend)
+    if args.command == "evaluate":
+        from ._evaluate import run_evaluate
+
+        return run_evaluate(args)
     if args.command == "explain":
         if args.size is not None and args.size < 8:
             raise CLIError(f"--size: expected at least 8 pixels, got {args.size}")

@@ -18,7 +18,7 @@ from .._errors import AttribError
 from .._model import LAYOUTS, GradientRequest, Model
 from ._expected import BUILTIN_METHODS, Expected, expected
 from ._reference import _to_layout, backward, forward, score_gradient
-from ._specs import NetSpec, default_specs
+from ._specs import Conv2d, Dense, NetSpec, default_specs
 
 __all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
 
@@ -125,7 +125,7 @@ def cases(conf: Conformance) -> list[Case]:
     layer_methods = {name for name in conf.methods or () if _needs_layer(conf, name)}
     for spec in conf.specs or ():
         out += [Case("model", spec), Case("capture", spec), Case("errors", spec),
-                Case("explain", spec)]
+                Case("explain", spec), Case("randomized", spec)]
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
         out += [Case("target_weights", spec), Case("multipass", spec)]
@@ -601,6 +601,62 @@ def _check_cam(conf: Conformance, case: Case) -> None:
                              used)
 
 
+def _randomized_spec(spec: NetSpec, layers: Sequence[str], seed: int) -> NetSpec:
+    """``spec`` with ``layers`` re-drawn as :meth:`attrib.Model.randomized` must draw them."""
+    from dataclasses import replace
+
+    from .._randomize import redrawn
+
+    new = []
+    for layer in spec.layers:
+        if isinstance(layer, (Conv2d, Dense)) and layer.name in layers:
+            layer = replace(
+                layer,
+                weight=redrawn(layer.weight, seed=seed, layer=layer.name, name="weight",
+                               channels_last=isinstance(layer, Dense)),
+                bias=redrawn(layer.bias, seed=seed, layer=layer.name, name="bias"))
+        new.append(layer)
+    return replace(spec, layers=tuple(new))
+
+
+def _check_randomized(conf: Conformance, case: Case) -> None:
+    """``Model.randomized`` (optional): exactly the named layers re-drawn, the original untouched.
+
+    A backend whose :meth:`attrib.Model.parameter_layers` raises
+    :class:`attrib.AttribError` (the base class default) does not offer
+    randomised copies and passes.
+    """
+    spec = case.spec
+    model = conf.model(spec)
+    try:
+        layers = list(model.parameter_layers())
+    except AttribError:
+        return
+    wanted = list(spec.parametrised_layers())
+    if layers != wanted:
+        raise AssertionError(f"parameter_layers(): expected {wanted}, got {layers}")
+    x = conf.inputs(spec)
+    before = model.forward(x)
+    for chosen in ([wanted[-1]], wanted[:1], wanted):
+        copy = model.randomized(chosen, seed=7)
+        if copy is model or copy.native is model.native:
+            raise AssertionError("randomized(): returned the original model, not a copy")
+        if copy.backend != conf.backend:
+            raise AssertionError(f"randomized(): a {copy.backend!r} model, not {conf.backend!r}")
+        reference = forward(_randomized_spec(spec, chosen, 7), spec.inputs)
+        assert_close(copy.forward(x), reference.logits,
+                     f"randomized({chosen}, seed=7).forward logits", conf)
+        assert_close(model.randomized(chosen, seed=7).forward(x), reference.logits,
+                     f"randomized({chosen}, seed=7) again (same seed, same copy)", conf)
+        if np.allclose(model.randomized(chosen, seed=8).forward(x), reference.logits):
+            raise AssertionError(f"randomized({chosen}): seeds 7 and 8 gave the same copy")
+    assert_close(model.forward(x), before, "forward logits of the original after randomized()", conf)
+    assert_close(conf.model(spec).forward(x), forward(spec, spec.inputs).logits,
+                 "forward logits of a fresh adapter over the user's model after randomized()", conf)
+    _expect_error("randomized(['no_such_layer'])",
+                  lambda: model.randomized(["no_such_layer"], seed=0))
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "capture": _check_capture,
@@ -611,4 +667,5 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "target_weights": _check_target_weights,
     "multipass": _check_multipass,
     "cam": _check_cam,
+    "randomized": _check_randomized,
 }

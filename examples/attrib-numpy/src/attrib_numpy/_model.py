@@ -9,6 +9,7 @@ second, vanilla backward pass runs down to the lowest tapped layer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -18,6 +19,7 @@ import attrib
 from attrib._errors import argument_error, close_matches, shown
 from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
 
+from ._layers import Conv2d, Dense
 from ._network import Sequential
 
 __all__ = ["NumpyModel"]
@@ -76,6 +78,29 @@ class NumpyModel(attrib.Model):
         """
         (index,) = self._check_layers([layer])
         return _forward_scaled(self._net, self.to_numpy(inputs), index, np.asarray(scale))
+
+    def parameter_layers(self) -> Sequence[str]:
+        """The Conv2d and Dense layers, input first."""
+        return [name for name, layer in self._net.layers if isinstance(layer, (Conv2d, Dense))]
+
+    def randomized(self, layers: Sequence[str], seed: int = 0) -> NumpyModel:
+        """A :class:`NumpyModel` over a deep copy of the network, ``layers`` re-drawn.
+
+        The draw is :func:`attrib._randomize.redrawn` (Dense weights are
+        ``(in, out)``, so they are drawn output-first and transposed).
+        """
+        from attrib._randomize import check_layers, redrawn
+
+        names = set(check_layers(layers, list(self.parameter_layers()), self.backend))
+        clone = copy.deepcopy(self._net)
+        for name, layer in clone.layers:
+            if name in names:
+                assert isinstance(layer, (Conv2d, Dense))
+                dense = isinstance(layer, Dense)
+                layer.weight = redrawn(layer.weight, seed=seed, layer=name, name="weight",
+                                       channels_last=dense)
+                layer.bias = redrawn(layer.bias, seed=seed, layer=name, name="bias")
+        return NumpyModel(clone)
 
     def _check_layers(self, layers: Sequence[str]) -> list[int]:
         names = self._net.names

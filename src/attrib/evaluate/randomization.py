@@ -1,0 +1,275 @@
+"""Sanity checks of Adebayo et al. (2018), "Sanity Checks for Saliency Maps".
+
+*Model randomisation*: re-draw the parameters of the layers from the logits
+down (cascading) or one layer at a time (independent) and compare the maps
+of the randomised model with the original ones. A map that explains the
+model must change; one that stays put shows the input more than the model.
+
+*Data randomisation*: compare the maps of a model with those of the same
+network trained on permuted labels (for the bundled demo model:
+``attrib.demo_model(backend, weights="permuted")``).
+
+Similarities per sample, averaged over the batch:
+
+- ``spearman``: Spearman rank correlation of the signed maps
+  (input-space maps summed over channels);
+- ``spearman_abs``: Spearman rank correlation of |map| (absolute values
+  summed over channels);
+- ``ssim``: SSIM of |map|, each min-max scaled to [0, 1];
+- ``pearson_abs``: Pearson correlation of |map|.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .._errors import argument_error
+from .._model import Model
+from ._maps import explain_maps, method_list, two_d
+from ._similarity import pearson, spearman, ssim, unit_scaled
+from ._table import format_table
+
+__all__ = ["METRICS", "RandomizationResult", "model_randomization", "data_randomization",
+           "similarities"]
+
+#: the similarity columns of the randomisation checks, in order
+METRICS: tuple[str, ...] = ("spearman", "spearman_abs", "ssim", "pearson_abs")
+
+
+def similarities(original: Any, other: Any) -> dict[str, np.ndarray]:
+    """Per-sample similarities (:data:`METRICS`) of two batches of maps.
+
+    Parameters
+    ----------
+    original, other : Explanation or ndarray, shape (N, H, W) or input-space (N, C, H, W)
+
+    Returns
+    -------
+    dict of metric name to ndarray of shape (N,)
+    """
+    a, b = two_d(original), two_d(other)
+    a_abs, b_abs = two_d(original, absolute=True), two_d(other, absolute=True)
+    if a.shape != b.shape:
+        raise argument_error("other", f"maps of shape {a.shape}", b.shape)
+    return {
+        "spearman": spearman(a, b),
+        "spearman_abs": spearman(a_abs, b_abs),
+        "ssim": ssim(unit_scaled(a_abs), unit_scaled(b_abs)),
+        "pearson_abs": pearson(a_abs, b_abs),
+    }
+
+
+@dataclass(frozen=True)
+class RandomizationResult:
+    """Similarities of original and randomised maps, per method and randomisation step.
+
+    Attributes
+    ----------
+    methods : tuple of str
+    steps : tuple of str
+        Column labels: for a cascading check the layer randomised last (all
+        layers from the logits down to it are random), else the one layer.
+    cascade : bool or None
+        ``None`` for the data randomisation check (one step, ``"permuted labels"``).
+    scores : mapping method -> metric -> ndarray of shape (len(steps),)
+        Batch means of :data:`METRICS`.
+    maps : mapping method -> ndarray of shape (len(steps) + 1, H, W)
+        |map| of the first sample: the original, then after each step.
+    image : ndarray (H, W, 3) or None
+        The first sample, for the figure.
+    """
+
+    methods: tuple[str, ...]
+    steps: tuple[str, ...]
+    cascade: bool | None
+    scores: Mapping[str, Mapping[str, np.ndarray]]
+    maps: Mapping[str, np.ndarray] = field(repr=False)
+    image: np.ndarray | None = field(default=None, repr=False)
+
+    def final(self, method: str, metric: str = "spearman_abs") -> float:
+        """The similarity after the last step (every layer random when cascading)."""
+        return float(self.scores[method][metric][-1])
+
+    def table(self) -> str:
+        """A plain-text table: one row per method and metric, one column per step."""
+        header = ["method", "metric", *self.steps]
+        rows = [[method, metric, *(f"{v:.3f}" for v in self.scores[method][metric])]
+                for method in self.methods for metric in METRICS]
+        title = ("cascading model randomisation" if self.cascade else
+                 "independent model randomisation" if self.cascade is False else
+                 "data randomisation")
+        return f"{title} (similarity to the original map, batch mean)\n" + format_table(header, rows)
+
+    def plot(self, panel_size: float = 1.6) -> Any:
+        """The figure of Adebayo et al.: a row of |map| per method, one column per step, and the curves.
+
+        Returns a matplotlib ``Figure``.
+        """
+        from ..plotting import _pyplot
+
+        plt = _pyplot()
+        columns = len(self.steps) + 1 + (self.image is not None)
+        rows = len(self.methods)
+        fig = plt.figure(figsize=(panel_size * columns, panel_size * rows + 2.6), layout="constrained")
+        grid = fig.add_gridspec(rows + 1, 1, height_ratios=[panel_size] * rows + [2.4])
+        labels = ["original", *self.steps]
+        for r, method in enumerate(self.methods):
+            axes = grid[r].subgridspec(1, columns).subplots()
+            axes = np.atleast_1d(axes)
+            offset = 0
+            if self.image is not None:
+                axes[0].imshow(self.image)
+                axes[0].set_title("input" if r == 0 else "", fontsize=8)
+                offset = 1
+            for c, picture in enumerate(self.maps[method]):
+                ax = axes[c + offset]
+                ax.imshow(picture, cmap="gray")
+                if r == 0:
+                    ax.set_title(labels[c], fontsize=8)
+            axes[0].set_ylabel(method, fontsize=8)
+            for ax in axes:
+                ax.set_xticks([])
+                ax.set_yticks([])
+        curves = np.atleast_1d(grid[rows].subgridspec(1, len(METRICS)).subplots())
+        x = np.arange(len(self.steps))
+        for ax, metric in zip(curves, METRICS):
+            for method in self.methods:
+                ax.plot(x, self.scores[method][metric], marker="o", label=method)
+            ax.set_title(metric, fontsize=9)
+            ax.set_xticks(x, self.steps, rotation=45, fontsize=7)
+            ax.set_ylim(-0.3, 1.05)
+            ax.axhline(0.0, color="0.7", lw=0.8)
+        curves[0].legend(fontsize=7)
+        return fig
+
+
+def model_randomization(
+    model: Any,
+    inputs: Any,
+    *,
+    method: str | Sequence[str],
+    target: Any = None,
+    layer: str | None = None,
+    backend: str | None = None,
+    cascade: bool = True,
+    seed: int = 0,
+    layers: Sequence[str] | None = None,
+    progress: bool = False,
+) -> RandomizationResult:
+    """The model parameter randomisation test (Adebayo et al., 2018).
+
+    Parameters
+    ----------
+    model : a framework model or an :class:`attrib.Model`
+        Its backend must implement :meth:`attrib.Model.randomized` (torch,
+        jax, numpy do). Never modified: every step explains an independent copy.
+    inputs : ndarray or framework tensor, shape (N, ...)
+    method : str or sequence of str
+        Method name(s), e.g. ``["gradcam", "guided_backprop"]``.
+    target : None, int or sequence of N ints
+        ``None``: the **original** model's arg-max, kept for every randomised copy.
+    layer : str, optional
+        The layer of the layer methods (Grad-CAM); ignored by the others.
+    cascade : bool
+        ``True``: step k randomises the k layers nearest the logits;
+        ``False``: step k randomises only the k-th layer from the logits.
+    seed : int
+        Seed of :meth:`attrib.Model.randomized`: same seed, same copies
+        (in every backend).
+    layers : sequence of str, optional
+        The layers to randomise, input side first; default
+        :meth:`attrib.Model.parameter_layers`.
+    progress : bool
+        A tqdm bar over the steps.
+
+    Returns
+    -------
+    RandomizationResult
+    """
+    from .._registry import default_registry
+
+    methods = method_list(method)
+    wrapped: Model = default_registry().wrap(model, backend=backend)
+    order = list(wrapped.parameter_layers() if layers is None else layers)
+    if not order:
+        raise argument_error("layers", "at least one layer with parameters", order)
+    from_logits = order[::-1]
+    originals = {m: explain_maps(wrapped, inputs, m, target=target, layer=layer) for m in methods}
+    targets = originals[methods[0]].targets
+    steps = []
+    sums: dict[str, dict[str, list[float]]] = {m: {k: [] for k in METRICS} for m in methods}
+    maps: dict[str, list[np.ndarray]] = {m: [two_d(originals[m], absolute=True)[0]] for m in methods}
+    iterator: Any = range(len(from_logits))
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc="randomising layers", unit="layer", leave=False)
+    for k in iterator:
+        chosen = from_logits[:k + 1] if cascade else [from_logits[k]]
+        copy = wrapped.randomized(chosen, seed=seed)
+        steps.append(from_logits[k])
+        for m in methods:
+            randomised = explain_maps(copy, inputs, m, target=targets, layer=layer)
+            for key, values in similarities(originals[m], randomised).items():
+                sums[m][key].append(float(np.mean(values)))
+            maps[m].append(two_d(randomised, absolute=True)[0])
+    return RandomizationResult(
+        methods=methods, steps=tuple(steps), cascade=bool(cascade),
+        scores={m: {k: np.array(v) for k, v in sums[m].items()} for m in methods},
+        maps={m: np.stack(v) for m, v in maps.items()},
+        image=_first_image(wrapped, inputs),
+    )
+
+
+def data_randomization(
+    model: Any,
+    permuted_model: Any,
+    inputs: Any,
+    *,
+    method: str | Sequence[str],
+    target: Any = None,
+    layer: str | None = None,
+    backend: str | None = None,
+) -> RandomizationResult:
+    """The data randomisation test (Adebayo et al., 2018).
+
+    Compares the maps of ``model`` with those of ``permuted_model``, the
+    same architecture trained on randomly permuted labels (for the demo:
+    ``attrib.demo_model(backend, weights="permuted")``), for the same
+    targets (``None``: ``model``'s arg-max). A method whose maps stay similar
+    does not depend on what the model learnt from its labels.
+
+    Returns
+    -------
+    RandomizationResult
+        One step, ``"permuted labels"``; ``cascade`` is ``None``.
+    """
+    from .._registry import default_registry
+
+    methods = method_list(method)
+    wrapped: Model = default_registry().wrap(model, backend=backend)
+    other: Model = default_registry().wrap(permuted_model, backend=backend)
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    maps: dict[str, np.ndarray] = {}
+    for m in methods:
+        original = explain_maps(wrapped, inputs, m, target=target, layer=layer)
+        permuted = explain_maps(other, inputs, m, target=original.targets, layer=layer)
+        values = similarities(original, permuted)
+        scores[m] = {k: np.array([float(np.mean(v))]) for k, v in values.items()}
+        maps[m] = np.stack([two_d(original, absolute=True)[0], two_d(permuted, absolute=True)[0]])
+    return RandomizationResult(methods=methods, steps=("permuted labels",), cascade=None,
+                               scores=scores, maps=maps, image=_first_image(wrapped, inputs))
+
+
+def _first_image(model: Model, inputs: Any) -> np.ndarray | None:
+    """The first input as (H, W, C) in [0, 1] for display, or None if it is not an image."""
+    x = model.to_numpy(inputs)
+    if x.ndim != 4:
+        return None
+    image = x[0].transpose(1, 2, 0) if model.layout == "NCHW" else x[0]
+    low, high = float(image.min()), float(image.max())
+    return np.asarray((image - low) / (high - low) if high > low else np.zeros_like(image))
