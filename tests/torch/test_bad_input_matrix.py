@@ -183,15 +183,19 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
     "float target": (_explain(target=1.5), "target", r"None, an int.*1\.5"),
     "string target": (_explain(target="cat"), "target", r"None, an int.*'cat'"),
     "bool target": (_explain(target=True), "target", r"None, an int.*True"),
-    "float targets": (_explain(target=[1.0, 2.0]), "target", r"sequence of ints.*1\.0"),
-    "2-D target array": (_explain(target=np.array([[1], [2]])), "target", r"sequence of ints"),
+    # floats and 2-D arrays are target weights (classes,) / (N, classes): of the wrong width here
+    "float targets": (_explain(target=[1.0, 2.0]), "target", r"target weights.*5 classes"),
+    "2-D target array": (_explain(target=np.array([[1], [2]])), "target",
+                         r"target weights.*\(2, 1\)"),
     "float target tensor": (_explain(target=torch.tensor([1.0, 2.0])), "target",
-                            r"sequence of ints"),
+                            r"target weights.*5 classes"),
     # layers
     "unknown layer": (_explain(method="gradcam", layer="conv_2"), "layer",
                       r"Did you mean 'conv2'"),
     "layer not a string": (_explain(method="gradcam", layer=3), "layer", r"got 3"),
-    "no layer for gradcam": (_explain(method="gradcam"), "layer", r"got None.*Layers near"),
+    "no spatial layer for gradcam's default": (
+        _explain(model=nn.Sequential(nn.Flatten(), nn.Linear(128, 5)).eval(), method="gradcam"),
+        "layer", r"got None.*No layer of this model has a spatial output"),
     "layer for saliency": (_explain(method="saliency", layer="conv2"), "layer",
                            r"no layer for 'saliency'.*Layer methods"),
     "layer never runs": (_explain(method="gradcam", layer="relus.0"), "layer",
@@ -237,8 +241,9 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
                                           method="guided_backprop"), "model", r"finite logits"),
     "model with an infinite gradient": (_explain(model=_Output(_sqrt_at_zero).eval()), "model",
                                         r"finite gradients.*input gradient"),
-    "model returns a tuple": (_explain(model=_Output(lambda t: (t, t)).eval()), "model",
-                              r"one tensor of logits.*tuple"),
+    "model returns a mapping without logits": (
+        _explain(model=_Output(lambda t: {"features": t}).eval()), "output",
+        r"'logits' entry.*keys \['features'\]"),
     "model returns integer logits": (_explain(model=_Output(lambda t: t.argmax(1)[:, None])
                                               .eval()), "model", r"floating-point logits"),
     "model returns 3-D logits": (_explain(model=_Output(lambda t: t[:, :, None]).eval()),
