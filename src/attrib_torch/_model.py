@@ -393,14 +393,18 @@ def _numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.cpu().numpy()
 
 
+def _objective(logits: torch.Tensor, objective: str) -> torch.Tensor:
+    """``objective(logits)``, shape (N, classes) (see :mod:`attrib._targets`)."""
+    if objective == "log_softmax":
+        return F.log_softmax(logits, dim=1)
+    if objective == "softmax":
+        return F.softmax(logits, dim=1)
+    return logits
+
+
 def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:
     """Sum over samples of each sample's score (see :mod:`attrib._targets`)."""
-    if objective == "log_softmax":
-        values = F.log_softmax(logits, dim=1)
-    elif objective == "softmax":
-        values = F.softmax(logits, dim=1)
-    else:
-        values = logits
+    values = _objective(logits, objective)
     rows = torch.arange(logits.shape[0], device=logits.device)
     index = torch.as_tensor(targets, dtype=torch.long, device=logits.device)
     return values[rows, index].sum()
@@ -408,12 +412,7 @@ def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.T
 
 def _weighted_score(logits: torch.Tensor, weights: np.ndarray, objective: str) -> torch.Tensor:
     """``sum_n sum_k w[n, k] * objective(logits)[n, k]`` (see :mod:`attrib._targets`)."""
-    if objective == "log_softmax":
-        values = F.log_softmax(logits, dim=1)
-    elif objective == "softmax":
-        values = F.softmax(logits, dim=1)
-    else:
-        values = logits
+    values = _objective(logits, objective)
     w = torch.as_tensor(weights, dtype=values.dtype, device=values.device)
     return (values * w).sum()
 

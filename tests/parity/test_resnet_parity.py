@@ -22,6 +22,7 @@ jax = pytest.importorskip("jax")
 
 import attrib  # noqa: E402
 import attrib_jax  # noqa: E402
+from support.batchnorm import perturb_batchnorm  # noqa: E402
 
 torch.set_num_threads(2)
 
@@ -46,16 +47,7 @@ SIZES = {"resnet18": 64, "resnet50": 64}
 def _torch_resnet(name: str, dtype: Any) -> Any:
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None, num_classes=10)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-                module.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
-    return model.eval().to(dtype)
+    return perturb_batchnorm(model).to(dtype)
 
 
 def _relative(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ import pytest
 import torch
 
 import attrib
+from support.batchnorm import perturb_batchnorm
 
 torchvision = pytest.importorskip("torchvision")
 pgc = pytest.importorskip("pytorch_grad_cam")
@@ -70,23 +71,9 @@ def _theirs(cls: Any, model: torch.nn.Module, layers: list[torch.nn.Module],
         cam.activations_and_grads.release()
 
 
-def _perturbed(model: torch.nn.Module) -> torch.nn.Module:
-    """BatchNorm statistics and affine parameters moved off the identity (non-trivial maps)."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-                module.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
-    return model.eval()
-
-
 def _models() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
     torch.manual_seed(0)
-    resnet = _perturbed(torchvision.models.resnet18(weights=None, num_classes=10))
+    resnet = perturb_batchnorm(torchvision.models.resnet18(weights=None, num_classes=10))
     vgg = torchvision.models.vgg16(weights=None, num_classes=10).eval()
     generator = torch.Generator().manual_seed(0)
     xr = torch.randn(2, 3, 33, 33, generator=generator, dtype=torch.float64)

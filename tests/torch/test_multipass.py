@@ -19,6 +19,7 @@ captum_attr = pytest.importorskip("captum.attr")
 
 import attrib  # noqa: E402
 from attrib.methods.integrated_gradients import RULES, quadrature  # noqa: E402
+from support.batchnorm import perturb_batchnorm  # noqa: E402
 
 torch.set_num_threads(2)
 TARGETS = [3, 7]
@@ -28,14 +29,7 @@ TARGETS = [3, 7]
 def resnet() -> Any:
     torch.manual_seed(0)
     model = torchvision.models.resnet18(weights=None, num_classes=10)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-    return model.eval().double()
+    return perturb_batchnorm(model).double()
 
 
 @pytest.fixture(scope="module")
