@@ -57,6 +57,16 @@ METHOD_LABELS: dict[str, str] = {
     "guided_backprop": "Guided backprop",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "Guided Grad-CAM",
+    "gradcam_pp": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "Layer-CAM",
+    "hirescam": "HiResCAM",
+    "scorecam": "Score-CAM",
+    "eigencam": "Eigen-CAM",
+    "ablationcam": "Ablation-CAM",
+    "integrated_gradients": "Integrated gradients",
+    "smoothgrad": "SmoothGrad",
+    "occlusion": "Occlusion",
 }
 
 _DIVERGING_CMAP = "RdBu_r"

@@ -256,3 +256,15 @@ def test_import_attrib_loads_neither_matplotlib_nor_pil():
             "import attrib.plotting\n"
             "assert 'matplotlib' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_built_in_method_has_a_panel_title_and_the_demo_shows_them_by_family():
+    from attrib._cli._demo import _methods
+    from attrib.methods import CAM_METHODS, MULTIPASS_METHODS, SEED_METHODS
+
+    built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]
+    assert sorted(plots.METHOD_LABELS) == sorted(built_in)
+    assert len(set(plots.METHOD_LABELS.values())) == len(built_in)
+    order = _methods()
+    assert order[:4] == ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
+    assert order.index("gradcam_pp") < order.index("ablationcam") < order.index("integrated_gradients")

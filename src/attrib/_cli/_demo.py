@@ -71,10 +71,15 @@ def _demo_loaded(backend: str) -> LoadedModel:
 
 
 def _methods() -> list[str]:
-    """Every registered method, the seed figure's four first."""
-    names = sorted(default_registry().methods())
-    first = [m for m in ("gradcam", "saliency", "guided_backprop", "guided_gradcam") if m in names]
-    return first + [m for m in names if m not in first]
+    """Every registered method: the seed figure's four first, then the built-in families
+    in their order (seeds, CAMs, multi-pass), then plug-ins' methods alphabetically."""
+    from ..methods import CAM_METHODS, MULTIPASS_METHODS, SEED_METHODS
+
+    names = set(default_registry().methods())
+    built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]
+    first = ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
+    order = first + [m for m in built_in if m not in first]
+    return [m for m in order if m in names] + sorted(names - set(order))
 
 
 def _resnet_name(state: dict[str, Any]) -> str:
