@@ -7,7 +7,6 @@ that the threads evict each other's programs.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 
 import attrib
 import attrib_jax._model as jax_model
+from support.threads import run_in_threads
 
 METHODS: list[tuple[str, str | None]] = [
     ("saliency", None),
@@ -56,28 +56,6 @@ def _explain(model: Any, method: str, layer: str | None) -> np.ndarray:
                           backend="jax").attribution
 
 
-def _run_in_threads(jobs: list[Callable[[], Any]]) -> list[Any]:
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = jobs[i]()
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
-
-
 @pytest.mark.parametrize("cache", ["empty cache", "tiny cache"])
 @pytest.mark.parametrize("sharing", ["same model", "different models"])
 def test_threads_get_the_sequential_maps(
@@ -95,7 +73,7 @@ def test_threads_get_the_sequential_maps(
         model, method, layer = plan[i]
         return lambda: [_explain(model, method, layer) for _ in range(CALLS)]
 
-    results = _run_in_threads([job(i) for i in range(len(plan))])
+    results = run_in_threads([job(i) for i in range(len(plan))])
     for (_, method, _), maps, reference in zip(plan, results, expected):
         for got in maps:
             np.testing.assert_array_equal(got, reference, err_msg=method)
@@ -118,8 +96,8 @@ def test_nnx_and_function_models_in_threads() -> None:
 
     expected = [run(model, method) for model, method in plan]
     jax_model.clear_cache()
-    results = _run_in_threads([lambda m=m, k=k: [run(m, k) for _ in range(CALLS)]
-                               for m, k in plan])
+    results = run_in_threads([lambda m=m, k=k: [run(m, k) for _ in range(CALLS)]
+                              for m, k in plan])
     for (_, method), maps, reference in zip(plan, results, expected):
         for got in maps:
             np.testing.assert_array_equal(got, reference, err_msg=method)

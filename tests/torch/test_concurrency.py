@@ -7,9 +7,7 @@ models left as found.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ import torch
 from torch import nn
 
 import attrib
+from support.threads import run_in_threads
 
 from .conftest import assert_unchanged, snapshot
 
@@ -48,29 +47,6 @@ def inputs() -> torch.Tensor:
 
 def _explain(model: nn.Module, x: torch.Tensor, method: str, layer: str | None) -> np.ndarray:
     return attrib.explain(model, x, method=method, layer=layer, target=[1, 7]).attribution
-
-
-def run_in_threads(jobs: list[Callable[[], Any]]) -> list[Any]:
-    """Run every job in its own thread, all released at once; re-raise the first error."""
-    barrier = threading.Barrier(len(jobs))
-    results: list[Any] = [None] * len(jobs)
-    errors: list[BaseException] = []
-
-    def worker(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = jobs[i]()
-        except BaseException as error:  # noqa: BLE001 - handed to the main thread
-            errors.append(error)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 @pytest.mark.parametrize("sharing", ["same model", "different models"])
