@@ -28,12 +28,14 @@ def test_evaluate_demo_prints_tables_and_writes_figures(
     for name in names:
         assert (out / name).stat().st_size > 1000
     assert "randomising layers" in captured.err  # the tqdm bar
+    assert "mean ± std over 5 seeds" in captured.out  # --repeats 5 by default
 
 
 @pytest.mark.parametrize("argv, words", [
     (["--model", "torchvision:resnet18"], "masks"),
     (["--method", "nope"], "nope"),
     (["-n", "0"], "-n"),
+    (["--repeats", "0"], "--repeats"),
 ])
 def test_evaluate_bad_input_exits_2(argv: list[str], words: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,9 @@ from .conftest import assert_unchanged, snapshot
 
 METHODS = ["gradcam", "guided_backprop"]
 LAYER = "conv4"
+#: randomisation draws averaged in the cascade: one draw is noisy (Grad-CAM's
+#: Spearman after re-drawing fc alone varies by about ±0.5 between draws)
+SEEDS = range(10)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def nchw(images: np.ndarray) -> np.ndarray:
 def torch_cascade(torch_model: Any, scenes: attrib.DemoData) -> evaluate.RandomizationResult:
     before = snapshot(torch_model)
     result = evaluate.model_randomization(torch_model, nchw(scenes.images), method=METHODS,
-                                          layer=LAYER, seed=0)
+                                          layer=LAYER, seed=SEEDS)
     assert_unchanged(torch_model, before)
     return result
 
@@ -56,7 +59,7 @@ def jax_cascade(jax_model: Any, scenes: attrib.DemoData) -> evaluate.Randomizati
     leaves = jax.tree_util.tree_leaves(variables)
     copies = [np.array(leaf) for leaf in leaves]
     result = evaluate.model_randomization(jax_model, scenes.images, method=METHODS, layer=LAYER,
-                                          seed=0)
+                                          seed=SEEDS)
     after = jax.tree_util.tree_leaves(variables)
     assert all(a is b for a, b in zip(after, leaves, strict=True)), "variables replaced"
     assert all(np.array_equal(np.asarray(a), c) for a, c in zip(after, copies, strict=True))
@@ -65,17 +68,43 @@ def jax_cascade(jax_model: Any, scenes: attrib.DemoData) -> evaluate.Randomizati
 
 def test_cascading_randomization_changes_gradcam_not_guided_backprop(
         torch_cascade: evaluate.RandomizationResult) -> None:
-    """Adebayo et al.'s finding: Grad-CAM follows the weights, guided backprop much less."""
+    """Adebayo et al.'s finding, as far as it holds on this five-layer network (means over 5 draws).
+
+    Grad-CAM's map is unrelated to the original from the first step (fc random)
+    on; guided backprop keeps its map, by at least 0.2 more than Grad-CAM,
+    while any trained convolution is left. Once the input convolution is
+    random too, guided backprop is still the closer of the two but both are
+    near 0: the gap there is about 0.1-0.14, not 0.2 (docs/evaluate.md,
+    "Why guided backprop fails at the input layer here").
+    """
     r = torch_cascade
     assert r.steps == ("fc", "conv4", "conv3", "conv2", "conv1")
+    assert r.seeds == tuple(SEEDS)
     gradcam = r.scores["gradcam"]["spearman_abs"]
     guided = r.scores["guided_backprop"]["spearman_abs"]
-    # Grad-CAM loses the original map as soon as the classifier is random
-    assert gradcam[0] < 0.3
-    # guided backprop keeps it while any learnt convolution is left, by far more than 0.2
+    assert r.per_seed is not None
+    np.testing.assert_allclose(gradcam, r.per_seed["gradcam"]["spearman_abs"].mean(axis=0))
+    assert np.all(gradcam < 0.3), gradcam
+    # fc, conv4, conv3, conv2 random; conv1 (and above it conv2 ... ) the only trained ones left
     assert np.all(guided[:-1] - gradcam[:-1] >= 0.2), (guided, gradcam)
-    # with every layer random (the last step) both are far from the original
+    # guided backprop loses structure layer by layer, most at the input convolution
+    assert np.all(np.diff(guided) < 0), guided
+    # every layer random: guided backprop still above Grad-CAM, both far from the original
+    assert r.final("guided_backprop") > r.final("gradcam"), (guided, gradcam)
     assert r.final("gradcam") < 0.3 and r.final("guided_backprop") < 0.3
+
+
+def test_several_seeds_report_the_spread(torch_cascade: evaluate.RandomizationResult) -> None:
+    r = torch_cascade
+    spread = r.spread("gradcam")
+    assert spread.shape == (len(r.steps),) and np.all(spread > 0)
+    np.testing.assert_allclose(spread, r.per_seed["gradcam"]["spearman_abs"].std(axis=0))  # type: ignore[index]
+    # a single draw is noisy: after fc alone, Grad-CAM's similarity varies by more than guided backprop's
+    assert spread[0] > r.spread("guided_backprop")[0]
+    assert "±" in r.table() and f"{len(SEEDS)} seeds" in r.table()
+    with pytest.raises(attrib.AttribError, match="seed"):
+        evaluate.model_randomization(attrib.demo_model("torch"), np.zeros((1, 3, 64, 64), np.float32),
+                                     method="saliency", seed=[])
 
 
 def test_independent_randomization_matches_cascade_at_the_first_step(
@@ -84,22 +113,28 @@ def test_independent_randomization_matches_cascade_at_the_first_step(
     independent = evaluate.model_randomization(torch_model, nchw(scenes.images[:16]),
                                                method=METHODS, layer=LAYER, cascade=False, seed=0)
     assert independent.steps == torch_cascade.steps
+    assert torch_cascade.per_seed is not None and torch_cascade.seeds[0] == 0
     for method in METHODS:
         for metric in evaluate.METRICS:
-            # the first step randomises fc alone in both modes, with the same draw
+            # the first step randomises fc alone in both modes, with the same draw (seed 0)
             assert independent.scores[method][metric][0] == pytest.approx(
-                torch_cascade.scores[method][metric][0], abs=1e-9)
+                torch_cascade.per_seed[method][metric][0, 0], abs=1e-9)
     # randomising conv1 alone changes guided backprop less than randomising everything
     assert (independent.scores["guided_backprop"]["spearman_abs"][-1]
-            > torch_cascade.scores["guided_backprop"]["spearman_abs"][-1])
+            > torch_cascade.per_seed["guided_backprop"]["spearman_abs"][0, -1])
 
 
 def test_torch_and_jax_give_the_same_randomization_scores(
         torch_cascade: evaluate.RandomizationResult,
         jax_cascade: evaluate.RandomizationResult) -> None:
     assert jax_cascade.steps == torch_cascade.steps
+    assert jax_cascade.per_seed is not None and torch_cascade.per_seed is not None
     for method in METHODS:
         for metric in evaluate.METRICS:
+            # every draw, not only the mean over the draws
+            np.testing.assert_allclose(jax_cascade.per_seed[method][metric],
+                                       torch_cascade.per_seed[method][metric], atol=1e-3,
+                                       err_msg=f"{method} {metric}")
             np.testing.assert_allclose(jax_cascade.scores[method][metric],
                                        torch_cascade.scores[method][metric], atol=1e-3,
                                        err_msg=f"{method} {metric}")

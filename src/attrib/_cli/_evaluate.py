@@ -46,6 +46,9 @@ def add_evaluate_parser(commands: Any) -> None:
                           help="number of demo scenes (default: 64)")
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed of the scenes, the randomised weights and the random map")
+    evaluate.add_argument("--repeats", type=int, default=5, metavar="R",
+                          help="randomisation draws averaged per layer, seeds SEED ... SEED+R-1 "
+                               "(default: 5; one draw is noisy)")
     evaluate.add_argument("--steps", type=int, default=16,
                           help="deletion / insertion steps (default: 16)")
     evaluate.add_argument("--out", default="attrib-evaluate", metavar="DIR",
@@ -59,8 +62,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--model: 'evaluate' needs scenes with object masks, which only 'demo' "
                        f"ships; got {args.model!r}. For your own model and data use "
                        "attrib.evaluate from Python.")
-    if args.n < 1 or args.steps < 1 or args.seed < 0:
-        raise CLIError("-n and --steps: expected positive numbers; --seed: non-negative")
+    if args.n < 1 or args.steps < 1 or args.repeats < 1 or args.seed < 0:
+        raise CLIError("-n, --steps and --repeats: expected positive numbers; --seed: non-negative")
     methods = parse_methods(args.method)
     loaded = load_model("demo", args.backend, None, None, None)
     layer = args.layer or loaded.layer
@@ -71,7 +74,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     written: list[Path] = []
 
     cascade = evaluate.model_randomization(loaded.model, inputs, method=methods, layer=layer,
-                                           seed=args.seed, progress=True)
+                                           seed=range(args.seed, args.seed + args.repeats),
+                                           progress=True)
     print(cascade.table(), end="\n\n")
     written.append(save_figure(cascade.plot(), out / "model_randomization.png"))
 
