@@ -68,7 +68,7 @@ def jax_cascade(jax_model: Any, scenes: attrib.DemoData) -> evaluate.Randomizati
 
 def test_cascading_randomization_changes_gradcam_not_guided_backprop(
         torch_cascade: evaluate.RandomizationResult) -> None:
-    """Adebayo et al.'s finding, as far as it holds on this five-layer network (means over 5 draws).
+    """Adebayo et al.'s finding, as far as it holds on this five-layer network (means over 10 draws).
 
     Grad-CAM's map is unrelated to the original from the first step (fc random)
     on; guided backprop keeps its map, by at least 0.2 more than Grad-CAM,
