@@ -11,8 +11,11 @@ from .._errors import AttribTypeError, argument_error, close_matches, shown
 from ._batched import (
     Explained,
     MultiPassMethod,
+    add_rows,
+    check_batch_size,
     check_count,
     chunks,
+    default_batch_size,
     padded,
     random_images,
     spatial_axes,
@@ -115,8 +118,12 @@ class IntegratedGradients(MultiPassMethod):
         ``"gausslegendre"`` (default), ``"riemann_left"``, ``"riemann_right"``,
         ``"riemann_middle"``, ``"riemann_trapezoid"``: Captum's rules, same nodes
         and weights (:func:`quadrature`).
-    batch_size : int
-        Interpolated images per gradient pass (default 32): bounds memory.
+    batch_size : int or None
+        Most interpolated images per gradient pass: bounds memory. Default
+        ``None``: as many as fit in 6 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 128 at 3 x 64 x 64,
+        10 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        rows per pass used.
     seed : int
         Seed of the ``"uniform"`` baseline (NumPy ``default_rng``).
 
@@ -128,14 +135,14 @@ class IntegratedGradients(MultiPassMethod):
     name = "integrated_gradients"
 
     def __init__(self, model: Any, *, baseline: Any = "zeros", steps: int = 50,
-                 rule: str = "gausslegendre", batch_size: int = 32, seed: int = 0,
+                 rule: str = "gausslegendre", batch_size: int | None = None, seed: int = 0,
                  backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self.steps: int = check_count("steps", steps)
         self.alphas, self.step_weights = quadrature(rule, self.steps)
         self.rule_name: str = rule
-        self.batch_size: int = check_count("batch_size", batch_size)
+        self.batch_size: int | None = check_batch_size(batch_size)
         if isinstance(baseline, str) and baseline not in BASELINES:
             near = close_matches(baseline, BASELINES)
             raise argument_error("baseline", f"one of {list(BASELINES)} or an array", baseline,
@@ -179,8 +186,10 @@ class IntegratedGradients(MultiPassMethod):
         total = np.zeros(x.shape, dtype=np.float64)
         steps = len(self.alphas)
         grad_dtype: Any = x.dtype
+        batch_size = self.batch_size or default_batch_size(x)
+        used = 0
         # rows are (step, sample) pairs, step-major like Captum's expansion
-        for start, stop, size in chunks(steps * n, self.batch_size, self.model):
+        for start, stop, size in chunks(steps * n, batch_size, self.model):
             rows = np.arange(start, stop)
             step, sample = rows // n, rows % n
             alpha = self.alphas[step].reshape((-1,) + (1,) * (x.ndim - 1))
@@ -190,13 +199,13 @@ class IntegratedGradients(MultiPassMethod):
                 padded(batch, size), input_gradient=True, layer_gradients=False))
             assert result.input_gradient is not None, "the backend returned no input gradient"
             grads = result.input_gradient[: stop - start]
-            grad_dtype = grads.dtype
+            grad_dtype, used = grads.dtype, max(used, size)
             weight = self.step_weights[step].reshape(alpha.shape)
-            np.add.at(total, sample, weight * grads.astype(np.float64))
+            add_rows(total, sample, weight * grads.astype(np.float64))
         attribution = total * diff
         score = explained.scores(logits)
         baseline_score = explained.scores(self.model.forward(baseline))
         error = attribution.reshape(n, -1).sum(axis=1) - (score - baseline_score)
         stats = {"completeness_error": error, "score": score, "baseline_score": baseline_score,
-                 "steps": steps, "rule": self.rule_name}
+                 "steps": steps, "rule": self.rule_name, "batch_size": used}
         return MethodOutput(attribution=attribution.astype(grad_dtype)), stats

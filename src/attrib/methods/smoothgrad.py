@@ -11,7 +11,17 @@ import numpy as np
 
 from .._attributor import Attributor, MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches
-from ._batched import Explained, MultiPassMethod, check_count, chunks, padded, random_images
+from ._batched import (
+    Explained,
+    MultiPassMethod,
+    add_rows,
+    check_batch_size,
+    check_count,
+    chunks,
+    default_batch_size,
+    padded,
+    random_images,
+)
 
 __all__ = ["SmoothGrad", "KINDS"]
 
@@ -54,8 +64,13 @@ class SmoothGrad(MultiPassMethod):
         ``"mean"`` (default), ``"squared"`` or ``"variance"``.
     seed : int or None
         Seed of the noise (default 0); ``None`` draws fresh noise each call.
-    batch_size : int
-        Noisy images per call of the base method (default 16).
+    batch_size : int or None
+        Most noisy images per call of the base method: bounds memory. Default
+        ``None``: as many as fit in 6 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 128 at 3 x 64 x 64,
+        10 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        images per call used. A multi-pass base (integrated gradients) splits
+        each call again by its own ``batch_size``.
 
     Notes
     -----
@@ -74,11 +89,11 @@ class SmoothGrad(MultiPassMethod):
     def __init__(self, model: Any, *, base: str = "saliency",
                  base_options: Mapping[str, Any] | None = None, n_samples: int = 25,
                  noise: float = 0.15, kind: str = "mean", seed: int | None = 0,
-                 batch_size: int = 16, backend: str | None = None, objective: str = "logit",
+                 batch_size: int | None = None, backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self.n_samples: int = check_count("n_samples", n_samples)
-        self.batch_size: int = check_count("batch_size", batch_size)
+        self.batch_size: int | None = check_batch_size(batch_size)
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
             raise argument_error("noise", "a float >= 0 (fraction of each image's value range)",
                                  noise, kind=AttribTypeError)
@@ -93,7 +108,16 @@ class SmoothGrad(MultiPassMethod):
         self.kind: str = str(kind)
         self.seed: int | None = seed
         self.base: Attributor = self._make_base(base, dict(base_options or {}))
-        self._layer = self.base.layer
+
+    @property
+    def layer(self) -> str | None:
+        """The base method's tapped layer (CAM bases), else ``None``."""
+        return self.base.layer
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the base method taps."""
+        return self.base.layers
 
     def _make_base(self, base: str, options: dict[str, Any]) -> Attributor:
         cls = self.registry.method(base)
@@ -133,9 +157,12 @@ class SmoothGrad(MultiPassMethod):
         squares: list[np.ndarray | None] = [None, None]
         dtypes: list[Any] = [x.dtype, x.dtype]
         drawn: dict[int, np.ndarray] = {}
+        batch_size = self.batch_size or default_batch_size(x)
+        used = 0
         # rows are (sample index, image) pairs, sample-major; one (N, ...) draw per index,
         # drawn in order, so the noise does not depend on batch_size
-        for start, stop, size in chunks(self.n_samples * n, self.batch_size, self.model):
+        for start, stop, size in chunks(self.n_samples * n, batch_size, self.model):
+            used = max(used, size)
             rows = np.arange(start, stop)
             draw, image = rows // n, rows % n
             drawn = {d: e for d, e in drawn.items() if d >= int(draw[0])}
@@ -156,8 +183,9 @@ class SmoothGrad(MultiPassMethod):
                     dtypes[k] = m.dtype
                 total, square = sums[k], squares[k]
                 assert total is not None and square is not None
-                np.add.at(total, image, m64)
-                np.add.at(square, image, m64 ** 2)
+                add_rows(total, image, m64)
+                add_rows(square, image, m64 ** 2)
+        stats["batch_size"] = used
         out = [None if s is None else self._aggregate(s, q, self.n_samples, dtypes[k])
                for k, (s, q) in enumerate(zip(sums, squares))]
         assert out[0] is not None
