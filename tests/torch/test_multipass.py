@@ -192,8 +192,8 @@ def test_passes_never_exceed_batch_size_and_the_default_comes_from_the_memory_bu
         images: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     from attrib.methods import _batched
 
-    assert _batched.default_batch_size(np.zeros((1, 3, 224, 224), np.float32)) == 10
-    assert _batched.default_batch_size(np.zeros((1, 3, 64, 64), np.float32)) == 128
+    assert _batched.default_batch_size(np.zeros((1, 3, 224, 224), np.float32)) == 6
+    assert _batched.default_batch_size(np.zeros((1, 3, 64, 64), np.float32)) == 85
     assert _batched.default_batch_size(np.zeros((1, 10), np.float32)) == _batched.MAX_CHUNK_ROWS
     net = _relu_cnn()
     rows: list[int] = []
@@ -201,13 +201,18 @@ def test_passes_never_exceed_batch_size_and_the_default_comes_from_the_memory_bu
     try:
         ig = attrib.explain(net, images, method="integrated_gradients", target=TARGETS, steps=5,
                             batch_size=4)
-        # the clean forward (2), 10 interpolated rows in chunks of 4, 4, 2, the baseline's (2)
-        assert rows == [2, 4, 4, 2, 2] and ig.stats["batch_size"] == 4
+        # one forward of the 2 images and their (equal, zero) baseline once: 3 rows; then
+        # 10 interpolated rows in chunks of 4, 4, 2
+        assert rows == [3, 4, 4, 2] and ig.stats["batch_size"] == 4
         rows.clear()
         # default: as many rows as fit in CHUNK_BYTES of input; 3 x 32 x 32 float64 = 24 KiB
         monkeypatch.setattr(_batched, "CHUNK_BYTES", 3 * images[0].nbytes + 1)
         ig = attrib.explain(net, images, method="integrated_gradients", target=TARGETS, steps=5)
-        assert rows == [2, 3, 3, 3, 1, 2] and ig.stats["batch_size"] == 3
+        assert rows == [3, 3, 3, 3, 1] and ig.stats["batch_size"] == 3
+        rows.clear()
+        uniform = attrib.explain(net, images, method="integrated_gradients", target=TARGETS,
+                                 steps=5, baseline="uniform")  # two different baselines
+        assert rows == [4, 3, 3, 3, 1] and uniform.stats["batch_size"] == 3
         rows.clear()
         smooth = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4)
         assert rows == [2, 3, 3, 2] and smooth.stats["batch_size"] == 3

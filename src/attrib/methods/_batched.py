@@ -10,13 +10,13 @@ of its last row and the padding dropped, so each method compiles once per input
 shape.
 
 The default ``batch_size`` (``None``) is sized from a memory budget
-(:func:`default_batch_size`): as many rows as fit in :data:`CHUNK_BYTES` (6 MiB) of
+(:func:`default_batch_size`): as many rows as fit in :data:`CHUNK_BYTES` (4 MiB) of
 model input, between 1 and :data:`MAX_CHUNK_ROWS` (256). A network's activation
 memory grows with its input's size, so the peak memory of a call is bounded by
-the chunk, not by the number of images, steps or samples: e.g. 128 rows of
-3 x 64 x 64 float32 images, 10 rows of 3 x 224 x 224 (ResNet-50: about 1 GiB
-for a gradient pass). On a 2-core CPU those sizes are at the flat bottom of
-ResNet-50's time per image against rows per pass (see ``docs/benchmarks.md``).
+the chunk, not by the number of images, steps or samples: e.g. 85 rows of
+3 x 64 x 64 float32 images (ResNet-50: about 0.8 GiB for a gradient pass), 6 rows
+of 3 x 224 x 224. On a 2-core CPU those sizes are at the flat bottom of ResNet-50's
+time per image against rows per pass (see ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class Explained:
 
 
 #: bytes of model input per chunk when ``batch_size`` is not given
-CHUNK_BYTES: int = 6 * 2**20
+CHUNK_BYTES: int = 4 * 2**20
 #: most rows per chunk when ``batch_size`` is not given (tiny inputs)
 MAX_CHUNK_ROWS: int = 256
 
@@ -73,9 +73,9 @@ def default_batch_size(x: np.ndarray) -> int:
     """Rows per chunk for inputs like ``x`` (N, ...): ``CHUNK_BYTES`` of input, 1 to 256.
 
     >>> default_batch_size(np.zeros((8, 3, 64, 64), np.float32))
-    128
+    85
     >>> default_batch_size(np.zeros((1, 3, 224, 224), np.float32))
-    10
+    6
     """
     row_bytes = max(1, x[0].nbytes) if len(x) else 1
     return int(min(MAX_CHUNK_ROWS, max(1, CHUNK_BYTES // row_bytes)))
@@ -84,6 +84,14 @@ def default_batch_size(x: np.ndarray) -> int:
 def check_batch_size(value: object) -> int | None:
     """``None`` (sized from memory, :func:`default_batch_size`) or an int >= 1."""
     return None if value is None else check_count("batch_size", value)
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """Rows that went through the model with the inputs, and their logits."""
+
+    rows: np.ndarray
+    logits: np.ndarray
 
 
 def chunks(total: int, batch_size: int, model: Model) -> Iterator[tuple[int, int, int]]:
@@ -176,21 +184,50 @@ class MultiPassMethod(Attributor):
             f"{self.name!r} runs several passes: call attribute() instead.")
 
     @abstractmethod
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
-        """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``."""
+    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
+        """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``.
+
+        ``extra`` holds the rows of :meth:`extra_inputs` and their logits.
+        """
+
+    def extra_inputs(self, x: np.ndarray) -> np.ndarray | None:
+        """Rows (N', ...) whose logits :meth:`run` needs besides those of ``x``, or ``None``.
+
+        They go through the model in the forward pass of ``x`` (one call
+        instead of two; integrated gradients: the baselines).
+        """
+        return None
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Forwarded | None]:
+        """The logits of ``x`` and the :meth:`extra_inputs` with theirs, from one forward call.
+
+        On an eager backend (not :attr:`attrib.Model.compiles_per_shape`)
+        extra rows that are all equal (the zero baseline) go through the model
+        once and their logits are repeated.
+        """
+        extra = self.extra_inputs(x)
+        if extra is None:
+            return self.model.forward(x), None
+        same = (not self.model.compiles_per_shape and len(extra) > 1
+                and bool(np.all(extra == extra[:1])))
+        logits = self.model.forward(np.concatenate([x, extra[:1] if same else extra]))
+        extra_logits = logits[len(x):]
+        if same:
+            extra_logits = np.repeat(extra_logits, len(extra), axis=0)
+        return logits[: len(x)], Forwarded(extra, extra_logits)
 
     def attribute(self, inputs: Any, target: Any = None) -> Explanation:
         """Explain ``inputs`` for ``target`` (as :meth:`attrib.Attributor.attribute`)."""
         shape = self.model.input_shape(inputs)
         x = self.model.to_numpy(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
-        logits = self.model.forward(x)
+        logits, extra = self._forward(x)
         if weights is not None:
             weights = resolve_target_weights(weights, logits)
             explained = Explained(weights_targets(weights), weights, self.objective)
         else:
             explained = Explained(resolve_targets(targets, logits), None, self.objective)
-        output, stats = self.run(x, logits, explained)
+        output, stats = self.run(x, logits, explained, extra)
         return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
                                  stats={**output.stats, **stats}, target_weights=weights)

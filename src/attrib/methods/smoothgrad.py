@@ -13,6 +13,7 @@ from .._attributor import Attributor, MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches
 from ._batched import (
     Explained,
+    Forwarded,
     MultiPassMethod,
     add_rows,
     check_batch_size,
@@ -66,9 +67,9 @@ class SmoothGrad(MultiPassMethod):
         Seed of the noise (default 0); ``None`` draws fresh noise each call.
     batch_size : int or None
         Most noisy images per call of the base method: bounds memory. Default
-        ``None``: as many as fit in 6 MiB of model input, 1 to 256
-        (:func:`attrib.methods._batched.default_batch_size`; 128 at 3 x 64 x 64,
-        10 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        ``None``: as many as fit in 4 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 85 at 3 x 64 x 64,
+        6 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
         images per call used. A multi-pass base (integrated gradients) splits
         each call again by its own ``batch_size``.
 
@@ -135,8 +136,8 @@ class SmoothGrad(MultiPassMethod):
                                  options, "e.g. base_options={'layer': 'layer4'}")
         return cls(self.model, objective=self.objective, registry=self.registry, **options)
 
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
+    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
         n = len(x)
         axes = tuple(range(1, x.ndim))
         xf = x.astype(np.float64)
