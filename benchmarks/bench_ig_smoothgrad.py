@@ -4,8 +4,8 @@ For IG (``steps`` interpolation points, Gauss–Legendre, zero baseline) and Smo
 (``samples`` noisy copies, saliency base) at batch 1 and 8 it measures, interleaved in
 one run (configuration by configuration, round after round):
 
-- attrib with its default ``batch_size`` (sized from a 4 MiB input budget: 85 rows per
-  gradient pass at 64², 6 at 224², see ``attrib.methods._batched.default_batch_size``;
+- attrib with its default ``batch_size`` (sized from a 3 MiB input budget: 64 rows per
+  gradient pass at 64², 5 at 224², see ``attrib.methods._batched.default_batch_size``;
   the rows used are printed) and with ``--attrib-batch`` if given;
 - Captum ``IntegratedGradients`` / ``NoiseTunnel(Saliency)`` with each
   ``internal_batch_size`` / ``nt_samples_batch_size`` of ``--captum-batches``; the

@@ -192,8 +192,8 @@ def test_passes_never_exceed_batch_size_and_the_default_comes_from_the_memory_bu
         images: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     from attrib.methods import _batched
 
-    assert _batched.default_batch_size(np.zeros((1, 3, 224, 224), np.float32)) == 6
-    assert _batched.default_batch_size(np.zeros((1, 3, 64, 64), np.float32)) == 85
+    assert _batched.default_batch_size(np.zeros((1, 3, 224, 224), np.float32)) == 5
+    assert _batched.default_batch_size(np.zeros((1, 3, 64, 64), np.float32)) == 64
     assert _batched.default_batch_size(np.zeros((1, 10), np.float32)) == _batched.MAX_CHUNK_ROWS
     net = _relu_cnn()
     rows: list[int] = []
@@ -204,6 +204,20 @@ def test_passes_never_exceed_batch_size_and_the_default_comes_from_the_memory_bu
         # one forward of the 2 images and their (equal, zero) baseline once: 3 rows; then
         # 10 interpolated rows in chunks of 4, 4, 2
         assert rows == [3, 4, 4, 2] and ig.stats["batch_size"] == 4
+        rows.clear()
+        # given targets and one pass for all: SmoothGrad's clean images join the noisy ones
+        folded = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4)
+        assert rows == [10] and folded.stats["batch_size"] == 10
+        split = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4,
+                               batch_size=4)  # too small to fold: a forward call, then 4, 4
+        np.testing.assert_allclose(folded.attribution, split.attribution, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(folded.logits, split.logits, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(folded.logits, net(torch.tensor(images)).detach().numpy(),
+                                   rtol=1e-12, atol=1e-15)
+        weights = np.zeros((2, 10))
+        weights[:, 3], weights[:, 7] = 1.0, -1.0
+        contrast = attrib.explain(net, images, method="smoothgrad", target=weights, n_samples=4)
+        np.testing.assert_array_equal(contrast.target_weights, weights)
         rows.clear()
         # default: as many rows as fit in CHUNK_BYTES of input; 3 x 32 x 32 float64 = 24 KiB
         monkeypatch.setattr(_batched, "CHUNK_BYTES", 3 * images[0].nbytes + 1)

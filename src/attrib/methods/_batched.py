@@ -10,11 +10,11 @@ of its last row and the padding dropped, so each method compiles once per input
 shape.
 
 The default ``batch_size`` (``None``) is sized from a memory budget
-(:func:`default_batch_size`): as many rows as fit in :data:`CHUNK_BYTES` (4 MiB) of
+(:func:`default_batch_size`): as many rows as fit in :data:`CHUNK_BYTES` (3 MiB) of
 model input, between 1 and :data:`MAX_CHUNK_ROWS` (256). A network's activation
 memory grows with its input's size, so the peak memory of a call is bounded by
-the chunk, not by the number of images, steps or samples: e.g. 85 rows of
-3 x 64 x 64 float32 images (ResNet-50: about 0.8 GiB for a gradient pass), 6 rows
+the chunk, not by the number of images, steps or samples: e.g. 64 rows of
+3 x 64 x 64 float32 images (ResNet-50: about 0.6 GiB for a gradient pass), 5 rows
 of 3 x 224 x 224. On a 2-core CPU those sizes are at the flat bottom of ResNet-50's
 time per image against rows per pass (see ``docs/benchmarks.md``).
 """
@@ -64,7 +64,7 @@ class Explained:
 
 
 #: bytes of model input per chunk when ``batch_size`` is not given
-CHUNK_BYTES: int = 4 * 2**20
+CHUNK_BYTES: int = 3 * 2**20
 #: most rows per chunk when ``batch_size`` is not given (tiny inputs)
 MAX_CHUNK_ROWS: int = 256
 
@@ -73,9 +73,9 @@ def default_batch_size(x: np.ndarray) -> int:
     """Rows per chunk for inputs like ``x`` (N, ...): ``CHUNK_BYTES`` of input, 1 to 256.
 
     >>> default_batch_size(np.zeros((8, 3, 64, 64), np.float32))
-    85
+    64
     >>> default_batch_size(np.zeros((1, 3, 224, 224), np.float32))
-    6
+    5
     """
     row_bytes = max(1, x[0].nbytes) if len(x) else 1
     return int(min(MAX_CHUNK_ROWS, max(1, CHUNK_BYTES // row_bytes)))
@@ -184,12 +184,22 @@ class MultiPassMethod(Attributor):
             f"{self.name!r} runs several passes: call attribute() instead.")
 
     @abstractmethod
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained,
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
             extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
         """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``.
 
         ``extra`` holds the rows of :meth:`extra_inputs` and their logits.
+        ``logits`` is ``None`` only where :meth:`folds_forward` said so: ``run``
+        then returns the logits of ``x`` in ``stats["logits"]``.
         """
+
+    def folds_forward(self, x: np.ndarray) -> bool:
+        """Whether :meth:`run` finds the logits of ``x`` in its own passes (no forward call).
+
+        Asked only when the targets are given (the explained score does not
+        depend on the logits); the backend checks them against the classes.
+        """
+        return False
 
     def extra_inputs(self, x: np.ndarray) -> np.ndarray | None:
         """Rows (N', ...) whose logits :meth:`run` needs besides those of ``x``, or ``None``.
@@ -222,12 +232,28 @@ class MultiPassMethod(Attributor):
         shape = self.model.input_shape(inputs)
         x = self.model.to_numpy(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
-        logits, extra = self._forward(x)
+        if (targets is not None or weights is not None) and self.folds_forward(x):
+            explained = self._explained(targets, weights, None)
+            output, stats = self.run(x, None, explained)
+            logits = stats.pop("logits")
+        else:
+            logits, extra = self._forward(x)
+            explained = self._explained(targets, weights, logits)
+            output, stats = self.run(x, logits, explained, extra)
         if weights is not None:
             weights = resolve_target_weights(weights, logits)
-            explained = Explained(weights_targets(weights), weights, self.objective)
-        else:
-            explained = Explained(resolve_targets(targets, logits), None, self.objective)
-        output, stats = self.run(x, logits, explained, extra)
         return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
                                  stats={**output.stats, **stats}, target_weights=weights)
+
+    def _explained(self, targets: np.ndarray | None, weights: Any,
+                   logits: np.ndarray | None) -> Explained:
+        """The explained score: given classes or weights (checked against ``logits`` if given)."""
+        if weights is not None:
+            if logits is not None:
+                weights = resolve_target_weights(weights, logits)
+            weights = np.asarray(weights, dtype=np.float64)
+            return Explained(weights_targets(weights), weights, self.objective)
+        if logits is not None:
+            return Explained(resolve_targets(targets, logits), None, self.objective)
+        assert targets is not None
+        return Explained(targets, None, self.objective)

@@ -121,9 +121,9 @@ class IntegratedGradients(MultiPassMethod):
         and weights (:func:`quadrature`).
     batch_size : int or None
         Most interpolated images per gradient pass: bounds memory. Default
-        ``None``: as many as fit in 4 MiB of model input, 1 to 256
-        (:func:`attrib.methods._batched.default_batch_size`; 85 at 3 x 64 x 64,
-        6 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        ``None``: as many as fit in 3 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 64 at 3 x 64 x 64,
+        5 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
         rows per pass used.
     seed : int
         Seed of the ``"uniform"`` baseline (NumPy ``default_rng``).
@@ -183,8 +183,9 @@ class IntegratedGradients(MultiPassMethod):
         """The baselines: their scores go through the model with the inputs' (completeness)."""
         return self.baselines(x)
 
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained,
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
             extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
+        assert logits is not None, "folds_forward() is False"
         n = len(x)
         if extra is None:
             baselines = self.baselines(x)
