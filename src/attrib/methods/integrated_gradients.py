@@ -12,7 +12,6 @@ from ._batched import (
     Explained,
     Forwarded,
     MultiPassMethod,
-    add_rows,
     check_batch_size,
     check_count,
     chunks,
@@ -192,7 +191,9 @@ class IntegratedGradients(MultiPassMethod):
             extra = Forwarded(baselines, self.model.forward(baselines))
         baseline = extra.rows
         diff = x.astype(np.float64) - baseline.astype(np.float64)
+        step_in_dtype = diff.astype(x.dtype)  # interpolated images in the inputs' dtype (as Captum)
         total = np.zeros(x.shape, dtype=np.float64)
+        flat_total = total.reshape(n, -1)
         steps = len(self.alphas)
         grad_dtype: Any = x.dtype
         batch_size = self.batch_size or default_batch_size(x)
@@ -201,16 +202,20 @@ class IntegratedGradients(MultiPassMethod):
         for start, stop, size in chunks(steps * n, batch_size, self.model):
             rows = np.arange(start, stop)
             step, sample = rows // n, rows % n
-            alpha = self.alphas[step].reshape((-1,) + (1,) * (x.ndim - 1))
-            batch = (baseline[sample] + alpha * diff[sample]).astype(x.dtype)
+            alpha = self.alphas[step].astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+            batch = baseline[sample] + alpha * step_in_dtype[sample]
             picked = padded(sample, size)
             result = self.model.gradients(explained.rows(picked).request(
                 padded(batch, size), input_gradient=True, layer_gradients=False))
             assert result.input_gradient is not None, "the backend returned no input gradient"
             grads = result.input_gradient[: stop - start]
             grad_dtype, used = grads.dtype, max(used, size)
-            weight = self.step_weights[step].reshape(alpha.shape)
-            add_rows(total, sample, weight * grads.astype(np.float64))
+            # sum_s w_s * grad per sample: one weighted row sum (gemv) per sample in the chunk,
+            # in the gradients' dtype, added to the float64 total
+            flat, weight = grads.reshape(len(grads), -1), self.step_weights[step].astype(grads.dtype)
+            for k in np.unique(sample):
+                mine = sample == k
+                flat_total[k] += weight[mine] @ flat[mine]
         attribution = total * diff
         score = explained.scores(logits)
         baseline_score = explained.scores(extra.logits)
