@@ -4,23 +4,25 @@ For IG (``steps`` interpolation points, Gauss–Legendre, zero baseline) and Smo
 (``samples`` noisy copies, saliency base) at batch 1 and 8 it measures, interleaved in
 one run (configuration by configuration, round after round):
 
-- attrib with its default ``batch_size`` (IG 32 interpolated images per gradient pass,
-  SmoothGrad 16 noisy images per pass) and with ``--attrib-batch`` if given;
+- attrib with its default ``batch_size`` (sized from a 3 MiB input budget: 64 rows per
+  gradient pass at 64², 5 at 224², see ``attrib.methods._batched.default_batch_size``;
+  the rows used are printed) and with ``--attrib-batch`` if given;
 - Captum ``IntegratedGradients`` / ``NoiseTunnel(Saliency)`` with each
   ``internal_batch_size`` / ``nt_samples_batch_size`` of ``--captum-batches``; the
   best of them (lowest median) is the one attrib is compared with.
 
-Every timed call runs in a fresh subprocess (after one untimed warm-up call there), so
-that the **peak memory** of a configuration can be read with
-``resource.getrusage(RUSAGE_SELF).ru_maxrss``: printed is the growth of the process's
-peak resident set during the two calls (peak after minus peak before the warm-up call,
-i.e. with the model and inputs already loaded), in MiB, the maximum over rounds.
-Times are the median over ``--rounds`` of the wall time of one call. Weights are
+Every configuration runs in a fresh subprocess per round (one untimed warm-up call,
+then ``--calls`` timed calls), so that the **peak memory** of a configuration can be
+read with ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: printed is the growth of the
+process's peak resident set during the calls (peak after minus peak before the warm-up
+call, i.e. with the model and inputs already loaded), in MiB, the maximum over rounds.
+Times are the median over ``--rounds`` of each subprocess's median call. Weights are
 random (``weights=None``), float32, ``torch.set_num_threads(--threads)``.
 
 Run::
 
-    python benchmarks/bench_ig_smoothgrad.py [--size 224] [--rounds 3] [--captum-ig 32,100] [--captum-nt 5,25]
+    python benchmarks/bench_ig_smoothgrad.py [--size 64] [--rounds 3] [--methods ig]
+        [--captum-ig 0,100,50,16] [--captum-nt 0,10,5] [--attrib-batch 16]
 """
 
 from __future__ import annotations
@@ -57,11 +59,11 @@ def _worker(spec: dict[str, Any]) -> None:
         if spec["method"] == "ig":
             def call() -> Any:
                 return attrib.explain(model, x, method="integrated_gradients", target=target,
-                                      steps=spec["steps"], **options).attribution
+                                      steps=spec["steps"], **options)
         else:
             def call() -> Any:
                 return attrib.explain(model, x, method="smoothgrad", target=target,
-                                      n_samples=spec["samples"], noise=0.15, **options).attribution
+                                      n_samples=spec["samples"], noise=0.15, **options)
     else:
         from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
@@ -81,12 +83,16 @@ def _worker(spec: dict[str, Any]) -> None:
                                         nt_samples_batch_size=spec["chunk"] or None, abs=False)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and inputs loaded
     call()  # warm-up (allocator, lazy initialisation); counts for the peak
-    start = time.perf_counter()
-    call()
-    seconds = time.perf_counter() - start
+    times = []
+    for _ in range(spec["calls"]):
+        start = time.perf_counter()
+        result = call()
+        times.append(time.perf_counter() - start)
+    seconds = statistics.median(times)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rows = result.stats["batch_size"] if spec["impl"] == "attrib" else 0
     print(json.dumps({"seconds": seconds, "peak_growth_mib": (after - before) / 1024,
-                      "peak_mib": after / 1024}))
+                      "peak_mib": after / 1024, "rows": rows}))
 
 
 def _run(spec: dict[str, Any]) -> dict[str, float]:
@@ -98,15 +104,16 @@ def _run(spec: dict[str, Any]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--batches", default="1,8")
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--samples", type=int, default=25)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--captum-ig", default="32,100",
+    parser.add_argument("--calls", type=int, default=2, help="timed calls per subprocess")
+    parser.add_argument("--captum-ig", default="0,100,50,16",
                         help="IG internal_batch_size values tried (rows; 0: None, all at once)")
-    parser.add_argument("--captum-nt", default="5,25",
+    parser.add_argument("--captum-nt", default="0,10,5",
                         help="NoiseTunnel nt_samples_batch_size values tried (noise samples; 0: None)")
     parser.add_argument("--attrib-batch", type=int, default=0,
                         help="also time attrib with this batch_size (0: defaults only)")
@@ -120,7 +127,7 @@ def main() -> None:
     for method in args.methods.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
             base = {"method": method, "batch": batch, "size": args.size, "steps": args.steps,
-                    "samples": args.samples, "threads": args.threads}
+                    "samples": args.samples, "threads": args.threads, "calls": args.calls}
             chunks = [0] + ([args.attrib_batch] if args.attrib_batch else [])
             configs += [{**base, "impl": "attrib", "chunk": c} for c in chunks]
             tried = args.captum_ig if method == "ig" else args.captum_nt
@@ -134,9 +141,13 @@ def main() -> None:
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     print(f"ResNet-50 (weights=None, float32), {args.size}x{args.size}, "
-          f"{args.threads} threads, median of {args.rounds} interleaved rounds; memory = growth "
+          f"{args.threads} threads, median of {args.rounds} interleaved rounds (each the median "
+          f"of {args.calls} calls after a warm-up); memory = growth "
           "of the subprocess's peak RSS (getrusage ru_maxrss) during the call, max over rounds")
-    print(f"{'method':<11}{'batch':>6}  {'impl':<8}{'chunk':>7}{'seconds':>10}{'peak MiB':>10}")
+    print("chunk: attrib's batch_size (rows per pass; 'default' shows the rows it chose), "
+          "Captum's internal_batch_size (rows) / nt_samples_batch_size (noise samples); "
+          "None: everything in one pass")
+    print(f"{'method':<11}{'batch':>6}  {'impl':<8}{'chunk':>13}{'seconds':>10}{'peak MiB':>10}")
     summary = []
     for method in args.methods.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
@@ -147,14 +158,17 @@ def main() -> None:
                 seconds = statistics.median(r["seconds"] for r in results[i])
                 memory = max(r["peak_growth_mib"] for r in results[i])
                 rows.append((spec["impl"], spec["chunk"], seconds, memory))
-                chunk = spec["chunk"] or ("default" if spec["impl"] == "attrib" else "None")
-                print(f"{method:<11}{batch:>6}  {spec['impl']:<8}{chunk!s:>7}{seconds:>10.3f}"
+                chunk = spec["chunk"] or (f"default={results[i][0]['rows']}"
+                                          if spec["impl"] == "attrib" else "None")
+                print(f"{method:<11}{batch:>6}  {spec['impl']:<8}{chunk!s:>13}{seconds:>10.3f}"
                       f"{memory:>10.0f}")
             ours = min((r for r in rows if r[0] == "attrib" and r[1] == 0), key=lambda r: r[2])
             best = min((r for r in rows if r[0] == "captum"), key=lambda r: r[2])
+            verdict = "met" if ours[2] <= best[2] else "NOT met"
             summary.append(f"{method} batch {batch}: attrib {ours[2]:.3f} s / Captum best "
-                           f"(chunk {best[1]}) {best[2]:.3f} s = {ours[2] / best[2]:.2f}x; "
-                           f"peak +{ours[3]:.0f} MiB vs +{best[3]:.0f} MiB")
+                           f"(chunk {best[1] or 'None'}) {best[2]:.3f} s = "
+                           f"{ours[2] / best[2]:.2f}x ({verdict}: not slower); peak "
+                           f"+{ours[3]:.0f} MiB vs Captum best's +{best[3]:.0f} MiB")
     print("\n".join(summary))
 
 

@@ -162,20 +162,28 @@ class Attributor(ABC):
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
             output = self.compute(result)
         check_finite_map(self.name, output.attribution)
+        return self._explanation(output, targets=result.targets, logits=result.logits,
+                                 inputs=result.inputs, stats={**result.stats, **output.stats},
+                                 target_weights=weights)
+
+    def _explanation(self, output: MethodOutput, *, targets: np.ndarray, logits: np.ndarray,
+                     inputs: np.ndarray | None, stats: Mapping[str, Any],
+                     target_weights: np.ndarray | None) -> Explanation:
+        """The :class:`Explanation` of ``output`` for explained ``targets`` (every ``attribute``)."""
         return Explanation(
             attribution=output.attribution,
             method=self.name,
             backend=self.model.backend,
             layer=self.layer,
-            targets=result.targets,
-            logits=result.logits,
+            targets=targets,
+            logits=logits,
             layout=self.model.layout,
             objective=self.objective,
-            inputs=result.inputs,
+            inputs=inputs,
             layer_attribution=output.layer_attribution,
             parts=output.parts,
-            stats={**result.stats, **output.stats},
-            target_weights=weights,
+            stats=stats,
+            target_weights=target_weights,
             layers=self.layers,
         )
 

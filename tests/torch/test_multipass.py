@@ -59,7 +59,7 @@ def test_integrated_gradients_equals_captum_on_resnet18(resnet: Any, images: np.
                                                         rule: str) -> None:
     steps = 3
     ours = attrib.explain(resnet, images, method="integrated_gradients", target=TARGETS,
-                          steps=steps, rule=rule, batch_size=4)  # 6 rows: chunks 4, 2
+                          steps=steps, rule=rule, batch_size=4)  # 6 rows: chunks 3, 3
     theirs = captum_attr.IntegratedGradients(resnet).attribute(
         torch.tensor(images), target=TARGETS, n_steps=steps, method=rule).numpy()
     assert ours.attribution.shape == theirs.shape
@@ -167,7 +167,7 @@ def test_smoothgrad_seeded_repeat_is_identical_and_independent_of_batch_size(
     first = attrib.explain(resnet, x, batch_size=4, **kwargs)
     second = attrib.explain(resnet, x, batch_size=4, **kwargs)
     np.testing.assert_array_equal(first.attribution, second.attribution)
-    chunked = attrib.explain(resnet, x, batch_size=5, **kwargs)  # 6 rows: chunks 5, 1
+    chunked = attrib.explain(resnet, x, batch_size=2, **kwargs)  # 6 rows: 2, 2, 2 (not 3, 3)
     np.testing.assert_allclose(chunked.attribution, first.attribution, rtol=1e-12, atol=1e-14)
     other = attrib.explain(resnet, x, batch_size=4, **{**kwargs, "seed": 8})
     assert not np.allclose(other.attribution, first.attribution)
@@ -186,6 +186,52 @@ def test_smoothgrad_seeded_repeat_is_identical_and_independent_of_batch_size(
     np.testing.assert_allclose(squared.attribution, np.mean(squares, axis=0), rtol=1e-10, atol=1e-16)
     variance = attrib.explain(resnet, x, batch_size=4, kind="variance", **kwargs)
     np.testing.assert_allclose(variance.attribution, np.var(maps, axis=0), rtol=1e-6, atol=1e-14)
+
+
+def test_passes_never_exceed_batch_size_and_the_default_comes_from_the_memory_budget(
+        images: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+    from attrib.methods import _batched
+
+    assert _batched.default_batch_size(np.zeros((1, 3, 224, 224), np.float32)) == 5
+    assert _batched.default_batch_size(np.zeros((1, 3, 64, 64), np.float32)) == 64
+    assert _batched.default_batch_size(np.zeros((1, 10), np.float32)) == _batched.MAX_CHUNK_ROWS
+    net = _relu_cnn()
+    rows: list[int] = []
+    hook = net.register_forward_pre_hook(lambda module, args: rows.append(len(args[0])))
+    try:
+        ig = attrib.explain(net, images, method="integrated_gradients", target=TARGETS, steps=5,
+                            batch_size=4)
+        # one forward of the 2 images and their (equal, zero) baseline once: 3 rows; then
+        # 10 interpolated rows in chunks of 4, 4, 2
+        assert rows == [3, 4, 4, 2] and ig.stats["batch_size"] == 4
+        rows.clear()
+        # given targets and one pass for all: SmoothGrad's clean images join the noisy ones
+        folded = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4)
+        assert rows == [10] and folded.stats["batch_size"] == 10
+        split = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4,
+                               batch_size=4)  # too small to fold: a forward call, then 4, 4
+        np.testing.assert_allclose(folded.attribution, split.attribution, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(folded.logits, split.logits, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(folded.logits, net(torch.tensor(images)).detach().numpy(),
+                                   rtol=1e-12, atol=1e-15)
+        weights = np.zeros((2, 10))
+        weights[:, 3], weights[:, 7] = 1.0, -1.0
+        contrast = attrib.explain(net, images, method="smoothgrad", target=weights, n_samples=4)
+        np.testing.assert_array_equal(contrast.target_weights, weights)
+        rows.clear()
+        # default: as many rows as fit in CHUNK_BYTES of input; 3 x 32 x 32 float64 = 24 KiB
+        monkeypatch.setattr(_batched, "CHUNK_BYTES", 3 * images[0].nbytes + 1)
+        ig = attrib.explain(net, images, method="integrated_gradients", target=TARGETS, steps=5)
+        assert rows == [3, 3, 3, 3, 1] and ig.stats["batch_size"] == 3
+        rows.clear()
+        uniform = attrib.explain(net, images, method="integrated_gradients", target=TARGETS,
+                                 steps=5, baseline="uniform")  # two different baselines
+        assert rows == [4, 3, 3, 3, 1] and uniform.stats["batch_size"] == 3
+        rows.clear()
+        smooth = attrib.explain(net, images, method="smoothgrad", target=TARGETS, n_samples=4)
+        assert rows == [2, 3, 3, 2] and smooth.stats["batch_size"] == 3
+    finally:
+        hook.remove()
 
 
 def test_target_weights_one_hot_and_contrast(images: np.ndarray) -> None:

@@ -2,10 +2,21 @@
 
 Integrated gradients, SmoothGrad and occlusion run many images (interpolated,
 noisy, occluded) through :meth:`attrib.Model.gradients` / :meth:`attrib.Model.forward`.
-They go through the backend in chunks of ``batch_size`` rows; on a backend that
-compiles per input shape (:attr:`attrib.Model.compiles_per_shape`, jax) the last
-chunk is padded with copies of its last row and the padding dropped, so each
-method compiles once per input shape.
+They go through the backend in chunks of at most ``batch_size`` rows, all of one
+size but the last (``ceil(total / ceil(total / batch_size))`` rows: no small
+remainder chunk); on a backend that compiles per input shape
+(:attr:`attrib.Model.compiles_per_shape`, jax) the last chunk is padded with copies
+of its last row and the padding dropped, so each method compiles once per input
+shape.
+
+The default ``batch_size`` (``None``) is sized from a memory budget
+(:func:`default_batch_size`): as many rows as fit in :data:`CHUNK_BYTES` (3 MiB) of
+model input, between 1 and :data:`MAX_CHUNK_ROWS` (256). A network's activation
+memory grows with its input's size, so the peak memory of a call is bounded by
+the chunk, not by the number of images, steps or samples: e.g. 64 rows of
+3 x 64 x 64 float32 images (ResNet-50: about 0.6 GiB for a gradient pass), 5 rows
+of 3 x 224 x 224. On a 2-core CPU those sizes are at the flat bottom of ResNet-50's
+time per image against rows per pass (see ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
@@ -52,13 +63,52 @@ class Explained:
         return weighted_scores(logits, self.targets, self.weights, self.objective)
 
 
+#: bytes of model input per chunk when ``batch_size`` is not given
+CHUNK_BYTES: int = 3 * 2**20
+#: most rows per chunk when ``batch_size`` is not given (tiny inputs)
+MAX_CHUNK_ROWS: int = 256
+
+
+def default_batch_size(x: np.ndarray) -> int:
+    """Rows per chunk for inputs like ``x`` (N, ...): ``CHUNK_BYTES`` of input, 1 to 256.
+
+    >>> default_batch_size(np.zeros((8, 3, 64, 64), np.float32))
+    64
+    >>> default_batch_size(np.zeros((1, 3, 224, 224), np.float32))
+    5
+    """
+    row_bytes = max(1, x[0].nbytes) if len(x) else 1
+    return int(min(MAX_CHUNK_ROWS, max(1, CHUNK_BYTES // row_bytes)))
+
+
+def check_batch_size(value: object) -> int | None:
+    """``None`` (sized from memory, :func:`default_batch_size`) or an int >= 1."""
+    return None if value is None else check_count("batch_size", value)
+
+
+@dataclass(frozen=True)
+class Forwarded:
+    """Rows that went through the model with the inputs, and their logits."""
+
+    rows: np.ndarray
+    logits: np.ndarray
+
+
 def chunks(total: int, batch_size: int, model: Model) -> Iterator[tuple[int, int, int]]:
     """``(start, stop, size)`` of each chunk of ``total`` rows; ``size`` includes padding.
 
-    On a backend that compiles per shape every chunk has the size of the
-    first one (``min(batch_size, total)``).
+    The rows are split into ``ceil(total / batch_size)`` chunks of equal size
+    (the last one smaller when they do not divide evenly); on a backend that
+    compiles per shape every chunk has the size of the first one.
+
+    >>> class Eager: compiles_per_shape = False
+    >>> [stop - start for start, stop, _ in chunks(10, 4, Eager())]
+    [4, 4, 2]
+    >>> [stop - start for start, stop, _ in chunks(400, 128, Eager())]
+    [100, 100, 100, 100]
     """
-    size = min(batch_size, total)
+    count = -(-total // batch_size)
+    size = -(-total // count) if total else 1
     for start in range(0, total, size):
         stop = min(start + size, total)
         yield start, stop, size if model.compiles_per_shape else stop - start
@@ -70,6 +120,18 @@ def padded(array: np.ndarray, size: int) -> np.ndarray:
     if missing <= 0:
         return array
     return np.concatenate([array, np.repeat(array[-1:], missing, axis=0)], axis=0)
+
+
+def add_rows(total: np.ndarray, index: np.ndarray, values: np.ndarray) -> None:
+    """``total[index[i]] += values[i]`` for every row ``i``; repeated indices add up.
+
+    What ``np.add.at(total, index, values)`` does, with one vectorised sum per
+    distinct index instead of an unbuffered loop over rows.
+    """
+    order = np.argsort(index, kind="stable")
+    ordered = index[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    total[ordered[starts]] += np.add.reduceat(values[order], starts, axis=0)
 
 
 def check_count(name: str, value: object, minimum: int = 1) -> int:
@@ -122,34 +184,76 @@ class MultiPassMethod(Attributor):
             f"{self.name!r} runs several passes: call attribute() instead.")
 
     @abstractmethod
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
-        """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``."""
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
+        """The map (and extra ``stats``) of ``x`` (NumPy, the model's layout) with ``logits``.
+
+        ``extra`` holds the rows of :meth:`extra_inputs` and their logits.
+        ``logits`` is ``None`` only where :meth:`folds_forward` said so: ``run``
+        then returns the logits of ``x`` in ``stats["logits"]``.
+        """
+
+    def folds_forward(self, x: np.ndarray) -> bool:
+        """Whether :meth:`run` finds the logits of ``x`` in its own passes (no forward call).
+
+        Asked only when the targets are given (the explained score does not
+        depend on the logits); the backend checks them against the classes.
+        """
+        return False
+
+    def extra_inputs(self, x: np.ndarray) -> np.ndarray | None:
+        """Rows (N', ...) whose logits :meth:`run` needs besides those of ``x``, or ``None``.
+
+        They go through the model in the forward pass of ``x`` (one call
+        instead of two; integrated gradients: the baselines).
+        """
+        return None
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Forwarded | None]:
+        """The logits of ``x`` and the :meth:`extra_inputs` with theirs, from one forward call.
+
+        On an eager backend (not :attr:`attrib.Model.compiles_per_shape`)
+        extra rows that are all equal (the zero baseline) go through the model
+        once and their logits are repeated.
+        """
+        extra = self.extra_inputs(x)
+        if extra is None:
+            return self.model.forward(x), None
+        same = (not self.model.compiles_per_shape and len(extra) > 1
+                and bool(np.all(extra == extra[:1])))
+        logits = self.model.forward(np.concatenate([x, extra[:1] if same else extra]))
+        extra_logits = logits[len(x):]
+        if same:
+            extra_logits = np.repeat(extra_logits, len(extra), axis=0)
+        return logits[: len(x)], Forwarded(extra, extra_logits)
 
     def attribute(self, inputs: Any, target: Any = None) -> Explanation:
         """Explain ``inputs`` for ``target`` (as :meth:`attrib.Attributor.attribute`)."""
         shape = self.model.input_shape(inputs)
         x = self.model.to_numpy(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
-        logits = self.model.forward(x)
+        if (targets is not None or weights is not None) and self.folds_forward(x):
+            explained = self._explained(targets, weights, None)
+            output, stats = self.run(x, None, explained)
+            logits = stats.pop("logits")
+        else:
+            logits, extra = self._forward(x)
+            explained = self._explained(targets, weights, logits)
+            output, stats = self.run(x, logits, explained, extra)
         if weights is not None:
             weights = resolve_target_weights(weights, logits)
-            explained = Explained(weights_targets(weights), weights, self.objective)
-        else:
-            explained = Explained(resolve_targets(targets, logits), None, self.objective)
-        output, stats = self.run(x, logits, explained)
-        return Explanation(
-            attribution=output.attribution,
-            method=self.name,
-            backend=self.model.backend,
-            layer=self.layer,
-            targets=explained.targets,
-            logits=logits,
-            layout=self.model.layout,
-            objective=self.objective,
-            inputs=x,
-            layer_attribution=output.layer_attribution,
-            parts=output.parts,
-            stats=stats,
-            target_weights=weights,
-        )
+        return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
+                                 stats={**output.stats, **stats}, target_weights=weights)
+
+    def _explained(self, targets: np.ndarray | None, weights: Any,
+                   logits: np.ndarray | None) -> Explained:
+        """The explained score: given classes or weights (checked against ``logits`` if given)."""
+        if weights is not None:
+            if logits is not None:
+                weights = resolve_target_weights(weights, logits)
+            weights = np.asarray(weights, dtype=np.float64)
+            return Explained(weights_targets(weights), weights, self.objective)
+        if logits is not None:
+            return Explained(resolve_targets(targets, logits), None, self.objective)
+        assert targets is not None
+        return Explained(targets, None, self.objective)

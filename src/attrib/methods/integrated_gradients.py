@@ -10,9 +10,12 @@ from .._attributor import MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches, shown
 from ._batched import (
     Explained,
+    Forwarded,
     MultiPassMethod,
+    check_batch_size,
     check_count,
     chunks,
+    default_batch_size,
     padded,
     random_images,
     spatial_axes,
@@ -115,8 +118,12 @@ class IntegratedGradients(MultiPassMethod):
         ``"gausslegendre"`` (default), ``"riemann_left"``, ``"riemann_right"``,
         ``"riemann_middle"``, ``"riemann_trapezoid"``: Captum's rules, same nodes
         and weights (:func:`quadrature`).
-    batch_size : int
-        Interpolated images per gradient pass (default 32): bounds memory.
+    batch_size : int or None
+        Most interpolated images per gradient pass: bounds memory. Default
+        ``None``: as many as fit in 3 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 64 at 3 x 64 x 64,
+        5 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        rows per pass used.
     seed : int
         Seed of the ``"uniform"`` baseline (NumPy ``default_rng``).
 
@@ -128,14 +135,14 @@ class IntegratedGradients(MultiPassMethod):
     name = "integrated_gradients"
 
     def __init__(self, model: Any, *, baseline: Any = "zeros", steps: int = 50,
-                 rule: str = "gausslegendre", batch_size: int = 32, seed: int = 0,
+                 rule: str = "gausslegendre", batch_size: int | None = None, seed: int = 0,
                  backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self.steps: int = check_count("steps", steps)
         self.alphas, self.step_weights = quadrature(rule, self.steps)
         self.rule_name: str = rule
-        self.batch_size: int = check_count("batch_size", batch_size)
+        self.batch_size: int | None = check_batch_size(batch_size)
         if isinstance(baseline, str) and baseline not in BASELINES:
             near = close_matches(baseline, BASELINES)
             raise argument_error("baseline", f"one of {list(BASELINES)} or an array", baseline,
@@ -171,32 +178,48 @@ class IntegratedGradients(MultiPassMethod):
             raise argument_error("baseline", "finite values", shown("an array with NaN or inf"))
         return np.array(base, dtype=x.dtype)
 
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
+    def extra_inputs(self, x: np.ndarray) -> np.ndarray:
+        """The baselines: their scores go through the model with the inputs' (completeness)."""
+        return self.baselines(x)
+
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
+        assert logits is not None, "folds_forward() is False"
         n = len(x)
-        baseline = self.baselines(x)
+        if extra is None:
+            baselines = self.baselines(x)
+            extra = Forwarded(baselines, self.model.forward(baselines))
+        baseline = extra.rows
         diff = x.astype(np.float64) - baseline.astype(np.float64)
+        step_in_dtype = diff.astype(x.dtype)  # interpolated images in the inputs' dtype (as Captum)
         total = np.zeros(x.shape, dtype=np.float64)
+        flat_total = total.reshape(n, -1)
         steps = len(self.alphas)
         grad_dtype: Any = x.dtype
+        batch_size = self.batch_size or default_batch_size(x)
+        used = 0
         # rows are (step, sample) pairs, step-major like Captum's expansion
-        for start, stop, size in chunks(steps * n, self.batch_size, self.model):
+        for start, stop, size in chunks(steps * n, batch_size, self.model):
             rows = np.arange(start, stop)
             step, sample = rows // n, rows % n
-            alpha = self.alphas[step].reshape((-1,) + (1,) * (x.ndim - 1))
-            batch = (baseline[sample] + alpha * diff[sample]).astype(x.dtype)
+            alpha = self.alphas[step].astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
+            batch = baseline[sample] + alpha * step_in_dtype[sample]
             picked = padded(sample, size)
             result = self.model.gradients(explained.rows(picked).request(
                 padded(batch, size), input_gradient=True, layer_gradients=False))
             assert result.input_gradient is not None, "the backend returned no input gradient"
             grads = result.input_gradient[: stop - start]
-            grad_dtype = grads.dtype
-            weight = self.step_weights[step].reshape(alpha.shape)
-            np.add.at(total, sample, weight * grads.astype(np.float64))
+            grad_dtype, used = grads.dtype, max(used, size)
+            # sum_s w_s * grad per sample: one weighted row sum (gemv) per sample in the chunk,
+            # in the gradients' dtype, added to the float64 total
+            flat, weight = grads.reshape(len(grads), -1), self.step_weights[step].astype(grads.dtype)
+            for k in np.unique(sample):
+                mine = sample == k
+                flat_total[k] += weight[mine] @ flat[mine]
         attribution = total * diff
         score = explained.scores(logits)
-        baseline_score = explained.scores(self.model.forward(baseline))
+        baseline_score = explained.scores(extra.logits)
         error = attribution.reshape(n, -1).sum(axis=1) - (score - baseline_score)
         stats = {"completeness_error": error, "score": score, "baseline_score": baseline_score,
-                 "steps": steps, "rule": self.rule_name}
+                 "steps": steps, "rule": self.rule_name, "batch_size": used}
         return MethodOutput(attribution=attribution.astype(grad_dtype)), stats

@@ -9,7 +9,7 @@ import numpy as np
 
 from .._attributor import MethodOutput
 from .._errors import AttribTypeError, argument_error, shown
-from ._batched import Explained, MultiPassMethod, check_count, chunks, padded, spatial_axes
+from ._batched import Explained, Forwarded, MultiPassMethod, check_count, chunks, padded, spatial_axes
 
 __all__ = ["Occlusion", "window_starts"]
 
@@ -91,8 +91,9 @@ class Occlusion(MultiPassMethod):
         self.baseline: float = float(baseline)
         self.batch_size: int = check_count("batch_size", batch_size)
 
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
+        assert logits is not None, "folds_forward() is False"
         n = len(x)
         h_axis, w_axis = spatial_axes(self.model.layout, x.ndim)
         height, width = x.shape[h_axis], x.shape[w_axis]

@@ -11,7 +11,18 @@ import numpy as np
 
 from .._attributor import Attributor, MethodOutput
 from .._errors import AttribTypeError, argument_error, close_matches
-from ._batched import Explained, MultiPassMethod, check_count, chunks, padded, random_images
+from ._batched import (
+    Explained,
+    Forwarded,
+    MultiPassMethod,
+    add_rows,
+    check_batch_size,
+    check_count,
+    chunks,
+    default_batch_size,
+    padded,
+    random_images,
+)
 
 __all__ = ["SmoothGrad", "KINDS"]
 
@@ -54,8 +65,13 @@ class SmoothGrad(MultiPassMethod):
         ``"mean"`` (default), ``"squared"`` or ``"variance"``.
     seed : int or None
         Seed of the noise (default 0); ``None`` draws fresh noise each call.
-    batch_size : int
-        Noisy images per call of the base method (default 16).
+    batch_size : int or None
+        Most noisy images per call of the base method: bounds memory. Default
+        ``None``: as many as fit in 3 MiB of model input, 1 to 256
+        (:func:`attrib.methods._batched.default_batch_size`; 64 at 3 x 64 x 64,
+        5 at 3 x 224 x 224 in float32). ``stats["batch_size"]`` holds the
+        images per call used. A multi-pass base (integrated gradients) splits
+        each call again by its own ``batch_size``.
 
     Notes
     -----
@@ -74,11 +90,11 @@ class SmoothGrad(MultiPassMethod):
     def __init__(self, model: Any, *, base: str = "saliency",
                  base_options: Mapping[str, Any] | None = None, n_samples: int = 25,
                  noise: float = 0.15, kind: str = "mean", seed: int | None = 0,
-                 batch_size: int = 16, backend: str | None = None, objective: str = "logit",
+                 batch_size: int | None = None, backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self.n_samples: int = check_count("n_samples", n_samples)
-        self.batch_size: int = check_count("batch_size", batch_size)
+        self.batch_size: int | None = check_batch_size(batch_size)
         if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
             raise argument_error("noise", "a float >= 0 (fraction of each image's value range)",
                                  noise, kind=AttribTypeError)
@@ -93,7 +109,16 @@ class SmoothGrad(MultiPassMethod):
         self.kind: str = str(kind)
         self.seed: int | None = seed
         self.base: Attributor = self._make_base(base, dict(base_options or {}))
-        self._layer = self.base.layer
+
+    @property
+    def layer(self) -> str | None:
+        """The base method's tapped layer (CAM bases), else ``None``."""
+        return self.base.layer
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        """Every layer the base method taps."""
+        return self.base.layers
 
     def _make_base(self, base: str, options: dict[str, Any]) -> Attributor:
         cls = self.registry.method(base)
@@ -111,8 +136,20 @@ class SmoothGrad(MultiPassMethod):
                                  options, "e.g. base_options={'layer': 'layer4'}")
         return cls(self.model, objective=self.objective, registry=self.registry, **options)
 
-    def run(self, x: np.ndarray, logits: np.ndarray, explained: Explained
-            ) -> tuple[MethodOutput, dict[str, Any]]:
+    def folds_forward(self, x: np.ndarray) -> bool:
+        """With given targets, the clean images join the noisy ones in a single pass.
+
+        When every noisy copy and the clean images fit in one call of a base
+        that runs one gradient pass (no layer, not multi-pass), that call
+        gives the clean logits too: one model call instead of two (at
+        batch 1, a forward call of one image costs about three noisy rows).
+        """
+        if self.noise == 0 or self.base.needs_layer or isinstance(self.base, MultiPassMethod):
+            return False
+        return (self.n_samples + 1) * len(x) <= (self.batch_size or default_batch_size(x))
+
+    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+            extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
         n = len(x)
         axes = tuple(range(1, x.ndim))
         xf = x.astype(np.float64)
@@ -120,6 +157,7 @@ class SmoothGrad(MultiPassMethod):
         stats: dict[str, Any] = {"noise_std": sigma, "n_samples": self.n_samples,
                                  "kind": self.kind, "base": self.base.name}
         if self.noise == 0:  # every noisy copy is the image itself: one call of the base
+            assert logits is not None
             clean = self.base.attribute(x, explained.as_target())
             maps = [clean.attribution, clean.layer_attribution]
             out = [None if m is None else self._aggregate(m.astype(np.float64),
@@ -133,9 +171,11 @@ class SmoothGrad(MultiPassMethod):
         squares: list[np.ndarray | None] = [None, None]
         dtypes: list[Any] = [x.dtype, x.dtype]
         drawn: dict[int, np.ndarray] = {}
+        batch_size = self.batch_size or default_batch_size(x)
+        used = 0
         # rows are (sample index, image) pairs, sample-major; one (N, ...) draw per index,
         # drawn in order, so the noise does not depend on batch_size
-        for start, stop, size in chunks(self.n_samples * n, self.batch_size, self.model):
+        for start, stop, size in chunks(self.n_samples * n, batch_size, self.model):
             rows = np.arange(start, stop)
             draw, image = rows // n, rows % n
             drawn = {d: e for d, e in drawn.items() if d >= int(draw[0])}
@@ -143,21 +183,30 @@ class SmoothGrad(MultiPassMethod):
                 if d not in drawn:
                     drawn[d] = random_images(rng, x.shape, self.model.layout) * scale
             batch = np.stack([xf[i] + drawn[int(d)][i] for d, i in zip(draw, image)])
-            picked = padded(image, size)
-            result = self.base.attribute(padded(batch.astype(x.dtype), size),
+            folded = n if logits is None and start == 0 else 0  # folds_forward: x first
+            used = max(used, size + folded)
+            if folded:
+                batch, image = np.concatenate([xf, batch]), np.r_[np.arange(n), image]
+            picked = padded(image, size + folded)
+            result = self.base.attribute(padded(batch.astype(x.dtype), size + folded),
                                          explained.rows(picked).as_target())
+            if folded:
+                stats["logits"] = np.asarray(result.logits[:n])
+                image = image[n:]
             for k, m in enumerate((result.attribution, result.layer_attribution)):
                 if m is None:
                     continue
-                m64 = np.asarray(m[: stop - start], dtype=np.float64)
+                m64 = np.asarray(m[folded: folded + stop - start], dtype=np.float64)
                 if sums[k] is None:
                     sums[k] = np.zeros((n,) + m64.shape[1:])
                     squares[k] = np.zeros((n,) + m64.shape[1:])
                     dtypes[k] = m.dtype
                 total, square = sums[k], squares[k]
                 assert total is not None and square is not None
-                np.add.at(total, image, m64)
-                np.add.at(square, image, m64 ** 2)
+                add_rows(total, image, m64)
+                if self.kind != "mean":  # the mean needs no squares
+                    add_rows(square, image, m64 ** 2)
+        stats["batch_size"] = used
         out = [None if s is None else self._aggregate(s, q, self.n_samples, dtypes[k])
                for k, (s, q) in enumerate(zip(sums, squares))]
         assert out[0] is not None
