@@ -18,8 +18,8 @@ and prints each as a ratio to ``autograd``. Not part of the test suite.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import os
+import sys
 from collections.abc import Callable
 
 import torch
@@ -27,6 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 
 import attrib
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import interleaved  # noqa: E402 - the benchmarks' one timing loop
 
 
 class SmallCNN(nn.Module):
@@ -47,17 +50,8 @@ class SmallCNN(nn.Module):
 
 
 def median_times(variants: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each variant; the variants take turns in every round, so a
-    change in the machine's load hits them alike."""
-    for fn in variants.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {label: [] for label in variants}
-    for _ in range(repeats):
-        for label, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
-    return {label: statistics.median(values) for label, values in times.items()}
+    """Median seconds of each variant (the loop shared with ``compare.py``)."""
+    return interleaved(variants, repeats)[1]
 
 
 def plain_gradient(model: nn.Module, x: torch.Tensor, target: list[int]) -> Callable[[], object]:

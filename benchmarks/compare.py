@@ -46,15 +46,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
-Variant = Callable[[], object]
-
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import Variant, interleaved  # noqa: E402 - the benchmarks' one timing loop
 
 # -- the variants -------------------------------------------------------------------------
 
@@ -144,10 +142,15 @@ def jax_variants(torch_model: Any, x: Any, targets: list[int]) -> dict[str, Vari
     def score(inputs: Any) -> Any:
         return module.apply(variables, inputs)[rows, tj].sum()
 
-    bare = jax.jit(jax.grad(score))
+    def score_of(weights: Any, inputs: Any) -> Any:
+        return module.apply(weights, inputs)[rows, tj].sum()
+
+    bare = jax.jit(jax.grad(score))  # the weights closed over: compile-time constants
+    bare_args = jax.jit(jax.grad(score_of, argnums=1))  # the weights an argument, as in attrib
     model = (module, variables)
     return {
         "floor": lambda: np.asarray(bare(xj)),
+        "floor/weights-as-argument": lambda: np.asarray(bare_args(variables, xj)),
         "saliency/attrib": lambda: attrib.explain(model, xh, method="saliency", target=targets),
         "guided_backprop/attrib": lambda: attrib.explain(model, xh, method="guided_backprop",
                                                          target=targets),
@@ -155,23 +158,6 @@ def jax_variants(torch_model: Any, x: Any, targets: list[int]) -> dict[str, Vari
 
 
 # -- timing ---------------------------------------------------------------------------------
-
-def interleaved(variants: dict[str, Variant], repeats: int) -> tuple[dict[str, float],
-                                                                     dict[str, float]]:
-    """(first-call seconds, median seconds) of each variant, all taking turns per round."""
-    first: dict[str, float] = {}
-    for label, fn in variants.items():  # warm-up (and first call, for JAX's compile time)
-        start = time.perf_counter()
-        fn()
-        first[label] = time.perf_counter() - start
-    times: dict[str, list[float]] = {label: [] for label in variants}
-    for _ in range(repeats):
-        for label, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[label].append(time.perf_counter() - start)
-    return first, {label: statistics.median(values) for label, values in times.items()}
-
 
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as status:
@@ -242,8 +228,9 @@ def print_table(title: str, medians: dict[str, float], memory: dict[str, float |
     header += f" {'peak MiB':>9}" if memory else ""
     header += f" {'first call s':>12}" if first else ""
     print(header)
-    rows = ["floor"] + [label for method in _methods(list(medians)) for label in medians
-                        if label.split("/")[0] == method]
+    floors = [label for label in medians if label.split("/")[0] == "floor"]
+    rows = floors + [label for method in _methods(list(medians)) for label in medians
+                     if label.split("/")[0] == method]
     for label in rows:
         method, _, library = label.partition("/")
         seconds = medians[label]

@@ -70,8 +70,9 @@ class _Entry:
 
 
 _CACHE: OrderedDict[Any, _Entry] = OrderedDict()
-#: (computation, params structure, input shape, dtype, layers) -> (logit shape, layer shapes)
-_SHAPES: OrderedDict[Any, tuple[tuple[int, ...], dict[str, Any]]] = OrderedDict()
+#: (computation, params structure, input shape, dtype, layers) -> (logit shape, layer
+#: shapes, the traced forward Program when no layer is tapped, else None)
+_SHAPES: OrderedDict[Any, tuple[tuple[int, ...], dict[str, Any], Any]] = OrderedDict()
 # Guards both caches: calls from several threads look up, insert and evict at
 # once (a lookup followed by move_to_end, or a read after an insert, must not
 # meet another thread's eviction). Tracing and compiling run outside it.
@@ -175,34 +176,15 @@ class JaxModel(Model):
         return self._forward.names
 
     def input_shape(self, inputs: Any) -> tuple[int, ...]:
-        if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
-            raise argument_error("inputs", "a NumPy or JAX array of shape (N, H, W, C)",
-                                 shown(f"an object of type {type(inputs).__name__}"),
-                                 kind=AttribTypeError)
-        shape = tuple(int(s) for s in inputs.shape)
-        if not np.issubdtype(np.dtype(inputs.dtype), np.floating):
-            raise argument_error("inputs", "a floating-point array",
-                                 shown(f"dtype {np.dtype(inputs.dtype)}"),
-                                 "Convert it, e.g. x.astype(np.float32).", kind=AttribTypeError)
-        if len(shape) < 2 or shape[0] == 0:
-            raise argument_error("inputs", "a non-empty batch (N, ...) in NHWC layout",
-                                 shown(f"shape {shape}"),
-                                 "Add a batch axis, e.g. x[None]." if len(shape) >= 1 else None)
+        shape = _array_shape(inputs)
         # abstract evaluation (no computation, cached per shape): does the model take it?
-        logits_shape, _ = self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
-        if logits_shape[0] != shape[0]:
-            raise argument_error(
-                "inputs", "a batch (N, H, W, C) in NHWC layout", shown(f"shape {shape}, which "
-                f"the model maps to logits of shape {logits_shape}"),
-                "Add a batch axis, e.g. x[None].")
+        self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
         return shape
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
         self.input_shape(inputs)
         array = np.asarray(inputs)
-        if not np.all(np.isfinite(array)):
-            raise argument_error("inputs", "finite values", shown(
-                f"an array with {int((~np.isfinite(array)).sum())} NaN or infinite values"))
+        _check_finite(array)
         return array
 
     def forward(self, inputs: Any) -> np.ndarray:
@@ -297,8 +279,12 @@ class JaxModel(Model):
         layers = tuple(request.layers)
         if layers:
             self._check_layers(layers)
-        numpy_inputs = self.to_numpy(request.inputs)
-        x = self._device_inputs(request.inputs)
+        # one check of the inputs and one transfer; the model's acceptance of
+        # them is the (cached) abstract evaluation below
+        _array_shape(request.inputs)
+        numpy_inputs = np.asarray(request.inputs)
+        _check_finite(numpy_inputs)
+        x = jnp.asarray(request.inputs)
         if request.rule != "vanilla":
             check_supported()
         entry = self._entry("gradients", request.rule, layers, request.objective,
@@ -323,6 +309,7 @@ class JaxModel(Model):
             out = entry.program(self._forward.params, x, eps, targets, weights)
         except jax.errors.UnexpectedTracerError as error:
             raise _lifted_layer_error(layers) from error
+        out = jax.device_get(out)  # every output to the host in one call (NumPy arrays)
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
                  "downstream_rectifiers": int(out["downstream"])}
         if request.rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
@@ -403,29 +390,34 @@ class JaxModel(Model):
 
     def _device_inputs(self, inputs: Any) -> Any:
         self.input_shape(inputs)
-        if isinstance(inputs, np.ndarray) and not np.all(np.isfinite(inputs)):
-            self.to_numpy(inputs)
+        if isinstance(inputs, np.ndarray):
+            _check_finite(inputs)
         x = jnp.asarray(inputs)
         if not isinstance(inputs, np.ndarray) and not bool(jnp.all(jnp.isfinite(x))):
-            self.to_numpy(inputs)
+            _check_finite(np.asarray(inputs))
         return x
 
     def _out_shape(self, x: Any,
                    layers: tuple[str, ...] = ()) -> tuple[tuple[int, ...], dict[str, Any]]:
         """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached)."""
-        params = self._forward.params
-        leaves, treedef = jax.tree_util.tree_flatten(params)
-        key = (self._forward.key, treedef, tuple((tuple(v.shape), str(v.dtype)) for v in leaves),
-               tuple(x.shape), str(x.dtype), layers)
+        key = _shape_key(self._forward, self._forward.params, x, layers)
         with _LOCK:
             known = _SHAPES.get(key)
         if known is not None:
-            return known
-        # one eval_shape, outside the lock (another thread may do the same meanwhile)
+            return known[0], known[1]
+        # one trace, outside the lock (another thread may do the same meanwhile); with
+        # no layer it is the very jaxpr the gradient program evaluates, which reuses it
         fn = self._forward.fn
         try:
-            logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
-                                          self._forward.params, x)
+            if layers:
+                program = None
+                logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
+                                              self._forward.params, x)
+            else:
+                program = trace(lambda p, x, e: fn(p, x, e, layers),
+                                self._forward.params, _abstract(x), {})
+                logits, acts = jax.tree_util.tree_unflatten(
+                    program.out_tree, list(program.closed.out_avals))
         except AttribError:
             raise
         except jax.errors.UnexpectedTracerError as error:
@@ -448,8 +440,13 @@ class JaxModel(Model):
                 "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
                 shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
                 "Inputs are NHWC for Flax; add a batch axis if it is missing.")
+        if shape[0] != x.shape[0]:
+            raise argument_error(
+                "inputs", "a batch (N, H, W, C) in NHWC layout", shown(
+                    f"shape {tuple(x.shape)}, which the model maps to logits of shape {shape}"),
+                "Add a batch axis, e.g. x[None].")
         with _LOCK:
-            _SHAPES[key] = (shape, acts)
+            _SHAPES[key] = (shape, acts, program)
             while len(_SHAPES) > 4 * _CACHE_SIZE:
                 _SHAPES.popitem(last=False)
         return shape, acts
@@ -462,6 +459,55 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+def _array_shape(inputs: Any) -> tuple[int, ...]:
+    """The shape of ``inputs`` after checking it is a non-empty floating array batch."""
+    if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
+        raise argument_error("inputs", "a NumPy or JAX array of shape (N, H, W, C)",
+                             shown(f"an object of type {type(inputs).__name__}"),
+                             kind=AttribTypeError)
+    shape = tuple(int(s) for s in inputs.shape)
+    if not np.issubdtype(np.dtype(inputs.dtype), np.floating):
+        raise argument_error("inputs", "a floating-point array",
+                             shown(f"dtype {np.dtype(inputs.dtype)}"),
+                             "Convert it, e.g. x.astype(np.float32).", kind=AttribTypeError)
+    if len(shape) < 2 or shape[0] == 0:
+        raise argument_error("inputs", "a non-empty batch (N, ...) in NHWC layout",
+                             shown(f"shape {shape}"),
+                             "Add a batch axis, e.g. x[None]." if len(shape) >= 1 else None)
+    return shape
+
+
+def _check_finite(array: np.ndarray) -> None:
+    if not np.all(np.isfinite(array)):
+        raise argument_error("inputs", "finite values", shown(
+            f"an array with {int((~np.isfinite(array)).sum())} NaN or infinite values"))
+
+
+def _abstract(x: Any) -> Any:
+    """``x`` as a shape and dtype only (arrays and tracers alike)."""
+    return jax.ShapeDtypeStruct(tuple(x.shape), x.dtype)
+
+
+def _shape_key(forward: Forward, params: Any, x: Any, layers: tuple[str, ...]) -> Any:
+    """The key of :data:`_SHAPES`: the computation and the shapes and dtypes of its inputs.
+
+    Works on arrays and on tracers alike (the gradient program looks its
+    forward jaxpr up while being traced).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    return (forward.key, treedef, tuple((v.shape, v.dtype) for v in leaves),
+            tuple(x.shape), x.dtype, layers)
+
+
+def _traced_forward(forward: Forward, params: Any, x: Any, layers: tuple[str, ...]) -> Any:
+    """The forward :class:`Program` traced by the shape check for these inputs, if kept."""
+    if layers:
+        return None
+    with _LOCK:
+        known = _SHAPES.get(_shape_key(forward, params, x, layers))
+    return None if known is None else known[2]
 
 
 def _parameter_leaves(tree: Any, path: tuple[str, ...] = ()) -> list[tuple[str, str, Any]]:
@@ -529,7 +575,9 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
 
     def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> dict[str, Any]:
         entry.traces += 1
-        program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
+        program = _traced_forward(forward, params, x, layers)  # from the shape check
+        if program is None:
+            program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
         n_params = len(jax.tree_util.tree_leaves(params))
         marked = [False] * (n_params + 1) + [True] * len(jax.tree_util.tree_leaves(eps))
         analysis = analyse(program.closed, marked)

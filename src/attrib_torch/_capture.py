@@ -40,7 +40,9 @@ class Tap:
         as it flows on (the model continues with a clone of it, so a later
         in-place op cannot overwrite it).
     activation : Tensor or None
-        A detached copy of the output taken when the layer ran.
+        The output's values, detached: the output itself (which nothing
+        writes afterwards, see ``output``), or a copy when the output shares
+        memory with the layer's inputs.
     rectifiers_before : int
         How many rectifier calls had run when the layer produced its output.
     calls : int
@@ -56,7 +58,6 @@ class Tap:
 
 def check_layers(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
     """The submodules called ``names``; a clear error listing close matches otherwise."""
-    known = [name for name, _ in model.named_modules() if name]
     modules = []
     for name in names:
         try:
@@ -64,6 +65,7 @@ def check_layers(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
                 raise AttributeError(name)
             modules.append(model.get_submodule(name))
         except AttributeError:
+            known = [n for n, _ in model.named_modules() if n]  # only to explain the error
             near = close_matches(str(name), known)
             hint = (f"Did you mean {' or '.join(repr(n) for n in near)}?" if near
                     else f"Layers near the output: {known[-5:]}")
@@ -151,7 +153,29 @@ def _hook(tap: Tap, rectifier_count: Callable[[], int], owner: int) -> Callable[
             # frozen parameters and an input without grad: the layer's gradient still exists
             flowing = output.detach().requires_grad_()
         tap.output = flowing
-        tap.activation = output.detach().clone()
+        # The rest of the model continues with a clone, so the output itself is
+        # written by no one: its values are the activation, without a copy,
+        # unless it shares memory with the layer's inputs (an identity-like
+        # layer returning its input or a view of it), which the caller still
+        # holds and may write in place later.
+        shared = _shares_memory(output, args)
+        tap.activation = output.detach().clone() if shared else output.detach()
         return flowing.clone()
 
     return hook
+
+
+def _shares_memory(output: torch.Tensor, args: Any) -> bool:
+    """Whether ``output`` lives in the storage of one of the tensors in ``args``."""
+    storage = output.untyped_storage().data_ptr()
+    stack = list(args) if isinstance(args, (tuple, list)) else [args]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            if item.layout == torch.strided and item.untyped_storage().data_ptr() == storage:
+                return True
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
