@@ -155,6 +155,25 @@ def test_a_store_of_other_settings_or_other_data_is_refused(model, data, tmp_pat
                                progress=False)
 
 
+def test_a_resume_with_other_weights_is_refused(model, data, tmp_path):
+    images, labels = data
+    out = tmp_path / "maps.zarr"
+    attrib.explain_dataset(model, _batches(images, labels)[:1], method="saliency", out=out,
+                           progress=False)
+    other = attrib.demo_model("torch")
+    with torch.no_grad():
+        other.conv1.weight.mul_(1.01)  # the same architecture and settings, 1% other weights
+    with pytest.raises(attrib.AttribError, match=r"model: expected the model \(weights\) that made "
+                                                 r"the store.*batch 0 differ"):
+        attrib.explain_dataset(other, _batches(images, labels), method="saliency", out=out,
+                               progress=False)
+    assert len(attrib.open_maps(out)) == BATCH  # nothing was written
+    # the same weights in another copy of the model resume it
+    store = attrib.explain_dataset(attrib.demo_model("torch"), _batches(images, labels),
+                                   method="saliency", out=out, progress=False)
+    assert len(store) == N
+
+
 def test_an_exception_half_way_through_a_batch_then_resume_gives_the_uninterrupted_store(
         model, data, tmp_path, monkeypatch):
     images, labels = data

@@ -153,6 +153,7 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
     model explains the next batch, whatever the caller does with its batch meanwhile.
     """
     offset = 0
+    weights_checked = False
     for k, batch in enumerate(batches):
         images, labels = split_batch(batch)
         n = len(images)
@@ -160,6 +161,9 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
             raise argument_error("batches", "batches of at least one sample", shown(f"batch {k} is empty"))
         if store.completed(k) is not None:  # done before: check it is the same data, skip it
             store.check_batch(k, offset, checksums(np.asarray(images)))
+            if not weights_checked:  # and, once, that the model is the one that made it
+                store.check_logits(k, explainer.logits(images))
+                weights_checked = True
             yield k, offset, None
         else:
             out, inputs = explainer.explain({IMAGE_KEY: images, LABEL_KEY: labels})
@@ -198,8 +202,9 @@ def explain_dataset(
     Holds at most one chunk of batches at a time (memory does not grow with
     the dataset), writes each chunk's arrays and then its batches'
     completed-batch markers, and resumes: a second call with the same ``out``
-    skips the batches already written (checking they hold the same data)
-    and redoes the batches of a chunk cut half-way.
+    skips the batches already written (checking they hold the same data,
+    and that the model gives the stored logits on the first of them) and
+    redoes the batches of a chunk cut half-way.
 
     Parameters
     ----------

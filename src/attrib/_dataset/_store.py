@@ -242,6 +242,27 @@ class MapStore:
                                               f"{offset + len(sums) - 1})"),
                 "Resume with the same batches, or write to another out=.")
 
+    def check_logits(self, batch: int, logits: np.ndarray) -> None:
+        """Refuse a resumed run whose model gives other logits on batch ``batch`` than the store holds.
+
+        The settings name the method, not the weights: the first batch a
+        resumed run skips is run through its model once, and its logits must
+        match the stored ones (up to float noise: ``rtol=1e-4``, ``atol=1e-5``
+        relative to the largest logit), else the maps would mix two models.
+        """
+        offset, size = self._done[batch]
+        stored = np.asarray(self._array("logits")[offset:offset + size])
+        scale = float(np.max(np.abs(stored))) if stored.size else 0.0
+        if stored.shape != logits.shape or not np.allclose(logits, stored, rtol=1e-4,
+                                                           atol=1e-5 * max(scale, 1.0)):
+            worst = (float(np.max(np.abs(logits - stored))) if stored.shape == logits.shape
+                     else f"shape {logits.shape} vs {stored.shape}")
+            raise argument_error(
+                "model", "the model (weights) that made the store, to resume it",
+                shown(f"a model whose logits on batch {batch} differ from the stored ones "
+                      f"(largest difference {worst})"),
+                "Resume with the same weights, or write to another out=.")
+
     # -- writing -----------------------------------------------------------------------
     def add_batch(self, batch: int, offset: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Take batch ``batch`` (rows ``offset:offset + n``); write the batches taken once they fill a chunk.
