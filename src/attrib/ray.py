@@ -52,6 +52,7 @@ def explain_dataset(
     label_column: str | None = LABEL_KEY,
     num_cpus: float | None = None,
     num_gpus: float | None = None,
+    batches_per_chunk: int | None = None,
     **method_options: Any,
 ) -> MapStore:
     """Explain every row of a Ray Data dataset with ``method``; write the maps to a Zarr store.
@@ -76,13 +77,15 @@ def explain_dataset(
     out : str or path-like
         The Zarr store, created if missing.
     batch_size : int
-        Rows per batch (and per chunk of the store).
+        Rows per batch (a chunk of the store holds a whole number of batches).
     concurrency : int
         Number of actors.
     progress : bool
         A tqdm bar with images per second.
     num_cpus, num_gpus : float, optional
         Resources of each actor (Ray's ``map_batches`` arguments).
+    batches_per_chunk : int, optional
+        As :func:`attrib.explain_dataset` (the same value gives the same store).
 
     Returns
     -------
@@ -106,7 +109,7 @@ def explain_dataset(
                    **method_options)
     # settings from one local explainer: checks every argument before the cluster does any work
     settings = BatchExplainer(model_factory, **options).settings
-    store = MapStore.create_or_resume(out, with_class_names(settings, class_names))
+    store = MapStore.create_or_resume(out, with_class_names(settings, class_names), batches_per_chunk)
     first, offset = _done_prefix(store)
     if offset:
         ds = ds.split_at_indices([offset])[1]  # materialised by the split, so counting is cheap

@@ -59,9 +59,16 @@ def test_store_holds_what_explain_gives_per_batch(model, data, tmp_path):
     np.testing.assert_array_equal(thumbs, np.round(images.transpose(0, 2, 3, 1) * 255).astype(np.uint8))
     np.testing.assert_array_equal(store["batches"][:], [[0, 16], [16, 16], [32, 8]])
     assert "inputs" not in store
-    # chunked by batch, compressed; the run's settings as attributes
+    # chunked by whole batches (by default as many as fit 16 MiB: here all), compressed
     attribution = zarr.open_group(tmp_path / "maps.zarr", mode="r")["attribution"]
-    assert attribution.chunks == (BATCH, 64, 64)
+    assert attribution.chunks[1:] == (64, 64) and attribution.chunks[0] % BATCH == 0
+    assert attribution.chunks[0] >= N
+    one = attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
+                                 out=tmp_path / "one.zarr", progress=False, batches_per_chunk=1)
+    assert one["attribution"].chunks == (BATCH, 64, 64)
+    assert one["thumbnails"].chunks == (BATCH, 64, 64, 3)
+    np.testing.assert_array_equal(one["attribution"][:], store["attribution"][:])
+    # the run's settings as attributes
     assert [type(c).__name__ for c in attribution.compressors] == ["BloscCodec"]
     settings = store.settings
     assert settings["method"] == "gradcam" and settings["layer"] == "conv4"
@@ -148,12 +155,31 @@ def test_a_store_of_other_settings_or_other_data_is_refused(model, data, tmp_pat
                                progress=False)
 
 
+def test_a_resume_with_other_weights_is_refused(model, data, tmp_path):
+    images, labels = data
+    out = tmp_path / "maps.zarr"
+    attrib.explain_dataset(model, _batches(images, labels)[:1], method="saliency", out=out,
+                           progress=False)
+    other = attrib.demo_model("torch")
+    with torch.no_grad():
+        other.conv1.weight.mul_(1.01)  # the same architecture and settings, 1% other weights
+    with pytest.raises(attrib.AttribError, match=r"model: expected the model \(weights\) that made "
+                                                 r"the store.*batch 0 differ"):
+        attrib.explain_dataset(other, _batches(images, labels), method="saliency", out=out,
+                               progress=False)
+    assert len(attrib.open_maps(out)) == BATCH  # nothing was written
+    # the same weights in another copy of the model resume it
+    store = attrib.explain_dataset(attrib.demo_model("torch"), _batches(images, labels),
+                                   method="saliency", out=out, progress=False)
+    assert len(store) == N
+
+
 def test_an_exception_half_way_through_a_batch_then_resume_gives_the_uninterrupted_store(
         model, data, tmp_path, monkeypatch):
     images, labels = data
     reference = tmp_path / "reference.zarr"
     attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
-                           out=reference, progress=False)
+                           out=reference, progress=False, batches_per_chunk=1)
     # the disk fails on batch 1's thumbnails: its other arrays reach the disk, its marker does not
     original = zarr.storage.LocalStore.set
 
@@ -166,14 +192,14 @@ def test_an_exception_half_way_through_a_batch_then_resume_gives_the_uninterrupt
     out = tmp_path / "maps.zarr"
     with pytest.raises(OSError, match="injected"):
         attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
-                               out=out, progress=False)
+                               out=out, progress=False, batches_per_chunk=1)
     monkeypatch.setattr(zarr.storage.LocalStore, "set", original)
     assert (out / "attribution" / "c" / "1" / "0" / "0").is_file()  # batch 1 is half on disk
     assert not (out / "thumbnails" / "c" / "1" / "0" / "0" / "0").exists()
     half = attrib.open_maps(out)
     assert half.completed(0) == (0, 16) and half.completed(1) is None and len(half) == 16
     attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
-                           out=out, progress=False)
+                           out=out, progress=False)  # a resumed store keeps its chunks
     assert store_files(out) == store_files(reference)
 
 
@@ -191,7 +217,7 @@ _KILLED_RUN = textwrap.dedent("""
             yield images[i:i + 16], labels[i:i + 16]
 
     attrib.explain_dataset(attrib.demo_model("torch"), batches(), method="gradcam", layer="conv4",
-                           out=sys.argv[2], target="labels", progress=False)
+                           out=sys.argv[2], target="labels", progress=False, batches_per_chunk=2)
 """)
 
 
@@ -212,7 +238,7 @@ def test_a_process_killed_during_a_run_resumes_to_the_uninterrupted_store(model,
     assert done.returncode == 0, done.stderr
     reference = tmp_path / "reference.zarr"
     attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
-                           target="labels", out=reference, progress=False)
+                           target="labels", out=reference, progress=False, batches_per_chunk=2)
     assert store_files(out) == store_files(reference)
 
 

@@ -196,6 +196,10 @@ class BatchExplainer:
             out["labels"] = labels
         return out, np.asarray(inputs)
 
+    def logits(self, inputs: Any) -> np.ndarray:
+        """The model's logits on ``inputs``, shape (N, classes) (a resumed run checks its weights)."""
+        return np.asarray(self._attributor.model.forward(inputs))
+
     def complete(self, out: dict[str, np.ndarray], inputs: np.ndarray) -> dict[str, np.ndarray]:
         """Add the thumbnails, the inputs (``store_inputs``) and the checksums of ``inputs`` to ``out``."""
         if self._thumbnail is not None:

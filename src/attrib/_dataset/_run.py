@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import functools
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -19,42 +20,63 @@ __all__ = ["explain_dataset", "split_batch", "progress_bar", "write_outputs", "B
 
 
 class BackgroundWriter:
-    """Writes batches to a store in one background thread, in order, one batch behind.
+    """Hands batches to a store from one background thread, in order, a few batches behind.
 
-    Explaining batch k+1 overlaps writing batch k; at most one batch waits
-    (memory stays bounded). A write that failed raises at the next
-    :meth:`submit` or on exit.
+    The model explains the next batches while this thread finishes the
+    earlier ones (thumbnails, checksums) and writes the store's chunks; at
+    most :attr:`queue_size` batches wait (memory stays bounded). A write that
+    failed raises at the next :meth:`submit` or on exit. On exit the batches
+    the store still keeps are written, even when a later batch failed.
     """
+
+    #: Batches that may wait for the writer before :meth:`submit` blocks.
+    queue_size = 4
 
     def __init__(self, store: MapStore) -> None:
         self.store = store
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: Future[None] | None = None
+        self._queue: queue.Queue[tuple[int, int, Callable[[], Mapping[str, np.ndarray]]] | None] = \
+            queue.Queue(self.queue_size)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def __enter__(self) -> BackgroundWriter:
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="attrib-writer")
+        self._thread = threading.Thread(target=self._write, name="attrib-writer", daemon=True)
+        self._thread.start()
         return self
 
+    def _write(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self._error is None:  # after a failure, only drain the queue
+                batch, offset, outputs = item
+                try:
+                    self.store.add_batch(batch, offset, outputs())
+                except BaseException as error:  # raised in the caller's thread
+                    self._error = error
+        if self._error is None:
+            try:
+                self.store.flush()  # every finished batch is written, even when a later one failed
+            except BaseException as error:
+                self._error = error
+
     def submit(self, batch: int, offset: int, outputs: Callable[[], Mapping[str, np.ndarray]]) -> None:
-        """Write ``outputs()`` as batch ``batch`` at row ``offset`` once the previous write is done.
+        """Give ``outputs()`` to the store as batch ``batch`` at row ``offset``, in the writer thread.
 
         ``outputs`` is called in the writer thread (it may finish computing the batch there).
         """
-        assert self._pool is not None, "use BackgroundWriter as a context manager"
-        self._wait()
-        self._pending = self._pool.submit(lambda: self.store.write_batch(batch, offset, outputs()))
+        assert self._thread is not None, "use BackgroundWriter as a context manager"
+        self._raise()
+        self._queue.put((batch, offset, outputs))
 
-    def _wait(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
     def __exit__(self, *exc: object) -> None:
-        try:
-            self._wait()  # the data of every finished batch is written, even when a later one failed
-        finally:
-            assert self._pool is not None
-            self._pool.shutdown(wait=True)
+        assert self._thread is not None
+        self._queue.put(None)
+        self._thread.join()
+        self._raise()
 
 
 def split_batch(batch: Any) -> tuple[Any, Any]:
@@ -104,15 +126,21 @@ def progress_bar(total: int | None, description: str, enabled: bool) -> Any:
 
 def write_outputs(store: MapStore, outputs: Iterable[Mapping[str, np.ndarray]], bar: Any, *,
                   first_batch: int = 0, offset: int = 0) -> int:
-    """Write explained batches in order (batch ``first_batch`` at row ``offset``); return the rows."""
-    for k, out in enumerate(outputs, start=first_batch):
-        n = len(out["checksums"])
-        if store.completed(k) is None:
-            store.write_batch(k, offset, out)
-        else:
-            store.check_batch(k, offset, np.asarray(out["checksums"]))
-        offset += n
-        bar.update(n)
+    """Write explained batches in order (batch ``first_batch`` at row ``offset``); return the rows.
+
+    Every batch taken is written (:meth:`MapStore.flush`) before this returns or raises.
+    """
+    try:
+        for k, out in enumerate(outputs, start=first_batch):
+            n = len(out["checksums"])
+            if store.completed(k) is None:
+                store.add_batch(k, offset, out)
+            else:
+                store.check_batch(k, offset, np.asarray(out["checksums"]))
+            offset += n
+            bar.update(n)
+    finally:
+        store.flush()
     return offset
 
 
@@ -125,6 +153,7 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
     model explains the next batch, whatever the caller does with its batch meanwhile.
     """
     offset = 0
+    weights_checked = False
     for k, batch in enumerate(batches):
         images, labels = split_batch(batch)
         n = len(images)
@@ -132,6 +161,9 @@ def _explained(explainer: BatchExplainer, store: MapStore, batches: Iterable[Any
             raise argument_error("batches", "batches of at least one sample", shown(f"batch {k} is empty"))
         if store.completed(k) is not None:  # done before: check it is the same data, skip it
             store.check_batch(k, offset, checksums(np.asarray(images)))
+            if not weights_checked:  # and, once, that the model is the one that made it
+                store.check_logits(k, explainer.logits(images))
+                weights_checked = True
             yield k, offset, None
         else:
             out, inputs = explainer.explain({IMAGE_KEY: images, LABEL_KEY: labels})
@@ -162,14 +194,17 @@ def explain_dataset(
     store_inputs: bool = False,
     class_names: Any = None,
     progress: bool = True,
+    batches_per_chunk: int | None = None,
     **method_options: Any,
 ) -> MapStore:
     """Explain every batch of ``batches`` with ``method`` and stream the maps into a Zarr store.
 
-    Holds one batch at a time (memory does not grow with the dataset), writes
-    each batch's arrays and then its completed-batch marker, and resumes: a
-    second call with the same ``out`` skips the batches already written
-    (checking they hold the same data) and redoes a batch cut half-way.
+    Holds at most one chunk of batches at a time (memory does not grow with
+    the dataset), writes each chunk's arrays and then its batches'
+    completed-batch markers, and resumes: a second call with the same ``out``
+    skips the batches already written (checking they hold the same data,
+    and that the model gives the stored logits on the first of them) and
+    redoes the batches of a chunk cut half-way.
 
     Parameters
     ----------
@@ -202,6 +237,12 @@ def explain_dataset(
         Names of the model's classes, kept with the settings (the gallery shows them).
     progress : bool
         Show a tqdm bar with images per second on stderr.
+    batches_per_chunk : int, optional
+        Batches per chunk of the store's arrays, kept in memory until
+        written together. ``None`` (default): as many as hold 16 MiB of
+        results (at least one). Few, large writes are what keeps the
+        store's cost small next to the model's. A resumed store keeps its
+        own chunks.
     **method_options
         Further options of the method's class.
 
@@ -232,8 +273,11 @@ def explain_dataset(
     explainer = BatchExplainer(lambda: model, method=method, target=target, layer=layer,
                                backend=backend, objective=objective, thumbnail=thumbnail,
                                store_inputs=store_inputs, **method_options)
-    store = MapStore.create_or_resume(out, with_class_names(explainer.settings, class_names))
-    with progress_bar(_total(batches), f"explain_dataset ({method})", progress) as bar, \
+    store = MapStore.create_or_resume(out, with_class_names(explainer.settings, class_names),
+                                      batches_per_chunk)
+    total = _total(batches)
+    store.expect(total)
+    with progress_bar(total, f"explain_dataset ({method})", progress) as bar, \
             BackgroundWriter(store) as writer:
         for k, offset, outputs in _explained(explainer, store, batches, bar):
             if outputs is not None:

@@ -1,7 +1,7 @@
 """The Zarr store of a dataset run: layout, settings check, completed-batch markers.
 
-Layout (a Zarr v3 group; every array has one row per sample, chunked by the
-run's batch size along the first axis, compressed with Blosc LZ4 and byte shuffle)::
+Layout (a Zarr v3 group; every array has one row per sample, chunked along the
+first axis by a whole number of the run's batches, compressed with Blosc LZ4)::
 
     maps.zarr/
       attribution        (N, ...)       the raw map, as attrib.explain returns it
@@ -16,16 +16,21 @@ run's batch size along the first axis, compressed with Blosc LZ4 and byte shuffl
       metrics/NAME       (N,)           optional per-sample scores (the gallery sorts by them)
 
 The group's attribute ``"attrib"`` holds the run's settings (method, options,
-layer, target, objective, backend, layout, versions). A batch counts as done
-only once its row in ``batches`` is written, which happens after all of its
-data: a run killed half-way through a batch redoes that batch.
+layer, target, objective, backend, layout, versions). Batches are kept in
+memory until they fill a chunk (:data:`CHUNK_BYTES` of data, or
+``batches_per_chunk`` batches), then written together, every array at once,
+one chunk each; their rows in ``batches`` are written after that. A batch
+counts as done only once its row in ``batches`` is written: a run killed
+before a chunk is on disk redoes that chunk's batches, so a resumed store is
+the uninterrupted run's, byte for byte.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +38,17 @@ import numpy as np
 
 from .._errors import argument_error, shown
 
-__all__ = ["MapStore", "open_maps", "SETTINGS_KEY", "MARKER"]
+__all__ = ["MapStore", "open_maps", "SETTINGS_KEY", "MARKER", "CHUNK_BYTES"]
 
 #: The group attribute holding the run's settings.
 SETTINGS_KEY = "attrib"
 #: The array of completed-batch markers.
 MARKER = "batches"
+#: Bytes of data (all arrays) a chunk of batches holds at most, unless one batch is larger.
+#: Few, large writes: zarr's cost per array write is about a millisecond, whatever its size.
+CHUNK_BYTES = 16 * 2**20
+#: Rows per chunk of the marker array (written once per chunk of data).
+MARKER_CHUNK = 1024
 
 
 def _compressor(zarr: Any) -> Any:
@@ -46,28 +56,77 @@ def _compressor(zarr: Any) -> Any:
     return zarr.codecs.BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
 
 
-def _write_rows(pending: list[tuple[Any, np.ndarray]], rows: slice) -> None:
-    """Write ``values`` at ``rows`` of each array, all at once in zarr's event loop.
+def _check_batches_per_chunk(batches_per_chunk: Any) -> int | None:
+    if batches_per_chunk is None:
+        return None
+    if isinstance(batches_per_chunk, bool) or not isinstance(batches_per_chunk, (int, np.integer)) \
+            or batches_per_chunk < 1:
+        raise argument_error("batches_per_chunk", "None (chunks of about 16 MiB) or a positive int",
+                             batches_per_chunk)
+    return int(batches_per_chunk)
 
-    Every write finishes (or fails) before the first failure is raised, so
-    nothing of this batch is still being written when the caller moves on.
+
+def _all_at_once(calls: list[tuple[Any, Callable[[Any], Any], Callable[[Any], Any]]]) -> list[Any]:
+    """Run zarr calls concurrently in zarr's event loop (one round trip); return their results.
+
+    ``calls`` holds ``(target, async_call, sync_call)``: ``async_call(target._async_…)``
+    gives a coroutine, ``sync_call(target)`` is the same call through zarr's
+    synchronous API (used by another zarr 3 layout). Every call finishes (or
+    fails) before the first failure is raised, so nothing is still being
+    written when the caller moves on.
     """
     try:
         from zarr.core.sync import sync
 
-        arrays = [(array._async_array, values) for array, values in pending]
-    except (ImportError, AttributeError):  # another zarr 3 layout: one write after the other
-        for array, values in pending:
-            array[rows] = values
-        return
+        coroutines = [async_call(target) for target, async_call, _ in calls]
+    except (ImportError, AttributeError):  # another zarr 3 layout: one call after the other
+        return [sync_call(target) for target, _, sync_call in calls]
 
-    async def write_all() -> list[Any]:
-        return list(await asyncio.gather(*(array.setitem(rows, values) for array, values in arrays),
-                                         return_exceptions=True))
+    async def run_all() -> list[Any]:
+        return list(await asyncio.gather(*coroutines, return_exceptions=True))
 
-    for outcome in sync(write_all()):
+    outcomes = sync(run_all())
+    for outcome in outcomes:
         if isinstance(outcome, BaseException):
             raise outcome
+    return outcomes
+
+
+def _write_rows(pending: list[tuple[Any, np.ndarray]], rows: slice) -> None:
+    """Write ``values`` at ``rows`` of each array, all at once."""
+    _all_at_once([(array, functools.partial(_async_setitem, rows=rows, values=values),
+                   functools.partial(_setitem, rows=rows, values=values))
+                  for array, values in pending])
+
+
+def _async_setitem(array: Any, rows: slice, values: np.ndarray) -> Any:
+    return array._async_array.setitem(rows, values)
+
+
+def _setitem(array: Any, rows: slice, values: np.ndarray) -> None:
+    array[rows] = values
+
+
+def _async_create(group: Any, arguments: dict[str, Any]) -> Any:
+    return group._async_group.create_array(**arguments)
+
+
+def _create(group: Any, arguments: dict[str, Any]) -> Any:
+    return group.create_array(**arguments)
+
+
+def _resize_all(arrays: list[tuple[Any, tuple[int, ...]]]) -> None:
+    """Resize each array to its shape, all at once (chunks outside the shape are deleted)."""
+    _all_at_once([(array, functools.partial(_async_resize, shape=shape),
+                   functools.partial(_resize, shape=shape)) for array, shape in arrays])
+
+
+def _async_resize(array: Any, shape: tuple[int, ...]) -> Any:
+    return array._async_array.resize(shape)
+
+
+def _resize(array: Any, shape: tuple[int, ...]) -> None:
+    array.resize(shape)
 
 
 def _zarr() -> Any:
@@ -94,17 +153,25 @@ class MapStore:
     Use :meth:`create_or_resume` to write and :func:`open_maps` to read.
     """
 
-    def __init__(self, group: Any, path: Path | None) -> None:
+    def __init__(self, group: Any, path: Path | None, batches_per_chunk: int | None = None) -> None:
         self.group = group
         self.path = path
         self._done: dict[int, tuple[int, int]] = {}
         self._arrays: dict[str, Any] = {}  # open arrays: a look-up reads and parses metadata
+        self._batches_per_chunk = _check_batches_per_chunk(batches_per_chunk)
+        self._chunk_rows: int | None = None  # rows per chunk: the store's, or set by the first batch
+        self._kept: list[tuple[int, int, dict[str, np.ndarray]]] = []  # batches not yet written
+        self._expected_rows: int | None = None
         self._read_markers()
 
     # -- opening ---------------------------------------------------------------------
     @classmethod
-    def create_or_resume(cls, out: Any, settings: Mapping[str, Any]) -> MapStore:
+    def create_or_resume(cls, out: Any, settings: Mapping[str, Any],
+                         batches_per_chunk: int | None = None) -> MapStore:
         """Open ``out`` for writing: a new store, or one made with the same ``settings``.
+
+        ``batches_per_chunk`` sets the chunks of a new store (None: as many
+        batches as hold :data:`CHUNK_BYTES`); a resumed store keeps its own.
 
         Raises
         ------
@@ -112,6 +179,7 @@ class MapStore:
             ``out`` is not an attrib store, or one made with other settings.
         """
         zarr = _zarr()
+        batches_per_chunk = _check_batches_per_chunk(batches_per_chunk)
         path = Path(os.fspath(out)) if isinstance(out, (str, os.PathLike)) else None
         if path is not None:
             if path.exists() and not path.is_dir():
@@ -134,18 +202,23 @@ class MapStore:
                     f"a store at {str(out)!r} made with other settings: "
                     + "; ".join(_differences(stored, settings))),
                 "Write to another out= (or delete the store to start over).")
-        return cls(group, path)
+        return cls(group, path, batches_per_chunk)
 
     # -- markers -----------------------------------------------------------------------
     def _read_markers(self) -> None:
         if MARKER not in self.group:
             return
         marker = self.group[MARKER]
-        for k in range(marker.shape[0]):
-            try:
-                offset, size = (int(v) for v in marker[k])
-            except Exception:  # a marker cut half-way by a kill: that batch is not done
-                continue
+        try:
+            rows = np.asarray(marker[:])
+        except Exception:  # a chunk of markers unreadable (not one zarr writes): row by row
+            rows = np.zeros((marker.shape[0], 2), dtype=np.int64)
+            for k in range(marker.shape[0]):
+                try:
+                    rows[k] = marker[k]
+                except Exception:
+                    continue  # that batch counts as not done
+        for k, (offset, size) in enumerate(rows.tolist()):
             if size > 0:
                 self._done[k] = (offset, size)
 
@@ -169,37 +242,115 @@ class MapStore:
                                               f"{offset + len(sums) - 1})"),
                 "Resume with the same batches, or write to another out=.")
 
+    def check_logits(self, batch: int, logits: np.ndarray) -> None:
+        """Refuse a resumed run whose model gives other logits on batch ``batch`` than the store holds.
+
+        The settings name the method, not the weights: the first batch a
+        resumed run skips is run through its model once, and its logits must
+        match the stored ones (up to float noise: ``rtol=1e-4``, ``atol=1e-5``
+        relative to the largest logit), else the maps would mix two models.
+        """
+        offset, size = self._done[batch]
+        stored = np.asarray(self._array("logits")[offset:offset + size])
+        scale = float(np.max(np.abs(stored))) if stored.size else 0.0
+        if stored.shape != logits.shape or not np.allclose(logits, stored, rtol=1e-4,
+                                                           atol=1e-5 * max(scale, 1.0)):
+            worst = (float(np.max(np.abs(logits - stored))) if stored.shape == logits.shape
+                     else f"shape {logits.shape} vs {stored.shape}")
+            raise argument_error(
+                "model", "the model (weights) that made the store, to resume it",
+                shown(f"a model whose logits on batch {batch} differ from the stored ones "
+                      f"(largest difference {worst})"),
+                "Resume with the same weights, or write to another out=.")
+
     # -- writing -----------------------------------------------------------------------
-    def write_batch(self, batch: int, offset: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """Write one batch's arrays at rows ``offset:offset + n``, then its marker.
+    def add_batch(self, batch: int, offset: int, arrays: Mapping[str, np.ndarray]) -> None:
+        """Take batch ``batch`` (rows ``offset:offset + n``); write the batches taken once they fill a chunk.
+
+        ``arrays`` must not change afterwards (they are kept until written).
+        :meth:`flush` (or :meth:`finish`) writes the batches still kept.
+        """
+        values = {name: np.asarray(array) for name, array in arrays.items()}
+        n = len(values["checksums"])
+        if self._kept:
+            last_batch, last_offset, last = self._kept[-1]
+            if batch != last_batch + 1 or offset != last_offset + len(last["checksums"]):
+                self.flush()  # not the next batch: the kept ones go first
+        if self._chunk_rows is None:
+            self._chunk_rows = self._stored_chunk_rows() or n * (
+                self._batches_per_chunk or max(1, CHUNK_BYTES // max(1, _nbytes(values))))
+        self._kept.append((batch, offset, values))
+        end = offset + n
+        if end % self._chunk_rows == 0 or end - self._kept[0][1] >= self._chunk_rows:
+            self.flush()
+
+    def expect(self, rows: int | None) -> None:
+        """Size new arrays for ``rows`` samples (the dataset's length, when known): no resizing."""
+        self._expected_rows = rows
+
+    def _make_room(self, zarr: Any, data: Mapping[str, np.ndarray], rows: int, batches: int) -> None:
+        """Create the arrays of ``data`` (and the markers) that are missing, grow those too short.
+
+        New arrays get the expected rows; arrays grow by doubling (few metadata
+        writes); :meth:`finish` trims them to the rows written. Every creation
+        (and every resize) goes to zarr at once.
+        """
+        wanted = {**{name: (rows, values) for name, values in data.items()}, MARKER: (batches, None)}
+        missing = [name for name in wanted if self._array(name) is None]
+        if missing:
+            def create(name: str) -> dict[str, Any]:
+                needed, values = wanted[name]
+                if values is None:  # the completed-batch markers: [offset, size] per batch
+                    return dict(name=name, shape=(needed, 2), dtype=np.int64, chunks=(MARKER_CHUNK, 2),
+                                fill_value=0)
+                return dict(name=name, shape=(max(needed, self._expected_rows or 0), *values.shape[1:]),
+                            dtype=values.dtype, chunks=(self._chunk_rows, *values.shape[1:]),
+                            fill_value=0, compressors=_compressor(zarr),
+                            config={"write_empty_chunks": True})  # every chunk is data: skip the scan
+
+            group = self.group
+            created = _all_at_once([
+                (group, functools.partial(_async_create, arguments=create(name)),
+                 functools.partial(_create, arguments=create(name))) for name in missing])
+            for name, array in zip(missing, created):
+                self._arrays[name] = array if isinstance(array, zarr.Array) else zarr.Array(array)
+        short = [(self._arrays[name], (max(needed, 2 * self._arrays[name].shape[0]),
+                                       *self._arrays[name].shape[1:]))
+                 for name, (needed, _) in wanted.items() if self._arrays[name].shape[0] < needed]
+        if short:
+            _resize_all(short)
+
+    def _stored_chunk_rows(self) -> int | None:
+        """Rows per chunk of the store's arrays (None for a store with no data yet)."""
+        array = self._array("checksums")
+        return None if array is None else int(array.chunks[0])
+
+    def flush(self) -> None:
+        """Write the batches taken and not yet written: every array's rows at once, then their markers.
 
         Arrays grow by doubling (few metadata writes); :meth:`finish` trims
         them to the rows written.
         """
+        if not self._kept:
+            return
+        kept, self._kept = self._kept, []  # a failed write is not retried: the batches are redone
         zarr = _zarr()
-        n = len(arrays["checksums"])
-        end = offset + n
-        pending = []
-        for name, values in arrays.items():
-            values = np.asarray(values)
-            array = self._array(name)
-            if array is None:
-                array = self._arrays[name] = self.group.create_array(
-                    name, shape=(end, *values.shape[1:]), dtype=values.dtype,
-                    chunks=(n, *values.shape[1:]), fill_value=0, compressors=_compressor(zarr),
-                    config={"write_empty_chunks": True})  # every chunk is data: skip the scan
-            elif array.shape[0] < end:
-                array.resize((max(end, 2 * array.shape[0]), *array.shape[1:]))
-            pending.append((array, values))
-        _write_rows(pending, slice(offset, end))
-        marker = self._array(MARKER)
-        if marker is None:
-            marker = self._arrays[MARKER] = self.group.create_array(
-                MARKER, shape=(batch + 1, 2), dtype=np.int64, chunks=(1, 2), fill_value=0)
-        elif marker.shape[0] <= batch:
-            marker.resize((max(batch + 1, 2 * marker.shape[0]), 2))
-        marker[batch] = np.array([offset, n], dtype=np.int64)
-        self._done[batch] = (offset, n)
+        assert self._chunk_rows is not None
+        first_batch, start = kept[0][0], kept[0][1]
+        sizes = [len(values["checksums"]) for _, _, values in kept]
+        end = start + sum(sizes)
+        last_batch = first_batch + len(kept) - 1
+        data = {}
+        for name in kept[0][2]:
+            parts = [values[name] for _, _, values in kept]
+            data[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        self._make_room(zarr, data, end, last_batch + 1)
+        _write_rows([(self._arrays[name], rows) for name, rows in data.items()], slice(start, end))
+        marker = self._arrays[MARKER]
+        offsets = start + np.cumsum([0, *sizes[:-1]])
+        marker[first_batch:last_batch + 1] = np.stack([offsets, sizes], axis=1).astype(np.int64)
+        for k, (offset, size) in enumerate(zip(offsets.tolist(), sizes), start=first_batch):
+            self._done[k] = (offset, size)
 
     def _array(self, name: str) -> Any:
         """The open array ``name``, or None if the store has none."""
@@ -210,16 +361,20 @@ class MapStore:
         return self._arrays[name]
 
     def finish(self) -> None:
-        """Trim every array to the rows of the completed batches (after the last batch)."""
+        """Write the batches still kept, then trim every array to the rows of the completed batches."""
+        self.flush()
         if not self._done:
             return
         rows = max(offset + size for offset, size in self._done.values())
         batches = max(self._done) + 1
+        trims = []
         for name in list(self.group.array_keys()):
             array = self._array(name)
             wanted = batches if name == MARKER else rows
             if array.shape[0] != wanted:
-                array.resize((wanted, *array.shape[1:]))
+                trims.append((array, (wanted, *array.shape[1:])))
+        if trims:
+            _resize_all(trims)
 
     # -- reading -----------------------------------------------------------------------
     @property
@@ -292,3 +447,7 @@ def open_maps(path: Any) -> MapStore:
         raise argument_error("path", "a store written by attrib.explain_dataset",
                              shown(f"a Zarr group without attrib settings at {path!r}"))
     return MapStore(group, Path(os.fspath(path)) if isinstance(path, (str, os.PathLike)) else None)
+
+
+def _nbytes(arrays: Mapping[str, np.ndarray]) -> int:
+    return sum(int(array.nbytes) for array in arrays.values())
