@@ -55,6 +55,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=["scorecam", "ablationcam"],
+                        choices=["scorecam", "ablationcam"])
     args = parser.parse_args()
 
     from pytorch_grad_cam import AblationCAM, ScoreCAM
@@ -87,7 +89,7 @@ def main() -> None:
 
     print(f"{args.model} at {args.layer}, batch {args.batch} of {args.size}x{args.size}, "
           f"batch_size {args.batch_size}, {args.threads} threads, median of {args.repeats}")
-    for method in ("scorecam", "ablationcam"):
+    for method in args.methods:
         times: dict[str, list[float]] = {"attrib": [], "pytorch-grad-cam": []}
         for round_ in range(args.repeats):
             # take turns, and swap who goes first each round (the machine's load drifts)
@@ -96,7 +98,10 @@ def main() -> None:
                 times[name].append(_timed(make(method)))
         a = statistics.median(times["attrib"])
         b = statistics.median(times["pytorch-grad-cam"])
-        print(f"{method:12s} attrib {a:8.2f} s   pytorch-grad-cam {b:8.2f} s   ratio {a / b:.2f}")
+        print(f"{method:12s} attrib {a:8.2f} s   pytorch-grad-cam {b:8.2f} s   ratio {a / b:.2f}"
+              f"   (rounds: attrib {' '.join(f'{t:.2f}' for t in times['attrib'])}; "
+              f"pytorch-grad-cam {' '.join(f'{t:.2f}' for t in times['pytorch-grad-cam'])})",
+              flush=True)
 
 
 if __name__ == "__main__":
