@@ -51,13 +51,18 @@ class AblationCAM(CAM):
         agree), else ``min(A[n]) - 1e7``, a channel so negative that a
         following ReLU (or a max) drops it. They differ on a layer whose
         output goes negative and reaches something other than a ReLU, e.g.
-        ``layer4.1.bn2`` of a ResNet (zeroing a BatchNorm channel leaves
-        the residual ``identity`` through the ReLU after the addition; the
-        large negative value removes it). pytorch-grad-cam itself also
-        lowers the value by another 1e7 for each earlier row of its batch
-        (row i of a batch gets ``min - (i + 1) * 1e7``: its loop re-reads the
-        minimum after writing); where that matters (a negative value
-        reaching a linear layer) the maps differ from it in both settings.
+        ``layer4.1.conv2`` of a ResNet (zeroing a convolution channel leaves
+        the BatchNorm's shift and the residual ``identity`` through the ReLU
+        after the addition; the large negative value removes them).
+        pytorch-grad-cam itself also lowers the value by another 1e7 for
+        each earlier row of its batch (row i of a batch gets
+        ``min - (i + 1) * 1e7``: its loop re-reads the minimum after
+        writing); where that matters (a negative value reaching a linear
+        layer) the maps differ from it in both settings. It also keeps the
+        layer's output tensor itself, so at a layer whose output a later
+        in-place operation changes (ResNet's ``bn2``, then ``out +=
+        identity`` and an in-place ReLU) it reads the changed values;
+        attrib keeps a copy.
 
     References
     ----------
