@@ -40,7 +40,7 @@ scorecam       layer4     64x64            6.31 / 6.58        0.96
 =============  =========  ===============  ================  =====
 
 Score-CAM is the same work in both, so its ratio is per-call overhead: an
-earlier run of 5 rounds with a wider spread gave 1.03 and 1.08 (layer3,
+earlier run of 5 rounds (wider spread, before the in-place masks) gave 1.03 and 1.08 (layer3,
 layer4 at 64x64). Before ``forward_substituted`` (the layer re-run and
 scaled), Ablation-CAM at layer3, 32x32 was 0.93 s against 0.74 s (ratio
 1.27) on the same quiet machine.
