@@ -204,6 +204,32 @@ class Model(ABC):
             "use another CAM method or implement it (see docs/how-to/write-a-backend.md)"
         )
 
+    def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
+        """Logits, shape (M, classes), of the model continued from ``activation`` at ``layer``.
+
+        ``layer``'s output is replaced by ``activation`` (M, ...), laid out as
+        that output is (e.g. (M, C, h, w) for a channels-first convolution),
+        during this call only; the layer's own computation may be skipped.
+        ``inputs`` is either the M images whose forward passes lead there
+        (row m continues from ``activation[m]``) or one image (1, ...) that
+        all M rows continue from: Ablation-CAM's copies of one image's
+        activation with one channel ablated each. A backend may then run the
+        layers before ``layer`` once (torch and jax do; a model whose later
+        layers cannot take the M rows on one image is run on M copies of it).
+        No gradient is computed and the model is left as found.
+
+        The default raises :class:`attrib.BackendError`; Ablation-CAM then
+        falls back to :meth:`forward_scaled` (zeroing only).
+        """
+        from ._errors import BackendError
+
+        raise BackendError(
+            f"backend: {self.backend!r} does not implement Model.forward_substituted(), which "
+            "Ablation-CAM's ablation='pytorch-grad-cam' needs (a forward pass continued from a "
+            "given activation of one layer); use ablation='zero' or implement it (see "
+            "docs/how-to/write-a-backend.md)"
+        )
+
     # -- randomisation (issue 10): optional, with defaults for backends without it ---------
     def parameter_layers(self) -> Sequence[str]:
         """Names of the layers that own parameters, input side first (forward order).

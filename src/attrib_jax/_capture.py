@@ -5,7 +5,9 @@ where ``eps`` maps layer names to zero perturbations added to those layers'
 outputs (so that the gradient with respect to ``eps[name]`` is the layer
 gradient) and ``activations`` maps the same names to the layers' outputs.
 An optional ``scales`` maps layer names to factors their outputs are
-multiplied by (Ablation-CAM's channel masks), through the same interception.
+multiplied by (Ablation-CAM's channel masks), through the same interception,
+or to callables that replace them (``Model.forward_substituted``; under
+``jax.jit`` the replaced layer's own computation is dead code and dropped).
 
 - linen ``(module, variables)``: ``module.apply(variables, x, mutable=False,
   **call_kwargs)`` under ``flax.linen.intercept_methods``, which taps the
@@ -166,7 +168,7 @@ def _linen_forward(module: Any, variables: Any, method: Any,
                 return output
             _check_single(name, activations, output)
             if scales is not None and name in scales:
-                output = output * scales[name]
+                output = _rescaled(output, scales[name])
             activations[name] = output
             return output + eps[name] if eps is not None else output
 
@@ -194,7 +196,7 @@ class _Tap:
         output = self.module(*args, **kwargs)
         _check_single(self.name, self.activations, output)
         if self.scales is not None and self.name in self.scales:
-            output = output * self.scales[self.name]
+            output = _rescaled(output, self.scales[self.name])
         self.activations[self.name] = output
         return output + self.eps[self.name] if self.eps is not None else output
 
@@ -269,3 +271,8 @@ def _function_forward(apply_fn: Callable[..., Any], params: Any) -> Forward:
         return apply_fn(params, x), {}
 
     return Forward("function", params, fn, ("function", _hashable(apply_fn)), ())
+
+
+def _rescaled(output: Any, scale: Any) -> Any:
+    """``output * scale``, or ``scale(output)`` when ``scale`` is a callable (a substitution)."""
+    return scale(output) if callable(scale) else output * scale

@@ -373,6 +373,41 @@ class JaxModel(Model):
             raise argument_error("scale", f"a mask that broadcasts against {layer!r}'s output",
                                  shown(f"shape {np.shape(scale)}")) from error
 
+    def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
+        """Logits with ``layer``'s output replaced by ``activation``, through the layer interception.
+
+        One jit-compiled program per layer (and shapes): the replaced layer's
+        computation, and with one input image the layers before it for the M
+        rows, are dead code that XLA drops. A model whose later layers cannot
+        take M rows on one image is run on M copies of it (remembered per
+        model and layer).
+        """
+        self._check_layers((layer,))
+        x = self._device_inputs(inputs)
+        values = jnp.asarray(activation)
+        m = values.shape[0] if values.ndim else 0
+        if m < 1 or x.shape[0] not in (1, m):
+            raise argument_error(
+                "inputs", f"1 image or one per activation row ({m})",
+                shown(f"{x.shape[0]} images for an activation of shape {tuple(values.shape)}"))
+        self._out_shape(x, (layer,))
+        forward = self._forward
+        entry = _cached((forward.key, "substituted", layer),
+                        lambda entry: _substituted_program(forward, entry, layer))
+        slow = (forward.key, layer)
+        if x.shape[0] != m and slow not in _SUBSTITUTION_SLOW:
+            try:
+                logits = entry.program(forward.params, x, values)
+                if logits.shape[0] == m:
+                    return np.asarray(logits)
+            except AttribError:
+                raise
+            except Exception:  # noqa: BLE001 - the model refused one image for M rows
+                pass
+            _SUBSTITUTION_SLOW.add(slow)
+        rows = jnp.broadcast_to(x, (m, *x.shape[1:])) if x.shape[0] != m else x
+        return np.asarray(entry.program(forward.params, rows, values))
+
     # -- helpers -----------------------------------------------------------------------------
     def _check_layers(self, layers: tuple[str, ...]) -> None:
         if self._forward.kind == "function":
@@ -546,6 +581,26 @@ def _scaled_program(forward: Forward, entry: _Entry, layer: str) -> Any:
     def run(params: Any, x: Any, scale: Any) -> Any:
         entry.traces += 1
         return forward.fn(params, x, None, (layer,), scales={layer: scale})[0]
+
+    return jax.jit(run)
+
+
+#: (model key, layer) pairs whose later layers refused one image for M substituted rows
+_SUBSTITUTION_SLOW: set[Any] = set()
+
+
+def _substituted_program(forward: Forward, entry: _Entry, layer: str) -> Any:
+    def run(params: Any, x: Any, values: Any) -> Any:
+        entry.traces += 1
+
+        def substitute(output: Any) -> Any:
+            if tuple(output.shape[1:]) != tuple(values.shape[1:]):
+                raise argument_error(
+                    "activation", f"an array (M, {', '.join(map(str, output.shape[1:]))}) laid "
+                    f"out as {layer!r}'s output", shown(f"shape {tuple(values.shape)}"))
+            return values.astype(output.dtype)
+
+        return forward.fn(params, x, None, (layer,), scales={layer: substitute})[0]
 
     return jax.jit(run)
 

@@ -23,7 +23,7 @@ from attrib._targets import check_objective, resolve_target_weights, weights_tar
 
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
-from ._probe import probe, scaled
+from ._probe import probe, scaled, substituted
 from ._rectifiers import RectifierGraph, RectifierMode, RuleState
 from ._state import preserved
 
@@ -103,6 +103,7 @@ class TorchModel(Model):
         self._model = model
         self._rectifier_path = rectifier_path
         self._output = check_output(output)
+        self._substitution_slow: set[str] = set()  # layers forward_substituted runs the safe way
 
     # -- the Model interface ---------------------------------------------------------
     @property
@@ -254,6 +255,44 @@ class TorchModel(Model):
         factor = torch.as_tensor(np.asarray(scale), device=x.device, dtype=x.dtype)
         with preserved(self._model), torch.no_grad(), scaled(self._model, layer, factor):
             logits = self._logits(x)
+        return as_numpy(logits)
+
+    def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
+        """Logits with ``layer``'s output replaced by ``activation``: hooks scoped to the call.
+
+        Fast path: the layer runs on an empty batch (its output is replaced
+        anyway) and one input image runs the layers before it once for all M
+        rows. A model that raises on that, or returns logits of another batch
+        size, is run again on M rows (the image repeated) with the layer run
+        as usual, and the layer is remembered on this adapter.
+        """
+        check_inputs(inputs)
+        check_layers(self._model, (layer,))
+        x = self._tensor(inputs)
+        values = torch.as_tensor(np.asarray(activation), device=x.device, dtype=x.dtype).clone()
+        m = values.shape[0] if values.ndim else 0
+        if m < 1 or x.shape[0] not in (1, m):
+            raise argument_error(
+                "inputs", f"1 image or one per activation row ({m})",
+                shown(f"{x.shape[0]} images for an activation of shape {tuple(values.shape)}"))
+        slow = self._substitution_slow
+        with preserved(self._model), torch.no_grad():
+            if layer not in slow:
+                try:
+                    with substituted(self._model, layer, values, skip=True):
+                        logits = select_output(self._model(x), self._output,
+                                               lambda v: isinstance(v, torch.Tensor))
+                    if isinstance(logits, torch.Tensor) and logits.ndim == 2 \
+                            and logits.shape[0] == m and logits.is_floating_point():
+                        return as_numpy(logits)
+                except AttribError:
+                    raise
+                except Exception:  # noqa: BLE001 - the model refused the fast path: the safe one
+                    pass
+                slow.add(layer)
+            rows = x.expand(m, *x.shape[1:]).contiguous() if x.shape[0] != m else x
+            with substituted(self._model, layer, values, skip=False):
+                logits = self._logits(rows)
         return as_numpy(logits)
 
     # -- helpers -----------------------------------------------------------------------

@@ -4,13 +4,20 @@
   every submodule, recording each one's output shape in the order outputs are
   produced, and which only pool or resample (:class:`attrib.LayerInfo`);
 - :func:`scaled` holds a forward hook on one layer that returns its output
-  multiplied by a mask (Ablation-CAM's primitive).
+  multiplied by a mask (Ablation-CAM's primitive);
+- :func:`substituted` holds hooks on one layer that replace its output by a
+  given tensor, and may run the layer itself on an empty batch (its result is
+  dropped anyway), as pytorch-grad-cam's ``AblationLayer`` does by swapping
+  the module.
 
-Every hook is removed in ``finally``; the model is never edited.
+Every hook is removed in ``finally``; the model is never edited. The hooks of
+:func:`scaled` and :func:`substituted` act only on forward passes made by the
+thread that installed them, so other threads may run the same model meanwhile.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -21,7 +28,9 @@ from torch import nn
 from attrib._errors import argument_error, shown
 from attrib._model import LayerInfo
 
-__all__ = ["probe", "scaled", "RESAMPLING"]
+from ._capture import _HOOKS_LOCK
+
+__all__ = ["probe", "scaled", "substituted", "RESAMPLING"]
 
 #: modules that only pool, resample, reshape or pass their input on
 RESAMPLING: tuple[type[nn.Module], ...] = (
@@ -74,8 +83,11 @@ def scaled(model: nn.Module, layer: str, scale: torch.Tensor) -> Iterator[None]:
     """While the block runs, ``layer``'s output is multiplied by ``scale`` (hook removed after)."""
     module = model.get_submodule(layer)
     calls = [0]
+    owner = threading.get_ident()
 
     def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+        if threading.get_ident() != owner:  # another thread's forward pass: not ours
+            return None
         calls[0] += 1
         if not isinstance(output, torch.Tensor):
             raise argument_error("layer", "a layer whose output is one tensor",
@@ -87,11 +99,63 @@ def scaled(model: nn.Module, layer: str, scale: torch.Tensor) -> Iterator[None]:
                 "scale", f"a mask that broadcasts against {layer!r}'s output "
                 f"{tuple(output.shape)}", shown(f"shape {tuple(scale.shape)}")) from error
 
-    handle = module.register_forward_hook(hook)
+    with _HOOKS_LOCK:
+        handle = module.register_forward_hook(hook)
     try:
         yield
     finally:
-        handle.remove()
+        with _HOOKS_LOCK:
+            handle.remove()
+    if calls[0] != 1:
+        raise argument_error("layer", "a layer that runs exactly once in the forward pass",
+                             shown(f"{layer!r}, which ran {calls[0]} times"))
+
+
+@contextmanager
+def substituted(model: nn.Module, layer: str, activation: torch.Tensor,
+                skip: bool) -> Iterator[None]:
+    """While the block runs, ``layer``'s output is ``activation`` (hooks removed after).
+
+    With ``skip``, a forward pre-hook hands the layer its tensor arguments
+    cut to an empty batch (``[:0]``), so the layer costs next to nothing; its
+    output only tells the trailing shape, which must be ``activation``'s. A
+    layer that cannot run on an empty batch raises: the caller then runs it
+    again without ``skip``.
+    """
+    module = model.get_submodule(layer)
+    calls = [0]
+    owner = threading.get_ident()
+
+    def empty_batch(mod: nn.Module, args: Any, kwargs: Any) -> Any:
+        if threading.get_ident() != owner or calls[0]:
+            return None
+        cut = tuple(a[:0] if isinstance(a, torch.Tensor) and a.ndim else a for a in args)
+        return cut, {k: v[:0] if isinstance(v, torch.Tensor) and v.ndim else v
+                     for k, v in kwargs.items()}
+
+    def hook(mod: nn.Module, args: Any, output: Any) -> Any:
+        if threading.get_ident() != owner:  # another thread's forward pass: not ours
+            return None
+        calls[0] += 1
+        if not isinstance(output, torch.Tensor):
+            raise argument_error("layer", "a layer whose output is one tensor",
+                                 shown(f"{layer!r}, which returns a {type(output).__name__}"))
+        if tuple(output.shape[1:]) != tuple(activation.shape[1:]):
+            raise argument_error(
+                "activation", f"an array (M, {', '.join(map(str, output.shape[1:]))}) laid out "
+                f"as {layer!r}'s output", shown(f"shape {tuple(activation.shape)}"))
+        return activation
+
+    with _HOOKS_LOCK:
+        handles = [module.register_forward_hook(hook)]
+        if skip:
+            handles.append(module.register_forward_pre_hook(empty_batch, with_kwargs=True))
+    try:
+        yield
+    finally:
+        with _HOOKS_LOCK:
+            for handle in handles:
+                handle.remove()
     if calls[0] != 1:
         raise argument_error("layer", "a layer that runs exactly once in the forward pass",
                              shown(f"{layer!r}, which ran {calls[0]} times"))

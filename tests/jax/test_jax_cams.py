@@ -107,3 +107,92 @@ def test_nnx_forward_scaled_leaves_the_module_alone() -> None:
     after = jax.tree_util.tree_map(np.array, nnx.state(net))
     for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(after)):
         np.testing.assert_array_equal(a, b)
+
+
+class Concat(nn.Module):
+    """conv1 -> conv2, whose output is concatenated with conv1's: one image cannot feed M rows."""
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        h = nn.Conv(4, (3, 3), name="conv1")(x)
+        g = nn.Conv(6, (3, 3), name="conv2")(h)
+        return nn.Dense(5, name="head")(jnp.concatenate([h, g], axis=-1).mean(axis=(1, 2)))
+
+
+def _head(variables: Any, features: np.ndarray) -> np.ndarray:
+    head = variables["params"]["head"]
+    return np.asarray(features.mean(axis=(1, 2)) @ head["kernel"] + head["bias"])
+
+
+def test_linen_forward_substituted(variables: Any) -> None:
+    x = images(2, size=6)
+    model = attrib.wrap((Conv(), variables), backend="jax")
+    values = np.random.default_rng(1).normal(size=(3, 6, 6, 6)).astype(np.float32)
+    want = _head(variables, np.maximum(values, 0))  # conv2's output replaced, then relu and head
+    np.testing.assert_allclose(model.forward_substituted(x[:1], "conv2", values), want,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(model.forward_substituted(x[[0, 1, 1]], "conv2", values), want,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(attrib.AttribError, match="activation"):
+        model.forward_substituted(x[:1], "conv2", values[..., :4])
+    with pytest.raises(attrib.AttribError, match="inputs"):
+        model.forward_substituted(x, "conv2", values)
+    # zeroing by substitution equals zeroing by scaling; min - 1e7 before the relu as well
+    by = {ablation: attrib.explain(model, x, method="ablationcam", layer="conv2", target=[1, 3],
+                                   batch_size=5, ablation=ablation)
+          for ablation in ("zero", "pytorch-grad-cam")}
+    assert by["zero"].stats["ablation_path"] == "substituted"
+    for ablation, explanation in by.items():
+        assert explanation.stats["ablation"] == ablation
+        np.testing.assert_allclose(explanation.layer_attribution, _ablated_by_scaling(model, x),
+                                   rtol=1e-4, atol=1e-6)
+
+
+def _ablated_by_scaling(model: Any, x: np.ndarray) -> np.ndarray:
+    """Ablation-CAM at conv2 through forward_scaled, one channel zeroed per call."""
+    acts = model.gradients(attrib.GradientRequest(inputs=x, input_gradient=False, layers=("conv2",),
+                                                  layer_gradients=False)).activations["conv2"]
+    original = model.forward(x)[[0, 1], [1, 3]]
+    maps = []
+    for n, target in enumerate([1, 3]):
+        weights = []
+        for c in range(6):
+            scale = np.ones((1, 1, 1, 6), np.float32)
+            scale[..., c] = 0
+            score = model.forward_scaled(x[n:n + 1], "conv2", scale)[0, target]
+            weights.append((original[n] - score) / original[n])
+        maps.append(np.maximum(np.einsum("c,hwc->hw", np.array(weights), acts[n]), 0))
+    return np.array(maps)
+
+
+def test_linen_substitution_falls_back_to_one_row_per_copy() -> None:
+    variables = Concat().init(jax.random.key(1), jnp.zeros((1, 6, 6, 3)))
+    x = images(2, size=6)
+    model = attrib.wrap((Concat(), variables), backend="jax")
+    values = np.random.default_rng(2).normal(size=(3, 6, 6, 6)).astype(np.float32)
+    conv1 = variables["params"]["conv1"]
+    h = np.asarray(jax.lax.conv_general_dilated(x[:1], conv1["kernel"], (1, 1), "SAME",
+                                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                   + conv1["bias"])
+    want = _head(variables, np.concatenate([np.repeat(h, 3, axis=0), values], axis=-1))
+    for _ in range(2):  # the first call finds the fast path refused, the second knows it
+        np.testing.assert_allclose(model.forward_substituted(x[:1], "conv2", values), want,
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_nnx_forward_substituted_leaves_the_module_alone() -> None:
+    net = nnx_net()
+    x = images(2)
+    state = jax.tree_util.tree_map(np.array, nnx.state(net))
+    model = attrib.wrap(net, backend="jax")
+    acts = model.gradients(attrib.GradientRequest(inputs=x, input_gradient=False, layers=("conv",),
+                                                  layer_gradients=False)).activations["conv"]
+    np.testing.assert_allclose(model.forward_substituted(x, "conv", acts), model.forward(x),
+                               rtol=1e-5, atol=1e-6)
+    one = model.forward_substituted(x[:1], "conv", np.repeat(acts[1:], 2, axis=0))
+    np.testing.assert_allclose(one, np.repeat(model.forward(x[1:]), 2, axis=0), rtol=1e-5,
+                               atol=1e-6)
+    assert net.conv.__class__ is nnx.Conv
+    after = jax.tree_util.tree_map(np.array, nnx.state(net))
+    for a, b in zip(jax.tree_util.tree_leaves(state), jax.tree_util.tree_leaves(after)):
+        np.testing.assert_array_equal(a, b)

@@ -79,9 +79,12 @@ class ScoreCAM(CAM):
             masks = resize_bilinear(data.activation[samples, channels], (size[0], size[1]),
                                     align_corners=self.upsample == "align_corners")
             low = masks.min(axis=(1, 2), keepdims=True)
-            masks = (masks - low) / (masks.max(axis=(1, 2), keepdims=True) - low + 1e-8)
+            high = masks.max(axis=(1, 2), keepdims=True)
+            masks -= low  # in place (masks is a new array): the chunk's only big temporaries
+            masks /= high - low + 1e-8
             masks = masks[:, None] if channels_first else masks[..., None]
-            masked = (x[samples] * masks).astype(x.dtype, copy=False)
+            masked = x[samples]  # a copy (fancy indexing), multiplied in place in its dtype
+            np.multiply(masked, masks, out=masked, casting="same_kind")
             logits = self.model.forward(masked)
             scores[index] = objective_scores(logits, result.targets[samples], self.objective)
         self._count("masked_batches", len(pairs))

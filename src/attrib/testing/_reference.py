@@ -70,11 +70,13 @@ def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray
 
 
 def forward(spec: NetSpec, inputs: np.ndarray,
-            scales: dict[str, np.ndarray] | None = None) -> Trace:
+            scales: dict[str, np.ndarray] | None = None,
+            substitutes: dict[str, np.ndarray] | None = None) -> Trace:
     """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output.
 
     ``scales`` multiplies the named layers' outputs (NCHW) by factors, as
-    :meth:`attrib.Model.forward_scaled` does.
+    :meth:`attrib.Model.forward_scaled` does; ``substitutes`` replaces them
+    (NCHW, any batch size), as :meth:`attrib.Model.forward_substituted` does.
     """
     x = np.asarray(inputs, dtype=np.float64)
     trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
@@ -94,6 +96,8 @@ def forward(spec: NetSpec, inputs: np.ndarray,
             raise TypeError(f"unknown layer {layer!r}")
         if scales is not None and layer.name in scales:
             x = x * scales[layer.name]
+        if substitutes is not None and layer.name in substitutes:
+            x = np.asarray(substitutes[layer.name], dtype=np.float64)
         trace.activations[layer.name] = x
     trace.logits = x
     return trace
@@ -222,6 +226,13 @@ class ReferenceModel(Model):
             raise argument_error("layer", "a layer name of this model", layer)
         x = _from_layout(self.to_numpy(inputs), self._layout)
         return forward(self.spec, x, {layer: _from_layout(np.asarray(scale), self._layout)}).logits
+
+    def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
+        if layer not in self.spec.layer_names:
+            raise argument_error("layer", "a layer name of this model", layer)
+        x = _from_layout(self.to_numpy(inputs), self._layout)
+        values = _from_layout(np.asarray(activation), self._layout)
+        return forward(self.spec, x, substitutes={layer: values}).logits
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         x_layout = self.to_numpy(request.inputs)

@@ -532,7 +532,7 @@ CAM_METHODS: tuple[str, ...] = ("gradcam_pp", "xgradcam", "layercam", "hirescam"
 
 
 def _check_cam(conf: Conformance, case: Case) -> None:
-    """What the CAM family needs: capture-only requests, chunked and scaled forwards, the probe."""
+    """The CAM family's needs: capture-only requests, chunked/scaled/substituted forwards, probe."""
     spec = case.spec
     model = conf.model(spec)
     x = conf.inputs(spec)
@@ -572,6 +572,25 @@ def _check_cam(conf: Conformance, case: Case) -> None:
         assert_close(logits, forward(spec, spec.inputs, {layer: scale}).logits,
                      f"forward_scaled({layer!r}, {label})", conf)
     assert_close(model.forward(x), trace.logits, "forward() after forward_scaled()", conf)
+    # 3b. forward_substituted: the layer continued from given activations (if implemented), for
+    # M rows of M images and for M rows of one image (Ablation-CAM's copies)
+    if type(model).forward_substituted is not Model.forward_substituted:
+        rows = activation * rng.uniform(0.0, 2.0, size=(n, c, 1, 1))
+        substitutes = _to_layout(rows, conf.layout).astype(x.dtype)
+        assert_close(model.forward_substituted(x, layer, substitutes),
+                     forward(spec, spec.inputs, substitutes={layer: rows}).logits,
+                     f"forward_substituted({layer!r}, N images)", conf)
+        copies = np.repeat(activation[:1], c, axis=0)
+        copies[np.arange(c), np.arange(c)] = -1.5  # one channel of image 0 set per row
+        assert_close(model.forward_substituted(x[:1], layer,
+                                               _to_layout(copies, conf.layout).astype(x.dtype)),
+                     forward(spec, spec.inputs[:1], substitutes={layer: copies}).logits,
+                     f"forward_substituted({layer!r}, one image for {c} rows)", conf)
+        assert_close(model.forward(x), trace.logits, "forward() after forward_substituted()", conf)
+    else:
+        _expect_error("forward_substituted() of a backend without it",
+                      lambda: model.forward_substituted(x, layer, _to_layout(activation,
+                                                                             conf.layout)))
     # 4. the probe: names the model exposes, with the layers' output shapes
     infos = model.probe_layers(x)
     names = set(model.layer_names())
@@ -586,7 +605,9 @@ def _check_cam(conf: Conformance, case: Case) -> None:
     # 5. each CAM method at that layer, and Grad-CAM at the default layer, on the reference's math
     targets = _targets(spec)[2]
     for method in CAM_METHODS + ("gradcam",):
-        if method not in conf.registry.methods() or (method == "ablationcam" and not scaled_here):
+        substituted_here = type(model).forward_substituted is not Model.forward_substituted
+        if method not in conf.registry.methods() or (method == "ablationcam" and not (
+                scaled_here or substituted_here)):
             continue
         chosen = None if method == "gradcam" else layer
         cls = conf.registry.method(method)

@@ -79,6 +79,22 @@ class NumpyModel(attrib.Model):
         (index,) = self._check_layers([layer])
         return _forward_scaled(self._net, self.to_numpy(inputs), index, np.asarray(scale))
 
+    def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
+        """Logits of the layers after ``layer`` run on ``activation`` (the layers before are skipped).
+
+        A sequential network's later layers see only ``activation``, so one
+        input image or M give the same logits; the inputs are still checked.
+        """
+        (index,) = self._check_layers([layer])
+        x = self.to_numpy(inputs)
+        values = np.asarray(activation)
+        if values.ndim < 1 or len(x) not in (1, len(values)):
+            raise argument_error("inputs", f"1 image or one per activation row ({len(values)})",
+                                 shown(f"{len(x)} images for an activation of shape {values.shape}"))
+        for _, later in self._net.layers[index + 1:]:
+            values, _ = later.forward(values)
+        return values
+
     def parameter_layers(self) -> Sequence[str]:
         """The Conv2d and Dense layers, input first."""
         return [name for name, layer in self._net.layers if isinstance(layer, (Conv2d, Dense))]
