@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from typing import Any
 
@@ -79,48 +80,16 @@ def probe(model: nn.Module, run: Callable[[], Any]) -> list[LayerInfo]:
 
 
 @contextmanager
-def scaled(model: nn.Module, layer: str, scale: torch.Tensor) -> Iterator[None]:
-    """While the block runs, ``layer``'s output is multiplied by ``scale`` (hook removed after)."""
-    module = model.get_submodule(layer)
-    calls = [0]
-    owner = threading.get_ident()
+def _output_replaced(model: nn.Module, layer: str,
+                     replace: Callable[[torch.Tensor], torch.Tensor],
+                     skip: bool = False) -> Iterator[None]:
+    """While the block runs, ``layer``'s output ``o`` becomes ``replace(o)`` in this thread.
 
-    def hook(mod: nn.Module, args: Any, output: Any) -> Any:
-        if threading.get_ident() != owner:  # another thread's forward pass: not ours
-            return None
-        calls[0] += 1
-        if not isinstance(output, torch.Tensor):
-            raise argument_error("layer", "a layer whose output is one tensor",
-                                 shown(f"{layer!r}, which returns a {type(output).__name__}"))
-        try:
-            return output * scale
-        except RuntimeError as error:
-            raise argument_error(
-                "scale", f"a mask that broadcasts against {layer!r}'s output "
-                f"{tuple(output.shape)}", shown(f"shape {tuple(scale.shape)}")) from error
-
-    with _HOOKS_LOCK:
-        handle = module.register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        with _HOOKS_LOCK:
-            handle.remove()
-    if calls[0] != 1:
-        raise argument_error("layer", "a layer that runs exactly once in the forward pass",
-                             shown(f"{layer!r}, which ran {calls[0]} times"))
-
-
-@contextmanager
-def substituted(model: nn.Module, layer: str, activation: torch.Tensor,
-                skip: bool) -> Iterator[None]:
-    """While the block runs, ``layer``'s output is ``activation`` (hooks removed after).
-
-    With ``skip``, a forward pre-hook hands the layer its tensor arguments
-    cut to an empty batch (``[:0]``), so the layer costs next to nothing; its
-    output only tells the trailing shape, which must be ``activation``'s. A
-    layer that cannot run on an empty batch raises: the caller then runs it
-    again without ``skip``.
+    Forward passes of other threads are left alone; the hooks are removed
+    after the block, and the layer must have run exactly once in it. With
+    ``skip``, a forward pre-hook hands the layer its tensor arguments cut to
+    an empty batch (``[:0]``), so the layer costs next to nothing (``replace``
+    then ignores its values); a layer that cannot run on an empty batch raises.
     """
     module = model.get_submodule(layer)
     calls = [0]
@@ -140,11 +109,7 @@ def substituted(model: nn.Module, layer: str, activation: torch.Tensor,
         if not isinstance(output, torch.Tensor):
             raise argument_error("layer", "a layer whose output is one tensor",
                                  shown(f"{layer!r}, which returns a {type(output).__name__}"))
-        if tuple(output.shape[1:]) != tuple(activation.shape[1:]):
-            raise argument_error(
-                "activation", f"an array (M, {', '.join(map(str, output.shape[1:]))}) laid out "
-                f"as {layer!r}'s output", shown(f"shape {tuple(activation.shape)}"))
-        return activation
+        return replace(output)
 
     with _HOOKS_LOCK:
         handles = [module.register_forward_hook(hook)]
@@ -159,3 +124,37 @@ def substituted(model: nn.Module, layer: str, activation: torch.Tensor,
     if calls[0] != 1:
         raise argument_error("layer", "a layer that runs exactly once in the forward pass",
                              shown(f"{layer!r}, which ran {calls[0]} times"))
+
+
+def scaled(model: nn.Module, layer: str, scale: torch.Tensor) -> ContextManager[None]:
+    """While the block runs, ``layer``'s output is multiplied by ``scale`` (hook removed after)."""
+
+    def times_scale(output: torch.Tensor) -> torch.Tensor:
+        try:
+            return output * scale
+        except RuntimeError as error:
+            raise argument_error(
+                "scale", f"a mask that broadcasts against {layer!r}'s output "
+                f"{tuple(output.shape)}", shown(f"shape {tuple(scale.shape)}")) from error
+
+    return _output_replaced(model, layer, times_scale)
+
+
+def substituted(model: nn.Module, layer: str, activation: torch.Tensor,
+                skip: bool) -> ContextManager[None]:
+    """While the block runs, ``layer``'s output is ``activation`` (hooks removed after).
+
+    With ``skip`` the layer itself runs on an empty batch: its output only
+    tells the trailing shape, which must be ``activation``'s; a layer that
+    cannot take an empty batch raises, and the caller runs it again without
+    ``skip``.
+    """
+
+    def the_activation(output: torch.Tensor) -> torch.Tensor:
+        if tuple(output.shape[1:]) != tuple(activation.shape[1:]):
+            raise argument_error(
+                "activation", f"an array (M, {', '.join(map(str, output.shape[1:]))}) laid out "
+                f"as {layer!r}'s output", shown(f"shape {tuple(activation.shape)}"))
+        return activation
+
+    return _output_replaced(model, layer, the_activation, skip)
