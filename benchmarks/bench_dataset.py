@@ -4,18 +4,23 @@ Two measurements (CPU, the bundled demo CNN, 64×64 scenes):
 
 1. **Throughput**: images per second of ``attrib.explain_dataset`` (writing a
    compressed Zarr store, with thumbnails) against a hand-written loop that
-   calls ``attrib.explain`` per batch and keeps the maps in a list. Runs
-   are interleaved (loop, dataset, loop, dataset, ...) and the medians are
-   compared, so load from other processes affects both alike (the best of
-   each is printed too).
+   calls ``attrib.explain`` per batch and keeps the maps in a list, and
+   against the same loop saving each batch's maps, logits and uint8
+   pictures to disk with ``np.save`` (the least a loop that keeps its
+   results does; the disk's cost apart from attrib's). Runs are interleaved
+   (loop, saving loop, dataset, ...) and the medians are compared, so load
+   from other processes affects all alike (the best of each is printed
+   too). ``--dir`` chooses where the stores go (e.g. ``/dev/shm``, a RAM
+   disk, to take the disk out).
 2. **Peak RSS flat in the dataset's length**: ``explain_dataset`` over 200 and
-   over 2,000 scenes, each in a fresh subprocess (``resource.getrusage``'s
-   ``ru_maxrss``); the scenes are generated batch by batch, so the data
+   over 2,000 scenes, each in a fresh subprocess (its ``VmHWM``); the
+   scenes are generated batch by batch, so the data
    never sits in memory as a whole.
 
 Usage::
 
     python benchmarks/bench_dataset.py [--n 2000] [--batch 64] [--repeats 10] [--method gradcam]
+                                       [--dir /dev/shm]
 """
 
 from __future__ import annotations
@@ -57,38 +62,80 @@ def rss_run(n: int, batch: int, method: str) -> dict[str, float]:
     seconds = time.perf_counter() - start
     assert len(store) == n
     shutil.rmtree(out.parent)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"n": n, "peak_rss_mib": peak_kib / 1024, "seconds": seconds}
+    return {"n": n, "peak_rss_mib": _peak_rss_kib() / 1024, "seconds": seconds}
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB: ``VmHWM`` (Linux), else ``ru_maxrss``.
+
+    ``ru_maxrss`` survives ``exec``: a child started by a parent holding
+    800 MiB reports at least that, whatever it does itself. ``VmHWM`` belongs
+    to the address space, which ``exec`` replaces.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+
+
+def _saving_loop(model: object, batches: list[tuple[np.ndarray, np.ndarray]], method: str,
+                 options: dict[str, str], folder: Path) -> None:
+    """The hand-written loop that keeps its results on disk: one ``np.save`` per array and batch."""
+    for k, (x, _) in enumerate(batches):
+        explanation = attrib.explain(model, x, method=method, **options)
+        pictures = np.rint(x * np.float32(255)).astype(np.uint8)  # NCHW, as the model takes them
+        for name, values in (("maps", explanation.attribution), ("logits", explanation.logits),
+                             ("pictures", pictures)):
+            np.save(folder / f"{name}-{k}.npy", values)
 
 
 def throughput(n: int, batch: int, method: str, repeats: int,
-               thumbnail: int | None = 112) -> dict[str, float]:
-    """Median (and best) images/s of each, over ``repeats`` interleaved runs on ``n`` scenes."""
+               thumbnail: int | None = 112, folder: str | None = None) -> dict[str, float]:
+    """Median (and best) images/s of each arm, over ``repeats`` interleaved runs on ``n`` scenes.
+
+    The arms: ``loop`` (maps kept in a list), ``saving`` (the loop saving to
+    ``folder`` with ``np.save``) and ``dataset`` (``explain_dataset`` into a
+    store in ``folder``; None: the system's temporary folder).
+    """
     model = attrib.demo_model("torch")
     batches = list(scene_batches(n, batch))
     options = _options(method)
     attrib.explain(model, batches[0][0], method=method, **options)  # warm-up
-    loop, dataset = [], []
-    loop_cpu, dataset_cpu = [], []  # CPU seconds of the whole process (every thread) per run
-    for _ in range(repeats):
-        start, cpu = time.perf_counter(), time.process_time()
+
+    def loop(_: Path) -> None:
         maps = [attrib.explain(model, x, method=method, **options).attribution for x, _ in batches]
-        loop.append(n / (time.perf_counter() - start))
-        loop_cpu.append(time.process_time() - cpu)
         assert sum(len(m) for m in maps) == n
-        del maps
-        out = Path(tempfile.mkdtemp()) / "maps.zarr"
-        start, cpu = time.perf_counter(), time.process_time()
-        attrib.explain_dataset(model, batches, method=method, out=out, progress=False,
-                               thumbnail=thumbnail, **options)
-        dataset.append(n / (time.perf_counter() - start))
-        dataset_cpu.append(time.process_time() - cpu)
-        shutil.rmtree(out.parent)
-    median = float(np.median(dataset)) / float(np.median(loop))
-    return {"loop_img_per_s": float(np.median(loop)), "dataset_img_per_s": float(np.median(dataset)),
-            "ratio": median, "best_ratio": max(dataset) / max(loop),
-            "loop_cpu_ms_per_img": 1000 * float(np.median(loop_cpu)) / n,
-            "dataset_cpu_ms_per_img": 1000 * float(np.median(dataset_cpu)) / n}
+
+    def saving(place: Path) -> None:
+        _saving_loop(model, batches, method, options, place)
+
+    def dataset(place: Path) -> None:
+        attrib.explain_dataset(model, batches, method=method, out=place / "maps.zarr",
+                               progress=False, thumbnail=thumbnail, **options)
+
+    arms = {"loop": loop, "saving": saving, "dataset": dataset}
+    rates: dict[str, list[float]] = {name: [] for name in arms}
+    cpu: dict[str, list[float]] = {name: [] for name in arms}  # CPU s of the process (all threads)
+    for _ in range(repeats):
+        for name, arm in arms.items():
+            place = Path(tempfile.mkdtemp(dir=folder))
+            start, cpu_start = time.perf_counter(), time.process_time()
+            arm(place)
+            rates[name].append(n / (time.perf_counter() - start))
+            cpu[name].append(time.process_time() - cpu_start)
+            shutil.rmtree(place)
+    result = {f"{name}_img_per_s": float(np.median(values)) for name, values in rates.items()}
+    result.update({f"{name}_cpu_ms_per_img": 1000 * float(np.median(values)) / n
+                   for name, values in cpu.items()})
+    result["ratio"] = result["dataset_img_per_s"] / result["loop_img_per_s"]
+    result["best_ratio"] = max(rates["dataset"]) / max(rates["loop"])
+    result["saving_ratio"] = result["saving_img_per_s"] / result["loop_img_per_s"]
+    result["dataset_to_saving"] = result["dataset_img_per_s"] / result["saving_img_per_s"]
+    return result
 
 
 def main() -> None:
@@ -101,6 +148,8 @@ def main() -> None:
     parser.add_argument("--method", default="gradcam")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads for both arms (default: torch's own choice)")
+    parser.add_argument("--dir", default=None,
+                        help="folder for the stores and saved arrays (default: the temporary folder)")
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
@@ -116,19 +165,21 @@ def main() -> None:
         return
     if not args.skip_throughput:
         result = throughput(args.throughput_n, args.batch, args.method, args.repeats,
-                            None if args.no_thumbnails else 112)
+                            None if args.no_thumbnails else 112, args.dir)
         import torch
 
         print(f"throughput ({args.method}, {args.throughput_n} scenes, batch {args.batch}, "
               f"{torch.get_num_threads()} torch threads"
-              f"{', no thumbnails' if args.no_thumbnails else ''}, median of "
-              f"{args.repeats} interleaved runs): hand-written loop "
-              f"{result['loop_img_per_s']:.0f} img/s, explain_dataset "
-              f"{result['dataset_img_per_s']:.0f} img/s, ratio {result['ratio']:.3f} "
-              f"(best against best {result['best_ratio']:.3f}); CPU per image (all threads, median): "
-              f"loop {result['loop_cpu_ms_per_img']:.3f} ms, explain_dataset "
-              f"{result['dataset_cpu_ms_per_img']:.3f} ms, ratio "
-              f"{result['loop_cpu_ms_per_img'] / result['dataset_cpu_ms_per_img']:.3f}")
+              f"{', no thumbnails' if args.no_thumbnails else ''}, writing to "
+              f"{args.dir or tempfile.gettempdir()}, median of {args.repeats} interleaved runs):")
+        for name, what in (("loop", "hand-written loop, maps in memory"),
+                           ("saving", "hand-written loop saving with np.save"),
+                           ("dataset", "explain_dataset")):
+            print(f"  {what:40s} {result[f'{name}_img_per_s']:6.0f} img/s, "
+                  f"CPU {result[f'{name}_cpu_ms_per_img']:.3f} ms/img (all threads)")
+        print(f"  explain_dataset / loop {result['ratio']:.3f} (best against best "
+              f"{result['best_ratio']:.3f}); saving loop / loop {result['saving_ratio']:.3f}; "
+              f"explain_dataset / saving loop {result['dataset_to_saving']:.3f}")
     if args.skip_rss:
         return
     peaks = {}

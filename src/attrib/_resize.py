@@ -48,7 +48,14 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int], *,
     y0, y1, wy = _axis_weights(h, height, align_corners)
     x0, x1, wx = _axis_weights(w, width, align_corners)
     wy = wy.astype(dtype)[None, :, None]
-    wx = wx.astype(dtype)[None, None, :]
-    rows = maps[:, y0, :] * (1 - wy) + maps[:, y1, :] * wy
-    out = rows[:, :, x0] * (1 - wx) + rows[:, :, x1] * wx
-    return out.astype(dtype, copy=False)
+    wx = wx.astype(dtype)
+    rows = (maps[:, y0, :] * (1 - wy) + maps[:, y1, :] * wy).reshape(-1, w)
+    # take() along the last axis of the 2-D rows gives C-ordered results (fancy
+    # indexing ``rows[:, :, x0]`` would lay the batch axis fastest in memory, and
+    # every later copy of the maps, e.g. into a Zarr store, would pay for it)
+    out = rows.take(x0, axis=1)
+    out *= 1 - wx
+    right = rows.take(x1, axis=1)
+    right *= wx
+    out += right
+    return out.reshape(len(maps), height, width).astype(dtype, copy=False)

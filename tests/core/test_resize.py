@@ -31,3 +31,22 @@ def test_downsampling_by_two_averages_neighbours():
     m = np.arange(16.0).reshape(1, 4, 4)
     out = resize_bilinear(m, (2, 2))
     np.testing.assert_allclose(out[0], [[2.5, 4.5], [10.5, 12.5]])
+
+
+def test_resized_maps_are_c_ordered_and_equal_an_independent_formula():
+    # every later copy (a Zarr store, torch.from_numpy) pays for another memory order
+    rng = np.random.default_rng(1)
+    maps = rng.normal(size=(3, 5, 4)).astype(np.float32)
+    out = resize_bilinear(maps, (9, 11))
+    assert out.flags.c_contiguous and out.dtype == np.float32
+    # the same bilinear weights, applied as two small matrices (a second mechanism)
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        source = np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+        lo = np.floor(source).astype(int)
+        hi = np.minimum(lo + 1, n_in - 1)
+        matrix = np.zeros((n_out, n_in))
+        np.add.at(matrix, (np.arange(n_out), lo), 1 - (source - lo))
+        np.add.at(matrix, (np.arange(n_out), hi), source - lo)
+        return matrix
+    expected = np.einsum("yh,nhw,xw->nyx", weights(5, 9), maps.astype(np.float64), weights(4, 11))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)

@@ -258,3 +258,27 @@ def test_import_attrib_imports_neither_zarr_nor_ray_nor_tqdm():
             "print(sorted(m for m in ('zarr', 'ray', 'tqdm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_batches_of_uneven_sizes_and_any_memory_order_are_stored_as_given(tmp_path):
+    from attrib._dataset._store import MapStore
+
+    rng = np.random.default_rng(0)
+    sizes = [16, 5, 11, 8, 16, 3]  # chunks of 2 × 16 rows; batches straddle them
+    store = MapStore.create_or_resume(tmp_path / "s.zarr", {"method": "by hand"}, batches_per_chunk=2)
+    offset, maps, sums = 0, [], []
+    for k, n in enumerate(sizes):
+        batch_maps = np.asfortranarray(rng.normal(size=(n, 6, 7)).astype(np.float32))
+        batch_sums = rng.integers(0, 2**32, size=n, dtype=np.uint32)
+        maps.append(batch_maps.copy())
+        sums.append(batch_sums.copy())
+        store.add_batch(k, offset, {"attribution": batch_maps, "checksums": batch_sums})
+        batch_maps[...] = 0  # the store keeps its own copy: the caller may reuse its arrays
+        offset += n
+    store.finish()
+    reopened = attrib.open_maps(tmp_path / "s.zarr")
+    assert len(reopened) == sum(sizes) and reopened["attribution"].chunks == (32, 6, 7)
+    np.testing.assert_array_equal(reopened["attribution"][:], np.concatenate(maps))
+    np.testing.assert_array_equal(reopened["checksums"][:], np.concatenate(sums))
+    np.testing.assert_array_equal(reopened["batches"][:],
+                                  np.stack([np.cumsum([0, *sizes[:-1]]), sizes], axis=1))

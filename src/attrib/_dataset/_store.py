@@ -160,7 +160,10 @@ class MapStore:
         self._arrays: dict[str, Any] = {}  # open arrays: a look-up reads and parses metadata
         self._batches_per_chunk = _check_batches_per_chunk(batches_per_chunk)
         self._chunk_rows: int | None = None  # rows per chunk: the store's, or set by the first batch
-        self._kept: list[tuple[int, int, dict[str, np.ndarray]]] = []  # batches not yet written
+        self._kept: list[tuple[int, int, int]] = []  # (batch, offset, size) taken, not yet written
+        self._rows: dict[str, np.ndarray] = {}  # the kept batches' rows, one reused buffer per array
+        self._filled = 0  # rows of those buffers the kept batches fill
+        self._names: list[str] = []  # the arrays of the kept batches
         self._expected_rows: int | None = None
         self._read_markers()
 
@@ -267,22 +270,47 @@ class MapStore:
     def add_batch(self, batch: int, offset: int, arrays: Mapping[str, np.ndarray]) -> None:
         """Take batch ``batch`` (rows ``offset:offset + n``); write the batches taken once they fill a chunk.
 
-        ``arrays`` must not change afterwards (they are kept until written).
+        ``arrays`` are copied into the chunk's buffers (one per array, reused
+        from chunk to chunk: no allocation, no concatenation, memory flat).
         :meth:`flush` (or :meth:`finish`) writes the batches still kept.
         """
         values = {name: np.asarray(array) for name, array in arrays.items()}
         n = len(values["checksums"])
         if self._kept:
-            last_batch, last_offset, last = self._kept[-1]
-            if batch != last_batch + 1 or offset != last_offset + len(last["checksums"]):
-                self.flush()  # not the next batch: the kept ones go first
+            last_batch, last_offset, last_size = self._kept[-1]
+            if batch != last_batch + 1 or offset != last_offset + last_size or not self._fits(values):
+                self.flush()  # not the next batch (or other arrays): the kept ones go first
         if self._chunk_rows is None:
             self._chunk_rows = self._stored_chunk_rows() or n * (
                 self._batches_per_chunk or max(1, CHUNK_BYTES // max(1, _nbytes(values))))
-        self._kept.append((batch, offset, values))
+        self._keep(values)
+        self._kept.append((batch, offset, n))
         end = offset + n
         if end % self._chunk_rows == 0 or end - self._kept[0][1] >= self._chunk_rows:
             self.flush()
+
+    def _fits(self, values: Mapping[str, np.ndarray]) -> bool:
+        """Whether ``values`` has the arrays, dtypes and sample shapes of the kept batches."""
+        return set(values) == set(self._names) and all(
+            self._rows[name].dtype == value.dtype and self._rows[name].shape[1:] == value.shape[1:]
+            for name, value in values.items())
+
+    def _keep(self, values: Mapping[str, np.ndarray]) -> None:
+        """Copy ``values`` after the kept rows, in C order (zarr copies other layouts slowly)."""
+        start, n = self._filled, len(values["checksums"])
+        assert self._chunk_rows is not None
+        for name, value in values.items():
+            buffer = self._rows.get(name)
+            if buffer is None or buffer.dtype != value.dtype or buffer.shape[1:] != value.shape[1:] \
+                    or len(buffer) < start + n:
+                grown = np.empty((max(self._chunk_rows, start + n), *value.shape[1:]), value.dtype)
+                if start:  # only for batches of uneven sizes: _fits holds, the kept rows move along
+                    assert buffer is not None
+                    grown[:start] = buffer[:start]
+                self._rows[name] = buffer = grown
+            buffer[start:start + n] = value
+        self._names = list(values)
+        self._filled = start + n
 
     def expect(self, rows: int | None) -> None:
         """Size new arrays for ``rows`` samples (the dataset's length, when known): no resizing."""
@@ -334,16 +362,14 @@ class MapStore:
         if not self._kept:
             return
         kept, self._kept = self._kept, []  # a failed write is not retried: the batches are redone
+        rows, self._filled = self._filled, 0
         zarr = _zarr()
         assert self._chunk_rows is not None
         first_batch, start = kept[0][0], kept[0][1]
-        sizes = [len(values["checksums"]) for _, _, values in kept]
-        end = start + sum(sizes)
+        sizes = [size for _, _, size in kept]
+        end = start + rows
         last_batch = first_batch + len(kept) - 1
-        data = {}
-        for name in kept[0][2]:
-            parts = [values[name] for _, _, values in kept]
-            data[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        data = {name: self._rows[name][:rows] for name in self._names}  # written before reuse
         self._make_room(zarr, data, end, last_batch + 1)
         _write_rows([(self._arrays[name], rows) for name, rows in data.items()], slice(start, end))
         marker = self._arrays[MARKER]
@@ -363,6 +389,7 @@ class MapStore:
     def finish(self) -> None:
         """Write the batches still kept, then trim every array to the rows of the completed batches."""
         self.flush()
+        self._rows = {}  # the chunk buffers go with the run
         if not self._done:
             return
         rows = max(offset + size for offset, size in self._done.values())
