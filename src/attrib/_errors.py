@@ -17,6 +17,7 @@ __all__ = [
     "BackendError",
     "AttribWarning",
     "argument_error",
+    "check_choice",
     "close_matches",
 ]
 
@@ -72,6 +73,29 @@ def argument_error(
     if suggestion:
         message += f". {suggestion}"
     return kind(message)
+
+
+def check_choice(argument: str, value: object, choices: Iterable[str], *,
+                 suggestion: str | None = None) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise an :class:`AttribValueError`.
+
+    The error names ``argument``, lists the choices (in the order given) and
+    shows ``value``. When ``value`` is a string close to a choice it asks
+    "Did you mean ...?"; ``suggestion`` follows either way.
+
+    >>> check_choice("kind", "mean", ["mean", "max"])
+    'mean'
+    >>> check_choice("kind", "maen", ["mean", "max"])
+    Traceback (most recent call last):
+    ...
+    attrib._errors.AttribValueError: kind: expected one of ['mean', 'max'], got 'maen'. Did you mean 'mean'?
+    """
+    options = list(choices)
+    if isinstance(value, str) and value in options:
+        return value
+    near = close_matches(value, options) if isinstance(value, str) else []
+    hints = ([f"Did you mean {near[0]!r}?"] if near else []) + ([suggestion] if suggestion else [])
+    raise argument_error(argument, f"one of {options}", value, " ".join(hints) or None)
 
 
 class _Shown(str):

@@ -46,6 +46,7 @@ from attrib._errors import (
     AttribTypeError,
     AttribWarning,
     argument_error,
+    check_choice,
     close_matches,
     shown,
 )
@@ -274,8 +275,7 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
-        if request.rule not in ("vanilla", "guided", "deconvnet"):
-            raise argument_error("rule", "one of ['deconvnet', 'guided', 'vanilla']", request.rule)
+        check_choice("rule", request.rule, ("deconvnet", "guided", "vanilla"))
         layers = tuple(request.layers)
         if layers:
             self._check_layers(layers)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import AttribTypeError, argument_error, close_matches, shown
+from .._errors import AttribTypeError, argument_error, check_choice, close_matches, shown
 from .._model import LAYOUTS, GradientRequest, GradientResult, Model
 from .._rules import get_rule
 from .._targets import (
@@ -183,10 +183,8 @@ class ReferenceModel(Model):
     backend: ClassVar[str] = "reference"
 
     def __init__(self, spec: NetSpec, layout: str = "NCHW") -> None:
-        if layout not in LAYOUTS:
-            raise argument_error("layout", f"one of {list(LAYOUTS)}", layout)
         self.spec = spec
-        self._layout = layout
+        self._layout = check_choice("layout", layout, LAYOUTS)
 
     @property
     def layout(self) -> str:
