@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from .._attributor import MethodOutput
+from .._blur import gaussian_blur
 from .._errors import AttribTypeError, argument_error, check_choice, shown
 from ._batched import (
     Explained,
@@ -69,21 +70,10 @@ def blur_baseline(x: np.ndarray, layout: str) -> np.ndarray:
     (``numpy.pad(mode="reflect")``): the blurred baseline of Kapishnikov et
     al. (2021), which keeps the colours and removes the detail.
     """
-    h_axis, w_axis = spatial_axes(layout, x.ndim)
-    sigma = min(x.shape[h_axis], x.shape[w_axis]) / 10.0
-    out = np.asarray(x, dtype=np.float64)
-    for axis in (h_axis, w_axis):
-        radius = min(int(np.ceil(3 * sigma)), x.shape[axis] - 1)
-        offsets = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-        kernel /= kernel.sum()
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (radius, radius)
-        padded_x = np.pad(out, pad, mode="reflect")
-        size = x.shape[axis]
-        out = sum(w * np.take(padded_x, np.arange(i, i + size), axis=axis)
-                  for i, w in enumerate(kernel))
-    return out
+    axes = spatial_axes(layout, x.ndim)
+    sigma = min(x.shape[axis] for axis in axes) / 10.0
+    radii = [min(int(np.ceil(3 * sigma)), x.shape[axis] - 1) for axis in axes]
+    return gaussian_blur(x, sigma, layout, radii, mode="reflect")
 
 
 class IntegratedGradients(MultiPassMethod):
