@@ -19,6 +19,7 @@ __all__ = [
     "argument_error",
     "check_choice",
     "close_matches",
+    "did_you_mean",
 ]
 
 
@@ -51,6 +52,20 @@ def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     if not found:
         found = [c for c in choices if name and (name in c or c in name)][:n]
     return found
+
+
+def did_you_mean(name: str, choices: Iterable[str], *, every: bool = False) -> str | None:
+    """"Did you mean 'x'?" for the closest of ``choices`` (``every``: all close ones), else None.
+
+    >>> did_you_mean("conv1x", ["conv1", "conv2", "fc"], every=True)
+    "Did you mean 'conv1' or 'conv2'?"
+    >>> did_you_mean("zzz", ["conv1", "fc"]) is None
+    True
+    """
+    near = close_matches(name, choices)
+    if not near:
+        return None
+    return f"Did you mean {' or '.join(repr(n) for n in (near if every else near[:1]))}?"
 
 
 def argument_error(
@@ -93,9 +108,9 @@ def check_choice(argument: str, value: object, choices: Iterable[str], *,
     options = list(choices)
     if isinstance(value, str) and value in options:
         return value
-    near = close_matches(value, options) if isinstance(value, str) else []
-    hints = ([f"Did you mean {near[0]!r}?"] if near else []) + ([suggestion] if suggestion else [])
-    raise argument_error(argument, f"one of {options}", value, " ".join(hints) or None)
+    guess = did_you_mean(value, options) if isinstance(value, str) else None
+    hint = " ".join(text for text in (guess, suggestion) if text)
+    raise argument_error(argument, f"one of {options}", value, hint or None)
 
 
 class _Shown(str):

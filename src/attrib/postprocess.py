@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import AttribTypeError, argument_error, shown
+from ._errors import AttribTypeError, argument_error, did_you_mean, shown
 from ._model import LAYOUTS, check_layout
 from ._resize import resize_bilinear
 
@@ -463,11 +463,8 @@ def _colormap(colormap: object) -> Any:
         try:
             return matplotlib.colormaps[colormap]
         except KeyError:
-            from ._errors import close_matches
-
-            near = close_matches(colormap, list(matplotlib.colormaps))
             raise argument_error("colormap", "a matplotlib colormap name", colormap,
-                                 f"Did you mean {near[0]!r}?" if near else None) from None
+                                 did_you_mean(colormap, matplotlib.colormaps)) from None
     if callable(colormap):
         return colormap
     raise argument_error("colormap", "a matplotlib colormap or its name", colormap,

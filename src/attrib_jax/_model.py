@@ -47,7 +47,7 @@ from attrib._errors import (
     AttribWarning,
     argument_error,
     check_choice,
-    close_matches,
+    did_you_mean,
     shown,
 )
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
@@ -417,11 +417,9 @@ class JaxModel(Model):
                 "guided_gradcam) need a Flax module: pass (module, variables) or an nnx.Module.")
         for name in layers:
             if name not in self._forward.names:
-                near = close_matches(str(name), self._forward.names)
                 raise argument_error("layer", "a layer name of this jax model", name,
-                                     f"Did you mean {' or '.join(repr(n) for n in near)}?"
-                                     if near else
-                                     f"Layers near the output: {list(self._forward.names)[-5:]}")
+                                     did_you_mean(str(name), self._forward.names, every=True)
+                                     or f"Layers near the output: {list(self._forward.names)[-5:]}")
 
     def _device_inputs(self, inputs: Any) -> Any:
         self.input_shape(inputs)

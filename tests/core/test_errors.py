@@ -1,4 +1,4 @@
-"""attrib._errors.check_choice, and the option checks built on it (no framework needed)."""
+"""attrib._errors.check_choice / did_you_mean, and the option checks built on them (no framework)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import attrib
 from attrib._demo import demo_weights
-from attrib._errors import check_choice
+from attrib._errors import check_choice, did_you_mean
 from attrib._registry import default_registry
 from attrib.methods.integrated_gradients import quadrature
 from attrib.postprocess import grayscale
@@ -53,6 +53,14 @@ def test_a_value_that_is_not_a_string_is_never_a_choice(value: object) -> None:
         check_choice("kind", value, KINDS)
     assert f"got {value!r}" in str(caught.value)
     assert "Did you mean" not in str(caught.value)
+
+
+def test_did_you_mean_names_the_closest_or_every_close_choice() -> None:
+    layers = ["conv1", "conv2", "fc"]
+    assert did_you_mean("conv3", layers) == "Did you mean 'conv2'?"  # difflib's order
+    assert did_you_mean("conv3", layers, every=True) == "Did you mean 'conv2' or 'conv1'?"
+    assert did_you_mean("zzzz", layers) is None
+    assert did_you_mean("", layers) is None
 
 
 def _reference_model(layout: str) -> Any:
