@@ -80,7 +80,7 @@ class AblationCAM(CAM):
         super().__init__(model, layer=layer, reshape=reshape, combine=combine, backend=backend,
                          objective=objective, registry=registry)
         self.batch_size = check_batch_size(batch_size)
-        self.ablation = ablation = check_choice("ablation", ablation, ABLATIONS)
+        self.ablation = check_choice("ablation", ablation, ABLATIONS)
         self._substitutes = type(self.model).forward_substituted is not Model.forward_substituted
         if ablation != "zero" and not self._substitutes:
             raise argument_error(
