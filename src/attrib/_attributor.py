@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._checks import check_finite, check_finite_map
-from ._errors import argument_error, close_matches, shown
+from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
 from ._rules import get_rule
@@ -120,8 +120,7 @@ class Attributor(ABC):
             raise argument_error("layer", f"the name of a layer for {self.name!r}", None, hint)
         if isinstance(layer, str) and layer in names:
             return layer
-        near = close_matches(str(layer), names)
-        hint = f"Did you mean {' or '.join(repr(n) for n in near)}?" if near else (
+        hint = did_you_mean(str(layer), names, every=True) or (
             f"Layers near the output: {names[-5:]}" if names else no_layers
         )
         raise argument_error("layer", f"a layer name of this {self.model.backend} model", layer, hint)

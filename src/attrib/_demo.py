@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import argument_error
+from ._errors import argument_error, check_choice
 
 __all__ = [
     "CLASS_NAMES",
@@ -226,8 +226,7 @@ def demo_weights_path(weights: str = "trained") -> Any:
     """
     from importlib import resources  # on first use: not part of `import attrib`
 
-    if weights not in _WEIGHTS_FILES:
-        raise argument_error("weights", f"one of {sorted(_WEIGHTS_FILES)}", weights)
+    weights = check_choice("weights", weights, sorted(_WEIGHTS_FILES))
     return resources.files("attrib").joinpath("data", _WEIGHTS_FILES[weights])
 
 

@@ -17,7 +17,9 @@ __all__ = [
     "BackendError",
     "AttribWarning",
     "argument_error",
+    "check_choice",
     "close_matches",
+    "did_you_mean",
 ]
 
 
@@ -52,6 +54,20 @@ def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     return found
 
 
+def did_you_mean(name: str, choices: Iterable[str], *, every: bool = False) -> str | None:
+    """"Did you mean 'x'?" for the closest of ``choices`` (``every``: all close ones), else None.
+
+    >>> did_you_mean("conv1x", ["conv1", "conv2", "fc"], every=True)
+    "Did you mean 'conv1' or 'conv2'?"
+    >>> did_you_mean("zzz", ["conv1", "fc"]) is None
+    True
+    """
+    near = close_matches(name, choices)
+    if not near:
+        return None
+    return f"Did you mean {' or '.join(repr(n) for n in (near if every else near[:1]))}?"
+
+
 def argument_error(
     argument: str,
     expected: str,
@@ -72,6 +88,29 @@ def argument_error(
     if suggestion:
         message += f". {suggestion}"
     return kind(message)
+
+
+def check_choice(argument: str, value: object, choices: Iterable[str], *,
+                 suggestion: str | None = None) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise an :class:`AttribValueError`.
+
+    The error names ``argument``, lists the choices (in the order given) and
+    shows ``value``. When ``value`` is a string close to a choice it asks
+    "Did you mean ...?"; ``suggestion`` follows either way.
+
+    >>> check_choice("kind", "mean", ["mean", "max"])
+    'mean'
+    >>> check_choice("kind", "maen", ["mean", "max"])
+    Traceback (most recent call last):
+    ...
+    attrib._errors.AttribValueError: kind: expected one of ['mean', 'max'], got 'maen'. Did you mean 'mean'?
+    """
+    options = list(choices)
+    if isinstance(value, str) and value in options:
+        return value
+    guess = did_you_mean(value, options) if isinstance(value, str) else None
+    hint = " ".join(text for text in (guess, suggestion) if text)
+    raise argument_error(argument, f"one of {options}", value, hint or None)
 
 
 class _Shown(str):

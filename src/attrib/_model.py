@@ -274,3 +274,15 @@ class Model(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} backend={self.backend!r} layout={self.layout!r}>"
+
+
+def check_layout(layout: object) -> str:
+    """``layout`` upper-cased if it is one of :data:`LAYOUTS` in any case, else an AttribValueError.
+
+    >>> check_layout("nhwc")
+    'NHWC'
+    """
+    from ._errors import check_choice
+
+    chosen = layout.upper() if isinstance(layout, str) and layout.upper() in LAYOUTS else layout
+    return check_choice("layout", chosen, LAYOUTS, suggestion="torch models use 'NCHW', Flax models 'NHWC'.")

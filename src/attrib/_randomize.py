@@ -93,16 +93,15 @@ def _output_first(ndim: int) -> tuple[int, ...]:
 
 def check_layers(layers: object, available: list[str] | tuple[str, ...], backend: str) -> tuple[str, ...]:
     """``layers`` as a tuple of names from ``available``, else a clear :class:`attrib.AttribError`."""
-    from ._errors import argument_error, close_matches, shown
+    from ._errors import argument_error, did_you_mean, shown
 
     if isinstance(layers, str) or not isinstance(layers, (list, tuple)):
         raise argument_error("layers", "a sequence of layer names", layers,
                              f"e.g. [{layers!r}]" if isinstance(layers, str) else None)
     for name in layers:
         if name not in available:
-            near = close_matches(str(name), available)
-            hint = (f"Did you mean {near[0]!r}?" if near
-                    else f"Layers with parameters: {list(available)[-6:]}")
+            hint = (did_you_mean(str(name), available)
+                    or f"Layers with parameters: {list(available)[-6:]}")
             raise argument_error("layers", f"names of layers with parameters of this {backend} model",
                                  shown(repr(name)), hint)
     return tuple(layers)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 from ._backend import Backend
-from ._errors import AttribTypeError, AttribWarning, BackendError, argument_error, close_matches
+from ._errors import AttribTypeError, AttribWarning, BackendError, argument_error, check_choice, did_you_mean
 from ._hooks import PROJECT, AttribSpecs
 
 if TYPE_CHECKING:
@@ -170,24 +170,16 @@ class Registry:
         backends = self.backends()
         if isinstance(name, str) and name in backends:
             return backends[name]
-        near = close_matches(str(name), backends)
+        guess = did_you_mean(str(name), backends)
         raise BackendError(
             f"backend: expected one of {_describe(backends.values())}, got {name!r}"
-            + (f". Did you mean {near[0]!r}?" if near else "")
+            + (f". {guess}" if guess else "")
         )
 
     def method(self, name: str) -> type[Attributor]:
         """The method class called ``name``; a clear error if unknown."""
         methods = self.methods()
-        if isinstance(name, str) and name in methods:
-            return methods[name]
-        near = close_matches(str(name), methods)
-        raise argument_error(
-            "method",
-            f"one of {sorted(methods)}",
-            name,
-            f"Did you mean {near[0]!r}?" if near else None,
-        )
+        return methods[check_choice("method", name, sorted(methods))]
 
     def detect(self, model: object) -> Backend:
         """The one backend that claims ``model``; an error if none or several do."""

@@ -31,7 +31,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from ._errors import argument_error, close_matches
+from ._errors import check_choice
 
 __all__ = ["GuidedActivation", "Vanilla", "Guided", "Deconvnet", "RULES", "get_rule"]
 
@@ -111,12 +111,4 @@ def get_rule(rule: str | GuidedActivation) -> GuidedActivation:
     """The rule called ``rule`` (``"vanilla"``, ``"guided"``, ``"deconvnet"``)."""
     if isinstance(rule, GuidedActivation):
         return rule
-    if isinstance(rule, str) and rule in RULES:
-        return RULES[rule]
-    near = close_matches(str(rule), RULES)
-    raise argument_error(
-        "rule",
-        f"one of {sorted(RULES)}",
-        rule,
-        f"Did you mean {near[0]!r}?" if near else None,
-    )
+    return RULES[check_choice("rule", rule, sorted(RULES))]

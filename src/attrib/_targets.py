@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ._errors import AttribTypeError, AttribValueError, argument_error, close_matches, shown
+from ._errors import AttribTypeError, AttribValueError, argument_error, check_choice, shown
 
 __all__ = ["OBJECTIVES", "check_objective", "check_target", "resolve_targets", "objective_scores",
            "split_target", "complete_target_weights", "resolve_target_weights", "weights_targets",
@@ -33,15 +33,7 @@ Target = int | Sequence[int] | np.ndarray | None
 
 def check_objective(objective: object) -> str:
     """Return ``objective`` if it names one of :data:`OBJECTIVES`, else raise."""
-    if isinstance(objective, str) and objective in OBJECTIVES:
-        return objective
-    near = close_matches(str(objective), OBJECTIVES)
-    raise argument_error(
-        "objective",
-        f"one of {list(OBJECTIVES)}",
-        objective,
-        f"Did you mean {near[0]!r}?" if near else None,
-    )
+    return check_choice("objective", objective, OBJECTIVES)
 
 
 def check_target(target: object, n: int) -> np.ndarray | None:

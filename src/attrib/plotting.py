@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import postprocess as pp
-from ._errors import AttribTypeError, argument_error, close_matches, shown
+from ._errors import AttribTypeError, argument_error, check_choice, shown
 from ._explanation import Explanation
 
 if TYPE_CHECKING:
@@ -121,11 +121,7 @@ def _check_explanation(value: object, name: str) -> Explanation:
 
 
 def _check_style(style: object) -> str:
-    if isinstance(style, str) and style in STYLES:
-        return style
-    near = close_matches(str(style), STYLES)
-    raise argument_error("style", f"one of {list(STYLES)}", style,
-                         f"Did you mean {near[0]!r}?" if near else None)
+    return check_choice("style", style, STYLES)
 
 
 def _auto_style(m: _Map) -> str:

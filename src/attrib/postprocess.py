@@ -39,8 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import AttribTypeError, argument_error, shown
-from ._model import LAYOUTS
+from ._errors import AttribTypeError, argument_error, did_you_mean, shown
+from ._model import LAYOUTS, check_layout
 from ._resize import resize_bilinear
 
 __all__ = [
@@ -92,21 +92,14 @@ def _array(value: object, name: str) -> np.ndarray:
     return array
 
 
-def _layout(layout: object) -> str:
-    if isinstance(layout, str) and layout.upper() in LAYOUTS:
-        return layout.upper()
-    raise argument_error("layout", f"one of {list(LAYOUTS)}", layout,
-                         "torch models use 'NCHW', Flax models 'NHWC'.")
-
-
 def _unpack(attribution: object, layout: object) -> tuple[np.ndarray, str | None, bool | None]:
     """(array, layout or None, batched or None-if-decided-by-ndim) of an array or Explanation."""
     from ._explanation import Explanation
 
     if isinstance(attribution, Explanation):
-        chosen = _layout(layout) if layout is not None else attribution.layout
+        chosen = check_layout(layout) if layout is not None else attribution.layout
         return _array(attribution.attribution, "attribution"), chosen, True
-    return _array(attribution, "attribution"), (None if layout is None else _layout(layout)), None
+    return _array(attribution, "attribution"), (None if layout is None else check_layout(layout)), None
 
 
 def _as_nchw(attribution: object, layout: object, name: str = "attribution"
@@ -451,7 +444,7 @@ def to_hwc(images: Any, layout: str) -> np.ndarray:
     (2, 4, 5, 3)
     """
     array, _, _ = _unpack(images, None)
-    chosen = _layout(layout)
+    chosen = check_layout(layout)
     if array.ndim not in (3, 4):
         raise argument_error("images", "shape (N, C, H, W) / (N, H, W, C) or one image",
                              shown(f"shape {array.shape}"))
@@ -470,11 +463,8 @@ def _colormap(colormap: object) -> Any:
         try:
             return matplotlib.colormaps[colormap]
         except KeyError:
-            from ._errors import close_matches
-
-            near = close_matches(colormap, list(matplotlib.colormaps))
             raise argument_error("colormap", "a matplotlib colormap name", colormap,
-                                 f"Did you mean {near[0]!r}?" if near else None) from None
+                                 did_you_mean(colormap, matplotlib.colormaps)) from None
     if callable(colormap):
         return colormap
     raise argument_error("colormap", "a matplotlib colormap or its name", colormap,

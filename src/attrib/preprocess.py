@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import AttribTypeError, argument_error, shown
-from ._model import LAYOUTS
+from ._model import check_layout
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -47,13 +47,6 @@ def _constant(values: Sequence[float]) -> np.ndarray:
 IMAGENET_MEAN: np.ndarray = _constant((0.485, 0.456, 0.406))
 #: ImageNet per-channel standard deviation of RGB values in [0, 1].
 IMAGENET_STD: np.ndarray = _constant((0.229, 0.224, 0.225))
-
-
-def _layout(layout: object) -> str:
-    if isinstance(layout, str) and layout.upper() in LAYOUTS:
-        return layout.upper()
-    raise argument_error("layout", f"one of {list(LAYOUTS)}", layout,
-                         "torch models use 'NCHW', Flax models 'NHWC'.")
 
 
 def _array_to_rgb8(array: np.ndarray, name: str) -> np.ndarray:
@@ -252,7 +245,7 @@ def normalize(images: Any, layout: str = "NCHW", mean: Any = IMAGENET_MEAN,
     -------
     ndarray of float32, shape (N, C, H, W) or (N, H, W, C)
     """
-    chosen = _layout(layout)
+    chosen = check_layout(layout)
     batch = _hwc_batch(images, "images")
     channels = batch.shape[-1]
     out = (batch - _stats(mean, "mean", channels)) / _stats(std, "std", channels)
@@ -281,7 +274,7 @@ def denormalize(images: Any, layout: str = "NCHW", mean: Any = IMAGENET_MEAN,
     >>> float(abs(denormalize(x, "NHWC") - 0.25).max()) < 1e-6
     True
     """
-    chosen = _layout(layout)
+    chosen = check_layout(layout)
     array = np.asarray(images)
     if array.ndim not in (3, 4) or array.dtype == np.bool_ \
             or not np.issubdtype(array.dtype, np.number):
@@ -326,7 +319,7 @@ def prepare(images: Any, layout: str = "NCHW", size: int | tuple[int, int] = 224
     -------
     ndarray of float32, shape (N, 3, size, size) or (N, size, size, 3)
     """
-    chosen = _layout(layout)
+    chosen = check_layout(layout)
     height, width = _hw(size, "size")
     if resize is None:
         resize = int(round(min(height, width) * 256 / 224))

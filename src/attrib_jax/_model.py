@@ -46,7 +46,8 @@ from attrib._errors import (
     AttribTypeError,
     AttribWarning,
     argument_error,
-    close_matches,
+    check_choice,
+    did_you_mean,
     shown,
 )
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
@@ -274,8 +275,7 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
-        if request.rule not in ("vanilla", "guided", "deconvnet"):
-            raise argument_error("rule", "one of ['deconvnet', 'guided', 'vanilla']", request.rule)
+        check_choice("rule", request.rule, ("deconvnet", "guided", "vanilla"))
         layers = tuple(request.layers)
         if layers:
             self._check_layers(layers)
@@ -417,11 +417,9 @@ class JaxModel(Model):
                 "guided_gradcam) need a Flax module: pass (module, variables) or an nnx.Module.")
         for name in layers:
             if name not in self._forward.names:
-                near = close_matches(str(name), self._forward.names)
                 raise argument_error("layer", "a layer name of this jax model", name,
-                                     f"Did you mean {' or '.join(repr(n) for n in near)}?"
-                                     if near else
-                                     f"Layers near the output: {list(self._forward.names)[-5:]}")
+                                     did_you_mean(str(name), self._forward.names, every=True)
+                                     or f"Layers near the output: {list(self._forward.names)[-5:]}")
 
     def _device_inputs(self, inputs: Any) -> Any:
         self.input_shape(inputs)

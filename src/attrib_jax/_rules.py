@@ -21,6 +21,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from attrib._errors import check_choice
+
 __all__ = ["guided_relu", "deconvnet_relu", "rectifier"]
 
 Array = Any
@@ -47,8 +49,7 @@ def rectifier(rule: str, upper: float | None = None) -> Callable[[Array], Array]
     -------
     callable(x) -> array, same shape and dtype as ``x``
     """
-    if rule not in ("guided", "deconvnet"):
-        raise ValueError(f"rule: expected 'guided' or 'deconvnet', got {rule!r}")
+    check_choice("rule", rule, ("guided", "deconvnet"))
 
     @jax.custom_vjp
     def rect(x: Array) -> Array:

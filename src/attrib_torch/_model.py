@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
-from attrib._errors import AttribError, AttribTypeError, argument_error, shown
+from attrib._errors import AttribError, AttribTypeError, argument_error, check_choice, shown
 from attrib._model import LayerInfo
 from attrib._outputs import check_output, select_output
 from attrib._rules import get_rule
@@ -95,11 +95,8 @@ class TorchModel(Model):
                 "model", "a torch.nn.Module", shown(f"an object of type {type(model).__name__}"),
                 kind=AttribTypeError,
             )
-        if rectifier_path not in _RECTIFIER_PATHS:
-            raise argument_error(
-                "rectifier_path", f"one of {_RECTIFIER_PATHS}", rectifier_path,
-                'Leave it at "auto" unless comparing the two mechanisms.',
-            )
+        check_choice("rectifier_path", rectifier_path, _RECTIFIER_PATHS,
+                     suggestion='Leave it at "auto" unless comparing the two mechanisms.')
         self._model = model
         self._rectifier_path = rectifier_path
         self._output = check_output(output)

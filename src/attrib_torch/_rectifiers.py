@@ -59,6 +59,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
+from attrib._errors import check_choice
+
 __all__ = ["RuleState", "Rectify", "RectifierMode", "RectifierGraph"]
 
 _RULES = ("vanilla", "guided", "deconvnet")
@@ -68,9 +70,7 @@ class RuleState:
     """The rule every :class:`Rectify` node of one call applies; switchable between passes."""
 
     def __init__(self, rule: str) -> None:
-        if rule not in _RULES:
-            raise ValueError(f"rule: expected one of {_RULES}, got {rule!r}")
-        self.rule = rule
+        self.rule = check_choice("rule", rule, _RULES)
 
 
 class Rectify(torch.autograd.Function):

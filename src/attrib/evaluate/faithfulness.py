@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .._blur import gaussian_blur
 from .._errors import argument_error, shown
 from .._model import Model
 from ._maps import two_d
@@ -35,22 +36,11 @@ __all__ = ["CurveResult", "Deletion", "Insertion", "deletion", "insertion", "blu
 def blurred(images: np.ndarray, sigma: float, layout: str) -> np.ndarray:
     """``images`` (N, C, H, W) or (N, H, W, C) blurred by a Gaussian of ``sigma`` pixels.
 
-    Separable, edges mirrored; NumPy only.
+    Separable, truncated at 3 sigma (at least one pixel), edges mirrored with
+    the edge pixel repeated (scipy.ndimage's ``mode="reflect"``); same dtype.
     """
     radius = max(1, int(round(3 * sigma)))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel /= kernel.sum()
-    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
-    out = np.asarray(images, dtype=np.float64)
-    for axis in (h_axis, w_axis):
-        pad = [(0, 0)] * out.ndim
-        pad[axis] = (radius, radius)
-        padded = np.pad(out, pad, mode="symmetric")
-        size = out.shape[axis]
-        out = sum(w * np.take(padded, np.arange(i, i + size), axis=axis)
-                  for i, w in enumerate(kernel))
-    return out.astype(images.dtype)
+    return gaussian_blur(images, sigma, layout, radius, mode="symmetric").astype(images.dtype)
 
 
 @dataclass(frozen=True)

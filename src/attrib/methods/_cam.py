@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._attributor import Attributor, GradientNeeds, MethodOutput
-from .._errors import AttribTypeError, argument_error, close_matches, shown
+from .._errors import AttribTypeError, argument_error, check_choice, shown
 from .._model import GradientResult
 from .._resize import resize_bilinear
 from ._default_layer import default_layer
@@ -103,11 +103,7 @@ class CAM(Attributor):
                  objective: str = "logit", registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self._reshape = check_reshape(reshape)
-        if combine not in COMBINES:
-            near = close_matches(str(combine), COMBINES)
-            raise argument_error("combine", f"one of {list(COMBINES)}", combine,
-                                 f"Did you mean {near[0]!r}?" if near else None)
-        self._combine = combine
+        self._combine = check_choice("combine", combine, COMBINES)
         self._requested = self._check_layers(layer)
         self._layers: tuple[str, ...] = self._requested or ()
         self._defaults: dict[tuple[int, ...], str] = {}

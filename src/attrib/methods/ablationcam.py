@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import argument_error, close_matches
+from .._errors import argument_error, check_choice
 from .._model import Model
 from .._targets import objective_scores
 from ._cam import CAM, LayerData, check_batch_size, chunks
@@ -80,11 +80,7 @@ class AblationCAM(CAM):
         super().__init__(model, layer=layer, reshape=reshape, combine=combine, backend=backend,
                          objective=objective, registry=registry)
         self.batch_size = check_batch_size(batch_size)
-        if ablation not in ABLATIONS:
-            near = close_matches(str(ablation), ABLATIONS)
-            raise argument_error("ablation", f"one of {list(ABLATIONS)}", ablation,
-                                 f"Did you mean {near[0]!r}?" if near else None)
-        self.ablation = ablation
+        self.ablation = check_choice("ablation", ablation, ABLATIONS)
         self._substitutes = type(self.model).forward_substituted is not Model.forward_substituted
         if ablation != "zero" and not self._substitutes:
             raise argument_error(

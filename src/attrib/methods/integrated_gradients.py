@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from .._attributor import MethodOutput
-from .._errors import AttribTypeError, argument_error, close_matches, shown
+from .._blur import gaussian_blur
+from .._errors import AttribTypeError, argument_error, check_choice, shown
 from ._batched import (
     Explained,
     Forwarded,
@@ -44,6 +45,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     >>> alphas.tolist(), weights.tolist()
     ([0.0, 0.5, 1.0], [0.16666666666666666, 0.3333333333333333, 0.16666666666666666])
     """
+    rule = check_choice("rule", rule, RULES)
     if rule == "gausslegendre":
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         return 0.5 * (1 + nodes), 0.5 * weights
@@ -58,11 +60,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         return np.linspace(0.0, 1.0 - 1.0 / steps, steps), weights
     if rule == "riemann_middle":
         return np.linspace(1.0 / (2 * steps), 1.0 - 1.0 / (2 * steps), steps), weights
-    if rule == "riemann_right":
-        return np.linspace(1.0 / steps, 1.0, steps), weights
-    near = close_matches(str(rule), RULES)
-    raise argument_error("rule", f"one of {list(RULES)}", rule,
-                         f"Did you mean {near[0]!r}?" if near else None)
+    return np.linspace(1.0 / steps, 1.0, steps), weights  # riemann_right
 
 
 def blur_baseline(x: np.ndarray, layout: str) -> np.ndarray:
@@ -72,21 +70,10 @@ def blur_baseline(x: np.ndarray, layout: str) -> np.ndarray:
     (``numpy.pad(mode="reflect")``): the blurred baseline of Kapishnikov et
     al. (2021), which keeps the colours and removes the detail.
     """
-    h_axis, w_axis = spatial_axes(layout, x.ndim)
-    sigma = min(x.shape[h_axis], x.shape[w_axis]) / 10.0
-    out = np.asarray(x, dtype=np.float64)
-    for axis in (h_axis, w_axis):
-        radius = min(int(np.ceil(3 * sigma)), x.shape[axis] - 1)
-        offsets = np.arange(-radius, radius + 1)
-        kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
-        kernel /= kernel.sum()
-        pad = [(0, 0)] * x.ndim
-        pad[axis] = (radius, radius)
-        padded_x = np.pad(out, pad, mode="reflect")
-        size = x.shape[axis]
-        out = sum(w * np.take(padded_x, np.arange(i, i + size), axis=axis)
-                  for i, w in enumerate(kernel))
-    return out
+    axes = spatial_axes(layout, x.ndim)
+    sigma = min(x.shape[axis] for axis in axes) / 10.0
+    radii = [min(int(np.ceil(3 * sigma)), x.shape[axis] - 1) for axis in axes]
+    return gaussian_blur(x, sigma, layout, radii, mode="reflect")
 
 
 class IntegratedGradients(MultiPassMethod):
@@ -143,10 +130,9 @@ class IntegratedGradients(MultiPassMethod):
         self.alphas, self.step_weights = quadrature(rule, self.steps)
         self.rule_name: str = rule
         self.batch_size: int | None = check_batch_size(batch_size)
-        if isinstance(baseline, str) and baseline not in BASELINES:
-            near = close_matches(baseline, BASELINES)
-            raise argument_error("baseline", f"one of {list(BASELINES)} or an array", baseline,
-                                 f"Did you mean {near[0]!r}?" if near else None)
+        if isinstance(baseline, str):
+            check_choice("baseline", baseline, BASELINES,
+                         suggestion="Or pass a numeric array broadcastable to the inputs.")
         self.baseline: Any = baseline
         self.seed: int = seed
 

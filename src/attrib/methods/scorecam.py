@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import argument_error
+from .._errors import check_choice
 from .._resize import resize_bilinear
 from .._targets import objective_scores
 from ._cam import CAM, LayerData, check_batch_size, chunks
@@ -62,9 +62,7 @@ class ScoreCAM(CAM):
         super().__init__(model, layer=layer, reshape=reshape, combine=combine, backend=backend,
                          objective=objective, registry=registry)
         self.batch_size = check_batch_size(batch_size)
-        if upsample not in UPSAMPLES:
-            raise argument_error("upsample", f"one of {list(UPSAMPLES)}", upsample)
-        self.upsample = upsample
+        self.upsample = check_choice("upsample", upsample, UPSAMPLES)
 
     def weights(self, data: LayerData) -> np.ndarray:
         result = data.result

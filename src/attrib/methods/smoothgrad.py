@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from .._attributor import Attributor, MethodOutput
-from .._errors import AttribTypeError, argument_error, close_matches
+from .._errors import AttribTypeError, argument_error, check_choice
 from ._batched import (
     Explained,
     Forwarded,
@@ -102,11 +102,7 @@ class SmoothGrad(MultiPassMethod):
             raise argument_error("noise", "a finite float >= 0 (fraction of each image's value "
                                  "range)", noise, "The paper's best values are 0.1 to 0.2.")
         self.noise: float = float(noise)
-        if kind not in KINDS:
-            near = close_matches(str(kind), KINDS)
-            raise argument_error("kind", f"one of {list(KINDS)}", kind,
-                                 f"Did you mean {near[0]!r}?" if near else None)
-        self.kind: str = str(kind)
+        self.kind: str = check_choice("kind", kind, KINDS)
         self.seed: int | None = seed
         self.base: Attributor = self._make_base(base, dict(base_options or {}))
 

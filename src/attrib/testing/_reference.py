@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._errors import AttribTypeError, argument_error, close_matches, shown
+from .._errors import AttribTypeError, argument_error, check_choice, did_you_mean, shown
 from .._model import LAYOUTS, GradientRequest, GradientResult, Model
 from .._rules import get_rule
 from .._targets import (
@@ -183,10 +183,8 @@ class ReferenceModel(Model):
     backend: ClassVar[str] = "reference"
 
     def __init__(self, spec: NetSpec, layout: str = "NCHW") -> None:
-        if layout not in LAYOUTS:
-            raise argument_error("layout", f"one of {list(LAYOUTS)}", layout)
         self.spec = spec
-        self._layout = layout
+        self._layout = check_choice("layout", layout, LAYOUTS)
 
     @property
     def layout(self) -> str:
@@ -240,9 +238,8 @@ class ReferenceModel(Model):
         objective = check_objective(request.objective)
         for name in request.layers:
             if name not in self.spec.layer_names:
-                near = close_matches(str(name), self.spec.layer_names)
                 raise argument_error("layer", "a layer name of this model", name,
-                                     f"Did you mean {near[0]!r}?" if near else None)
+                                     did_you_mean(str(name), self.spec.layer_names))
         trace = forward(self.spec, _from_layout(x_layout, self._layout))
         if request.target_weights is not None:
             weights = resolve_target_weights(request.target_weights, trace.logits)

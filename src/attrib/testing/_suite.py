@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import AttribError
+from .._errors import AttribError, check_choice
 from .._model import LAYOUTS, GradientRequest, Model
 from ._expected import BUILTIN_METHODS, Expected, expected
 from ._reference import _to_layout, backward, forward, score_gradient
@@ -72,8 +72,7 @@ class Conformance:
     _natives: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout: expected one of {list(LAYOUTS)}, got {self.layout!r}")
+        check_choice("layout", self.layout, LAYOUTS)
         if self.methods is None:
             self.methods = BUILTIN_METHODS
         if self.specs is None:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 import attrib
-from attrib._errors import argument_error, close_matches, shown
+from attrib._errors import argument_error, check_choice, did_you_mean, shown
 from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
 
 from ._layers import Conv2d, Dense
@@ -123,9 +123,8 @@ class NumpyModel(attrib.Model):
         indices = []
         for name in layers:
             if name not in names:
-                near = close_matches(str(name), names)
                 raise argument_error("layer", "a layer name of this attrib_numpy model", name,
-                                     f"Did you mean {near[0]!r}?" if near else f"Layers: {names}")
+                                     did_you_mean(str(name), names) or f"Layers: {names}")
             indices.append(names.index(name))
         return indices
 
@@ -133,9 +132,7 @@ class NumpyModel(attrib.Model):
         x = self.to_numpy(request.inputs)
         rule = attrib.get_rule(request.rule).name
         indices = self._check_layers(request.layers)
-        objective = request.objective
-        if objective not in attrib.OBJECTIVES:
-            raise argument_error("objective", f"one of {list(attrib.OBJECTIVES)}", objective)
+        objective = check_choice("objective", request.objective, attrib.OBJECTIVES)
 
         # one forward pass, keeping each layer's output and cache
         outputs, caches = [], []
