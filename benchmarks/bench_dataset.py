@@ -35,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,8 +49,30 @@ def scene_batches(n: int, batch: int) -> Iterator[tuple[np.ndarray, np.ndarray]]
         yield data.images.transpose(0, 3, 1, 2).copy(), data.labels
 
 
-def _options(method: str) -> dict[str, str]:
-    return {"layer": "conv4"} if method in ("gradcam", "guided_gradcam") else {}
+def _options(method: str, model_name: str = "demo") -> dict[str, str]:
+    if method not in ("gradcam", "guided_gradcam"):
+        return {}
+    return {"layer": "conv4" if model_name == "demo" else "layer4"}
+
+
+def _model(name: str) -> Any:
+    """The bundled demo CNN, or a torchvision classifier with random weights (eval mode)."""
+    if name == "demo":
+        return attrib.demo_model("torch")
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    return getattr(torchvision.models, name)(weights=None).eval()
+
+
+def random_batches(n: int, batch: int, size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``n`` random pictures in [0, 1], NCHW at ``size``², with labels, ``batch`` at a time."""
+    rng = np.random.default_rng(0)
+    for start in range(0, n, batch):
+        count = min(batch, n - start)
+        yield (rng.random((count, 3, size, size), dtype=np.float32),
+               rng.integers(0, 1000, count))
 
 
 def rss_run(n: int, batch: int, method: str) -> dict[str, float]:
@@ -94,16 +117,20 @@ def _saving_loop(model: object, batches: list[tuple[np.ndarray, np.ndarray]], me
 
 
 def throughput(n: int, batch: int, method: str, repeats: int,
-               thumbnail: int | None = 112, folder: str | None = None) -> dict[str, float]:
+               thumbnail: int | None = 112, folder: str | None = None,
+               model_name: str = "demo", size: int = 224) -> dict[str, float]:
     """Median (and best) images/s of each arm, over ``repeats`` interleaved runs on ``n`` scenes.
 
     The arms: ``loop`` (maps kept in a list), ``saving`` (the loop saving to
     ``folder`` with ``np.save``) and ``dataset`` (``explain_dataset`` into a
-    store in ``folder``; None: the system's temporary folder).
+    store in ``folder``; None: the system's temporary folder). ``model_name``:
+    ``"demo"`` (the demo scenes) or a torchvision classifier on random
+    ``size``² pictures.
     """
-    model = attrib.demo_model("torch")
-    batches = list(scene_batches(n, batch))
-    options = _options(method)
+    model = _model(model_name)
+    batches = list(scene_batches(n, batch) if model_name == "demo"
+                   else random_batches(n, batch, size))
+    options = _options(method, model_name)
     attrib.explain(model, batches[0][0], method=method, **options)  # warm-up
 
     def loop(_: Path) -> None:
@@ -150,6 +177,9 @@ def main() -> None:
                         help="torch intra-op threads for both arms (default: torch's own choice)")
     parser.add_argument("--dir", default=None,
                         help="folder for the stores and saved arrays (default: the temporary folder)")
+    parser.add_argument("--model", default="demo",
+                        help="throughput on 'demo' (default) or a torchvision classifier, e.g. resnet18")
+    parser.add_argument("--size", type=int, default=224, help="picture side for --model other than demo")
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
@@ -165,10 +195,11 @@ def main() -> None:
         return
     if not args.skip_throughput:
         result = throughput(args.throughput_n, args.batch, args.method, args.repeats,
-                            None if args.no_thumbnails else 112, args.dir)
+                            None if args.no_thumbnails else 112, args.dir, args.model, args.size)
         import torch
 
-        print(f"throughput ({args.method}, {args.throughput_n} scenes, batch {args.batch}, "
+        what = "scenes" if args.model == "demo" else f"{args.size}² pictures on {args.model}"
+        print(f"throughput ({args.method}, {args.throughput_n} {what}, batch {args.batch}, "
               f"{torch.get_num_threads()} torch threads"
               f"{', no thumbnails' if args.no_thumbnails else ''}, writing to "
               f"{args.dir or tempfile.gettempdir()}, median of {args.repeats} interleaved runs):")

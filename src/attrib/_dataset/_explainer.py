@@ -163,16 +163,6 @@ class BatchExplainer:
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Explain ``batch["image"]`` (targets from ``batch["label"]`` with ``target="labels"``)."""
-        out, inputs = self.explain(batch)
-        return self.complete(out, inputs)
-
-    def explain(self, batch: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-        """The model's part of :meth:`__call__`: maps, targets, logits, labels; and the inputs.
-
-        :meth:`complete` adds what is computed from the inputs alone
-        (thumbnails, checksums), so that a writer thread can do it while
-        the model explains the next batch.
-        """
         if not isinstance(batch, Mapping) or IMAGE_KEY not in batch:
             given = sorted(batch) if isinstance(batch, Mapping) else shown(type(batch).__name__)
             raise argument_error("batch", f"a dict with the inputs under {IMAGE_KEY!r} (and "
@@ -194,20 +184,17 @@ class BatchExplainer:
         out["logits"] = np.asarray(explanation.logits)
         if labels is not None:
             out["labels"] = labels
-        return out, np.asarray(inputs)
+        pictures = np.asarray(inputs)
+        if self._thumbnail is not None:
+            out["thumbnails"] = thumbnails(pictures, self.layout, self._thumbnail)
+        if self._store_inputs:
+            out["inputs"] = pictures
+        out["checksums"] = checksums(pictures)
+        return out
 
     def logits(self, inputs: Any) -> np.ndarray:
         """The model's logits on ``inputs``, shape (N, classes) (a resumed run checks its weights)."""
         return np.asarray(self._attributor.model.forward(inputs))
-
-    def complete(self, out: dict[str, np.ndarray], inputs: np.ndarray) -> dict[str, np.ndarray]:
-        """Add the thumbnails, the inputs (``store_inputs``) and the checksums of ``inputs`` to ``out``."""
-        if self._thumbnail is not None:
-            out["thumbnails"] = thumbnails(inputs, self.layout, self._thumbnail)
-        if self._store_inputs:
-            out["inputs"] = inputs
-        out["checksums"] = checksums(inputs)
-        return out
 
     def __repr__(self) -> str:
         s = self.settings
