@@ -20,7 +20,7 @@ Two measurements (CPU, the bundled demo CNN, 64×64 scenes):
 Usage::
 
     python benchmarks/bench_dataset.py [--n 2000] [--batch 64] [--repeats 10] [--method gradcam]
-                                       [--dir /dev/shm]
+                                       [--dir /dev/shm] [--model resnet18 --size 224]
 """
 
 from __future__ import annotations
