@@ -23,18 +23,28 @@ Run::
 
     python benchmarks/bench_ig_smoothgrad.py [--size 64] [--rounds 3] [--methods ig]
         [--captum-ig 0,100,50,16] [--captum-nt 0,10,5] [--attrib-batch 16]
+        [--allocator steady]
+
+Each call's minor page faults are counted (median, column ``faults``);
+``--allocator steady`` runs every subprocess with glibc's ``malloc`` keeping the
+memory it frees, which removes the page-fault noise (see "Page faults" in
+``docs/benchmarks.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _timing import STEADY_MALLOC, minor_faults  # noqa: E402 - the benchmarks' shared helpers
 
 
 def _worker(spec: dict[str, Any]) -> None:
@@ -83,21 +93,25 @@ def _worker(spec: dict[str, Any]) -> None:
                                         nt_samples_batch_size=spec["chunk"] or None, abs=False)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # model and inputs loaded
     call()  # warm-up (allocator, lazy initialisation); counts for the peak
-    times = []
+    times, faults = [], []
     for _ in range(spec["calls"]):
+        before_faults = minor_faults()
         start = time.perf_counter()
         result = call()
         times.append(time.perf_counter() - start)
+        faults.append(minor_faults() - before_faults)
     seconds = statistics.median(times)
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     rows = result.stats["batch_size"] if spec["impl"] == "attrib" else 0
     print(json.dumps({"seconds": seconds, "peak_growth_mib": (after - before) / 1024,
-                      "peak_mib": after / 1024, "rows": rows}))
+                      "peak_mib": after / 1024, "rows": rows,
+                      "faults": statistics.median(faults)}))
 
 
-def _run(spec: dict[str, Any]) -> dict[str, float]:
+def _run(spec: dict[str, Any], steady: bool) -> dict[str, float]:
+    env = {**os.environ, **STEADY_MALLOC} if steady else None
     out = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
@@ -118,6 +132,9 @@ def main() -> None:
     parser.add_argument("--attrib-batch", type=int, default=0,
                         help="also time attrib with this batch_size (0: defaults only)")
     parser.add_argument("--methods", default="ig,smoothgrad")
+    parser.add_argument("--allocator", choices=["default", "steady"], default="default",
+                        help="steady: the subprocesses' glibc malloc keeps the memory it frees "
+                        "(MALLOC_MMAP_MAX_=0, no heap trimming): no page-fault noise")
     args = parser.parse_args()
     if args.worker:
         _worker(json.loads(args.worker))
@@ -135,7 +152,7 @@ def main() -> None:
     results: dict[int, list[dict[str, float]]] = {i: [] for i in range(len(configs))}
     for round_ in range(args.rounds):  # interleaved: every configuration once per round
         for i, spec in enumerate(configs):
-            results[i].append(_run(spec))
+            results[i].append(_run(spec, args.allocator == "steady"))
             print(f"  {spec['method']} batch {spec['batch']} {spec['impl']} chunk "
                   f"{spec['chunk'] or 'default'}: {results[i][-1]}", file=sys.stderr, flush=True)
         print(f"round {round_ + 1}/{args.rounds} done", file=sys.stderr, flush=True)
@@ -143,11 +160,13 @@ def main() -> None:
     print(f"ResNet-50 (weights=None, float32), {args.size}x{args.size}, "
           f"{args.threads} threads, median of {args.rounds} interleaved rounds (each the median "
           f"of {args.calls} calls after a warm-up); memory = growth "
-          "of the subprocess's peak RSS (getrusage ru_maxrss) during the call, max over rounds")
+          "of the subprocess's peak RSS (getrusage ru_maxrss) during the call, max over rounds; "
+          f"{args.allocator} allocator; faults: median minor page faults per call")
     print("chunk: attrib's batch_size (rows per pass; 'default' shows the rows it chose), "
           "Captum's internal_batch_size (rows) / nt_samples_batch_size (noise samples); "
           "None: everything in one pass")
-    print(f"{'method':<11}{'batch':>6}  {'impl':<8}{'chunk':>13}{'seconds':>10}{'peak MiB':>10}")
+    print(f"{'method':<11}{'batch':>6}  {'impl':<8}{'chunk':>13}{'seconds':>10}{'peak MiB':>10}"
+          f"{'faults':>9}")
     summary = []
     for method in args.methods.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
@@ -157,11 +176,12 @@ def main() -> None:
                     continue
                 seconds = statistics.median(r["seconds"] for r in results[i])
                 memory = max(r["peak_growth_mib"] for r in results[i])
+                page_faults = statistics.median(r["faults"] for r in results[i])
                 rows.append((spec["impl"], spec["chunk"], seconds, memory))
                 chunk = spec["chunk"] or (f"default={results[i][0]['rows']}"
                                           if spec["impl"] == "attrib" else "None")
                 print(f"{method:<11}{batch:>6}  {spec['impl']:<8}{chunk!s:>13}{seconds:>10.3f}"
-                      f"{memory:>10.0f}")
+                      f"{memory:>10.0f}{page_faults:>9.0f}")
             ours = min((r for r in rows if r[0] == "attrib" and r[1] == 0), key=lambda r: r[2])
             best = min((r for r in rows if r[0] == "captum"), key=lambda r: r[2])
             verdict = "met" if ours[2] <= best[2] else "NOT met"

@@ -36,6 +36,13 @@ warm-up, then again after the process's peak resident size is reset
 (``/proc/self/clear_refs``); the figure is the peak minus the resident size
 before that call (MiB), i.e. what one call adds.
 
+Each timed call's minor page faults are counted (median per variant, column
+``faults/call``). ``--allocator steady`` re-runs the timing under glibc
+settings that keep freed memory in the process (``MALLOC_MMAP_MAX_=0``, no heap
+trimming; the memory children keep the default allocator), which removes the
+page faults that otherwise make two identical variants differ by a few percent
+(see "Page faults" in ``docs/benchmarks.md``).
+
 JAX (``--jax``, on by default): attrib on the Flax twin of each ResNet
 (``attrib_jax.from_torch``) against a bare ``jax.jit(jax.grad(...))`` of the
 same function; the first call (trace + compile + run) is reported apart from
@@ -52,7 +59,12 @@ import sys
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _timing import Variant, interleaved  # noqa: E402 - the benchmarks' one timing loop
+from _timing import (  # noqa: E402 - the benchmarks' one timing loop
+    STEADY_MALLOC,
+    Variant,
+    interleaved,
+    steady_allocator,
+)
 
 # -- the variants -------------------------------------------------------------------------
 
@@ -183,6 +195,8 @@ def peak_memory(arch: str, batch: int, size: int, label: str, threads: int) -> f
         [sys.executable, __file__, "--memory-child", arch, str(batch), str(size), label,
          str(threads)],
         capture_output=True, text=True,
+        # the default allocator: a steady one keeps the warm-up's memory resident
+        env={k: v for k, v in os.environ.items() if k not in STEADY_MALLOC},
     )
     if out.returncode != 0:
         print(f"  (memory of {label}: {out.stderr.strip().splitlines()[-1:]})")
@@ -221,12 +235,14 @@ def _methods(labels: list[str]) -> list[str]:
 
 
 def print_table(title: str, medians: dict[str, float], memory: dict[str, float | None],
-                first: dict[str, float] | None = None) -> None:
+                first: dict[str, float] | None = None,
+                faults: dict[str, float] | None = None) -> None:
     floor = medians["floor"]
     print(f"\n{title}: floor {floor:.4f} s")
     header = f"{'method':24} {'library':9} {'seconds':>8} {'x floor':>8} {'x captum':>9}"
     header += f" {'peak MiB':>9}" if memory else ""
     header += f" {'first call s':>12}" if first else ""
+    header += f" {'faults/call':>11}" if faults else ""
     print(header)
     floors = [label for label in medians if label.split("/")[0] == "floor"]
     rows = floors + [label for method in _methods(list(medians)) for label in medians
@@ -242,6 +258,8 @@ def print_table(title: str, medians: dict[str, float], memory: dict[str, float |
             line += f" {mib:9.1f}" if mib is not None else f" {'':9}"
         if first:
             line += f" {first[label]:12.2f}"
+        if faults:
+            line += f" {faults[label]:11.0f}"
         print(line)
 
 
@@ -258,8 +276,12 @@ def main() -> None:
                         help="measure each variant's peak memory in its own process")
     parser.add_argument("--jax", action=argparse.BooleanOptionalAction, default=True,
                         help="also time attrib on the Flax twin against a bare jit(grad)")
+    parser.add_argument("--allocator", choices=["default", "steady"], default="default",
+                        help="steady: glibc malloc keeps the memory it frees (MALLOC_MMAP_MAX_=0, "
+                        "no heap trimming), so page faults no longer add their own noise")
     parser.add_argument("--memory-child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    steady_allocator(args.allocator == "steady")
     if args.memory_child:
         arch, batch, size, label, threads = args.memory_child
         memory_child(arch, int(batch), int(size), label, int(threads))
@@ -269,7 +291,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} threads, {args.size}x{args.size}, "
-          f"median of {args.repeats} interleaved rounds after a warm-up")
+          f"median of {args.repeats} interleaved rounds after a warm-up, {args.allocator} "
+          "allocator; faults/call: median minor page faults of a timed call")
     results: dict[tuple[str, int], dict[str, float]] = {}
     for arch in args.models:
         for batch in args.batches:
@@ -278,13 +301,14 @@ def main() -> None:
             if args.methods:
                 variants = {label: fn for label, fn in variants.items()
                             if label == "floor" or label.split("/")[0] in args.methods}
-            _, medians = interleaved(variants, args.repeats)
+            faults: dict[str, float] = {}
+            _, medians = interleaved(variants, args.repeats, faults)
             memory: dict[str, float | None] = {}
             if args.memory:
                 memory = {label: peak_memory(arch, batch, args.size, label, args.threads)
                           for label in variants}
             results[(arch, batch)] = medians
-            print_table(f"{arch}, batch {batch} (torch)", medians, memory)
+            print_table(f"{arch}, batch {batch} (torch)", medians, memory, faults=faults)
             if args.jax:
                 first, jax_medians = interleaved(jax_variants(model, x, targets), args.repeats)
                 print_table(f"{arch}, batch {batch} (jax, Flax twin)", jax_medians, {}, first)
