@@ -23,7 +23,7 @@ Run::
 
     python benchmarks/bench_ig_smoothgrad.py [--size 64] [--rounds 3] [--methods ig]
         [--captum-ig 0,100,50,16] [--captum-nt 0,10,5] [--attrib-batch 16]
-        [--allocator steady]
+        [--allocator steady] [--captum-delta]
 
 Each call's minor page faults are counted (median, column ``faults``);
 ``--allocator steady`` runs every subprocess with glibc's ``malloc`` keeping the
@@ -82,7 +82,8 @@ def _worker(spec: dict[str, Any]) -> None:
 
             def call() -> Any:
                 return ig.attribute(xt, target=target, n_steps=spec["steps"],
-                                    internal_batch_size=spec["chunk"] or None)
+                                    internal_batch_size=spec["chunk"] or None,
+                                    return_convergence_delta=spec.get("delta", False))
         else:
             tunnel = NoiseTunnel(Saliency(model))
             sigma = float(0.15 * (x.max() - x.min()))
@@ -132,6 +133,9 @@ def main() -> None:
     parser.add_argument("--attrib-batch", type=int, default=0,
                         help="also time attrib with this batch_size (0: defaults only)")
     parser.add_argument("--methods", default="ig,smoothgrad")
+    parser.add_argument("--captum-delta", action="store_true",
+                        help="Captum IG also returns its convergence delta (f(x) - f(baseline) "
+                             "needs a forward pass of both), as attrib always reports completeness")
     parser.add_argument("--allocator", choices=["default", "steady"], default="default",
                         help="steady: the subprocesses' glibc malloc keeps the memory it frees "
                         "(MALLOC_MMAP_MAX_=0, no heap trimming): no page-fault noise")
@@ -148,7 +152,8 @@ def main() -> None:
             chunks = [0] + ([args.attrib_batch] if args.attrib_batch else [])
             configs += [{**base, "impl": "attrib", "chunk": c} for c in chunks]
             tried = args.captum_ig if method == "ig" else args.captum_nt
-            configs += [{**base, "impl": "captum", "chunk": int(c)} for c in tried.split(",")]
+            configs += [{**base, "impl": "captum", "chunk": int(c), "delta": args.captum_delta}
+                        for c in tried.split(",")]
     results: dict[int, list[dict[str, float]]] = {i: [] for i in range(len(configs))}
     for round_ in range(args.rounds):  # interleaved: every configuration once per round
         for i, spec in enumerate(configs):
