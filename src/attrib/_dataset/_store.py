@@ -362,14 +362,14 @@ class MapStore:
         if not self._kept:
             return
         kept, self._kept = self._kept, []  # a failed write is not retried: the batches are redone
-        rows, self._filled = self._filled, 0
+        filled, self._filled = self._filled, 0
         zarr = _zarr()
         assert self._chunk_rows is not None
         first_batch, start = kept[0][0], kept[0][1]
         sizes = [size for _, _, size in kept]
-        end = start + rows
+        end = start + filled
         last_batch = first_batch + len(kept) - 1
-        data = {name: self._rows[name][:rows] for name in self._names}  # written before reuse
+        data = {name: self._rows[name][:filled] for name in self._names}  # written before reuse
         self._make_room(zarr, data, end, last_batch + 1)
         _write_rows([(self._arrays[name], rows) for name, rows in data.items()], slice(start, end))
         marker = self._arrays[MARKER]
