@@ -27,6 +27,7 @@ class TestTorchConformance(BackendConformance):
     layout = "NCHW"
     build = staticmethod(build_torch)
     to_native = staticmethod(torch_tensor)
+    rule_sets = True
 
 
 @_selected("jax")
