@@ -497,6 +497,8 @@ def lrp_rule_set(composite: str = "epsilon_plus_flat", rules: Mapping[str, Any] 
     low, high : float or array, optional
         Input bounds of the zᴮ rule (scalar, per channel, or one sample's shape).
 
+    Examples
+    --------
     >>> lrp_rule_set("epsilon_plus_flat").first
     Flat(stabilizer=1e-06)
     """

@@ -19,7 +19,8 @@ class LRP(Attributor):
     map is the relevance at the input: ``attribution.sum()`` per sample equals
     the logit where the rules conserve (LRP-0 / ε = 0 with zero biases). The
     model is never edited: BatchNorm after a convolution or dense layer is
-    merged into it on the fly, exactly (see :mod:`attrib.rules`).
+    merged into it on the fly, exactly (see :mod:`attrib.rules`). The map
+    ``attribution`` has the input's shape ``(N, ...)`` and is signed.
 
     Parameters
     ----------
@@ -34,8 +35,6 @@ class LRP(Attributor):
     epsilon, gamma, stabilizer : float
     low, high : float or array, optional
         Input bounds of the zᴮ rule.
-
-    Returns maps ``(N, ...)``, the input's shape, signed.
 
     References
     ----------

@@ -8,6 +8,7 @@ cases as separate pytest tests.
 from __future__ import annotations
 
 import traceback
+from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -703,7 +704,7 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
         request = GradientRequest(inputs=x, targets=targets, rule=rules)
         what = f"gradients(rule={rules.name!r})"
         if not conf.rule_sets:
-            _expect_error(what, lambda request=request: model.gradients(request))
+            _expect_error(what, partial(model.gradients, request))
             continue
         result = model.gradients(request)
         want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
