@@ -8,9 +8,9 @@ cases as separate pytest tests.
 from __future__ import annotations
 
 import traceback
-from functools import partial
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
