@@ -45,3 +45,4 @@ class TestNumpyExampleConformance(BackendConformance):
     backend = "numpy"
     layout = "NCHW"
     build = staticmethod(build_numpy)
+    rule_sets = True
