@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from attrib._errors import AttribError
+from attrib._errors import AttribError, argument_error, shown
 from attrib.rules import (
     AlphaBeta,
     Epsilon,
@@ -356,10 +356,11 @@ class RelevanceMode(TorchFunctionMode):
         """Raise if a merged BatchNorm's layer output was also used elsewhere (no exact merge)."""
         for _ref, call in self._calls.values():
             if call.norm is not None and call.other_uses:
-                raise AttribError(
-                    "model: a convolution / dense output feeds a BatchNorm and also another "
-                    "operation, so the BatchNorm cannot be merged into that layer exactly; "
-                    "LRP has no rule for this graph")
+                raise argument_error(
+                    "model", "a BatchNorm that alone reads the convolution / dense output it "
+                    "normalises (so it merges into that layer exactly)",
+                    shown("a layer output read by a BatchNorm and by another operation"),
+                    "LRP has no rule for this graph; no map is returned")
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
@@ -385,12 +386,14 @@ class RelevanceMode(TorchFunctionMode):
         if self.rules.strict and not structural and isinstance(out, torch.Tensor) \
                 and out.requires_grad and any(_activation(t) for t in _tensors(args) +
                                               _tensors(kwargs.values())):
-            raise AttribError(
-                f"model: rule set {self.rules.name!r} has no rule for the operation "
-                f"{_name(func)!r}, which the model applies to an activation; LRP relevance "
-                "through it is undefined, so no map is returned. Supported: convolutions, "
-                "linear layers, BatchNorm after them, rectifiers, average and max pooling, "
-                "the sum of two activations, reshapes, concatenation and dropout in eval mode.")
+            raise argument_error(
+                "model", f"operations rule set {self.rules.name!r} has rules for",
+                shown(f"the operation {_name(func)!r} applied to an activation, for which it "
+                      "has no rule"),
+                "LRP relevance through it is undefined, so no map is returned. Supported: "
+                "convolutions, linear layers, BatchNorm after them, rectifiers, average and "
+                "max pooling, the sum of two activations, reshapes, concatenation and dropout "
+                "in eval mode")
         return out
 
     def _route(self, kind: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -418,15 +421,15 @@ class RelevanceMode(TorchFunctionMode):
                 return func(*args, **kwargs)
             source = self._call_of(x)
             if training:
-                raise AttribError(
-                    f"model: rule set {rules.name!r} needs BatchNorm in eval mode (running "
-                    "statistics); call model.eval() first")
+                raise argument_error(
+                    "model", f"BatchNorm in eval mode for rule set {rules.name!r}",
+                    shown("batch_norm in training mode"), "Call model.eval() first")
             if source is None or source.norm is not None or source.other_uses:
-                raise AttribError(
-                    f"model: rule set {rules.name!r} merges BatchNorm into the convolution or "
-                    "dense layer whose output it normalises, but this batch_norm follows none "
-                    "(e.g. a pre-activation BatchNorm on a concatenation, as in DenseNet); "
-                    "LRP has no rule for it")
+                raise argument_error(
+                    "model", f"each batch_norm to follow the convolution or dense layer it is "
+                    f"merged into (rule set {rules.name!r})",
+                    shown("a batch_norm that follows none (e.g. a pre-activation BatchNorm on a "
+                          "concatenation, as in DenseNet)"), "LRP has no rule for it")
             mean, var = _arg(args, kwargs, 1, "running_mean", None), \
                 _arg(args, kwargs, 2, "running_var", None)
             gamma, beta = _arg(args, kwargs, 3, "weight", None), _arg(args, kwargs, 4, "bias", None)
@@ -455,14 +458,15 @@ class RelevanceMode(TorchFunctionMode):
                     return x.copy_(out)
                 return out
             if rules.strict:
-                raise AttribError(
-                    f"model: rule set {rules.name!r} has no rule for an addition of an activation "
-                    "and a constant, a parameter or a broadcast tensor (a bias outside a layer); "
-                    f"operation {_name(func)!r}")
+                raise argument_error(
+                    "model", f"additions of two activations of one shape (rule set {rules.name!r})",
+                    shown(f"the operation {_name(func)!r} adding an activation and a constant, a "
+                          "parameter or a broadcast tensor (a bias outside a layer)"),
+                    "LRP has no rule for it; no map is returned")
             return func(*args, **kwargs)
         # dropout
         training = _arg(args, kwargs, 2, "training", True)
         if training and rules.strict:
-            raise AttribError(f"model: rule set {rules.name!r} needs dropout in eval mode "
-                              "(model.eval())")
+            raise argument_error("model", f"dropout in eval mode for rule set {rules.name!r}",
+                                 shown("dropout in training mode"), "Call model.eval() first")
         return func(*args, **kwargs)
