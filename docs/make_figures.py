@@ -60,9 +60,25 @@ def main() -> None:
         written.append(save_figure(figure, FIGURES / f"{method}.png", dpi=80))
     written += _multipass_figures(model, inputs, data.images, names, explanations["saliency"])
     written += _cam_figures(model, inputs, data.images, names)
+    written += _rule_figures(model, inputs, data.images, names)
     for path in written:
         _shrink(path)
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
+
+
+def _rule_figures(model: object, inputs: np.ndarray, images: np.ndarray,
+                  names: object) -> list[Path]:
+    """LRP with three composites beside gradient × input (= LRP-0 on this ReLU network)."""
+    explanations = {
+        "gradient_x_input": attrib.explain(model, inputs, method="gradient_x_input"),
+        "lrp epsilon_plus_flat": attrib.explain(model, inputs, method="lrp"),
+        "lrp epsilon_gamma_box": attrib.explain(model, inputs, method="lrp",
+                                                composite="epsilon_gamma_box", low=0.0, high=1.0),
+        "lrp epsilon_alpha2_beta1": attrib.explain(model, inputs, method="lrp",
+                                                   composite="epsilon_alpha2_beta1"),
+    }
+    figure = grid_figure(explanations, images, class_names=names, panel_size=1.8)
+    return [save_figure(figure, FIGURES / "lrp.png", dpi=80)]
 
 
 def _multipass_figures(model: object, inputs: np.ndarray, images: np.ndarray, names: object,

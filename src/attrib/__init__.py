@@ -12,7 +12,10 @@ True
 
 from __future__ import annotations
 
-from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10)
+from . import (
+    evaluate,  # sanity checks and metrics of the maps (NumPy; issue 10)
+    rules,  # rule sets of the backward pass: rectifier rules and LRP (NumPy references)
+)
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
@@ -35,6 +38,7 @@ from ._targets import (
     weighted_scores,
 )
 from .methods import (
+    LRP,
     AblationCAM,
     Deconvnet,
     EigenCAM,
@@ -64,6 +68,7 @@ from .postprocess import (
     resize_map,
     to_hwc,
 )
+from .rules import RuleSet
 
 __version__ = "0.1.0"
 
@@ -93,6 +98,10 @@ __all__ = [
     "IntegratedGradients",
     "SmoothGrad",
     "Occlusion",
+    "LRP",
+    # rule sets: what the backward pass does per kind of operation (attrib.rules)
+    "rules",
+    "RuleSet",
     # results
     "Explanation",
     # post-processing for display (NumPy; attrib.preprocess / attrib.plotting for more)

@@ -13,8 +13,8 @@ from ._checks import check_finite, check_finite_map
 from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
-from ._rules import get_rule
 from ._targets import check_objective, complete_target_weights, split_target
+from .rules import RuleSet, rule_set
 
 __all__ = ["Attributor", "GradientNeeds", "MethodOutput"]
 
@@ -23,14 +23,15 @@ __all__ = ["Attributor", "GradientNeeds", "MethodOutput"]
 class GradientNeeds:
     """What a method needs from one gradient pass (see :class:`attrib.GradientRequest`)."""
 
-    rule: str = "vanilla"
+    rule: str | RuleSet = "vanilla"
     input_gradient: bool = False
     layers: tuple[str, ...] = ()
     layer_gradients: bool = False
 
     def merge(self, other: GradientNeeds) -> GradientNeeds:
         """The needs of two methods served by one pass."""
-        if self.input_gradient and other.input_gradient and self.rule != other.rule:
+        if self.input_gradient and other.input_gradient \
+                and rule_set(self.rule) != rule_set(other.rule):
             raise argument_error(
                 "method",
                 "parts that agree on the rectifier rule of the input gradient",
@@ -145,7 +146,7 @@ class Attributor(ABC):
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
-        get_rule(needs.rule)
+        rule_set(needs.rule)
         request = GradientRequest(
             inputs=inputs,
             targets=targets,

@@ -35,9 +35,13 @@ class GradientRequest:
         :func:`attrib.resolve_targets`.
     objective : str
         ``"logit"``, ``"log_softmax"`` or ``"softmax"`` (see :mod:`attrib._targets`).
-    rule : str
-        The rectifier rule for the **input** gradient: ``"vanilla"``,
-        ``"guided"`` or ``"deconvnet"``.
+    rule : str or attrib.rules.RuleSet
+        The rule set of the backward pass to the **input**: ``"vanilla"``,
+        ``"guided"`` or ``"deconvnet"`` (rectifier rules), or a
+        :class:`attrib.rules.RuleSet` (e.g. an LRP composite; see
+        :mod:`attrib.rules`). A hashable value: equal rule sets share a pass.
+        A backend that implements only the rectifier rules resolves it with
+        :func:`attrib.get_rule`, which raises a clear error for the others.
     input_gradient : bool
         Whether the gradient with respect to ``inputs`` is needed.
     layers : tuple of str
@@ -58,7 +62,7 @@ class GradientRequest:
     inputs: Any
     targets: np.ndarray | None = None
     objective: str = "logit"
-    rule: str = "vanilla"
+    rule: Any = "vanilla"
     input_gradient: bool = True
     layers: tuple[str, ...] = ()
     layer_gradients: bool = True

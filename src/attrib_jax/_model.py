@@ -46,12 +46,12 @@ from attrib._errors import (
     AttribTypeError,
     AttribWarning,
     argument_error,
-    check_choice,
     did_you_mean,
     shown,
 )
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
 from attrib._outputs import check_output, select_output
+from attrib._rules import get_rule
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 
 from ._capture import Forward, _hashable, make_forward
@@ -275,7 +275,7 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
-        check_choice("rule", request.rule, ("deconvnet", "guided", "vanilla"))
+        rule = get_rule(request.rule, "jax").name
         layers = tuple(request.layers)
         if layers:
             self._check_layers(layers)
@@ -285,9 +285,9 @@ class JaxModel(Model):
         numpy_inputs = np.asarray(request.inputs)
         _check_finite(numpy_inputs)
         x = jnp.asarray(request.inputs)
-        if request.rule != "vanilla":
+        if rule != "vanilla":
             check_supported()
-        entry = self._entry("gradients", request.rule, layers, request.objective,
+        entry = self._entry("gradients", rule, layers, request.objective,
                             request.input_gradient, request.layer_gradients)
         out_shape, layer_shapes = self._out_shape(x, layers)
         given = None
@@ -312,9 +312,9 @@ class JaxModel(Model):
         out = jax.device_get(out)  # every output to the host in one call (NumPy arrays)
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
                  "downstream_rectifiers": int(out["downstream"])}
-        if request.rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
+        if rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
             warnings.warn(
-                f"the {request.rule!r} rule changed no rectifier: the program calls no "
+                f"the {rule!r} rule changed no rectifier: the program calls no "
                 "jax.nn.relu / relu6 (flax.linen.relu, nnx.relu) that attrib can rewrite "
                 "(a bare jnp.maximum(x, 0) is not treated as one), so the map is the "
                 "vanilla gradient", AttribWarning, stacklevel=3)

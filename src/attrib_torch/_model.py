@@ -7,6 +7,7 @@ import itertools
 import sys
 import warnings
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,16 +16,25 @@ import torch.nn.functional as F
 from torch import nn
 
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
-from attrib._errors import AttribError, AttribTypeError, argument_error, check_choice, shown
+from attrib._errors import (
+    AttribError,
+    AttribTypeError,
+    argument_error,
+    check_choice,
+    did_you_mean,
+    shown,
+)
 from attrib._model import LayerInfo
 from attrib._outputs import check_output, select_output
 from attrib._rules import get_rule
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
+from attrib.rules import RuleSet, rule_set
 
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
 from ._probe import probe, scaled, substituted
 from ._rectifiers import RectifierGraph, RectifierMode, RuleState
+from ._relevance import RelevanceMode
 from ._state import preserved
 
 __all__ = ["TorchModel"]
@@ -166,7 +176,12 @@ class TorchModel(Model):
         """
         check_inputs(request.inputs)
         check_objective(request.objective)
-        rule = get_rule(request.rule).name
+        rules = rule_set(request.rule)
+        if not rules.rectifier_only:
+            if not request.input_gradient:  # the rules act on the input quantity only
+                return self.gradients(replace(request, rule="vanilla"))
+            return self._relevance(request, rules)
+        rule = get_rule(rules).name
         layers = tuple(request.layers)
         check_layers(self._model, layers)
         with torch.inference_mode(False):  # also when called under torch.inference_mode()
@@ -231,6 +246,81 @@ class TorchModel(Model):
             stats=stats,
         )
 
+    def _relevance(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
+        """One forward pass under :class:`RelevanceMode` and the backward pass(es) of ``rules``.
+
+        Layer gradients, when asked for, are the true ones (a first pass with
+        every rule switched off); the input quantity follows ``rules``, seeded
+        with the score gradient times the logits when ``rules.seed == "relevance"``.
+        """
+        layers = tuple(request.layers)
+        check_layers(self._model, layers)
+        names = self._rule_layers(rules)
+        with torch.inference_mode(False):
+            x = self._tensor(request.inputs).requires_grad_(True)
+        state = RuleState(rules)
+        with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
+            mode = RelevanceMode(state, names)
+            logits, taps = self._forward(x, layers, mode)
+            mode.check()
+            if request.target_weights is not None:
+                weights = resolve_target_weights(request.target_weights, _numpy(logits))
+                targets = weights_targets(weights)
+                score = _weighted_score(logits, weights, request.objective)
+            else:
+                targets = resolve_targets(request.targets, _numpy(logits))
+                score = _score(logits, targets, request.objective)
+            outputs = [tap.output for tap in taps
+                       if request.layer_gradients and tap.output is not None]
+            layer_grads: list[torch.Tensor] = []
+            passes = 1
+            if outputs:
+                state.exact, state.rule = True, "vanilla"
+                try:
+                    layer_grads = _grad(score, outputs, retain_graph=True)
+                finally:
+                    state.exact, state.rule = False, rules.rectifier
+                passes = 2
+            if rules.seed == "relevance" and score.requires_grad:
+                seed = torch.autograd.grad(score, logits, retain_graph=True)[0] * logits.detach()
+                input_grad = torch.autograd.grad(logits, x, seed, allow_unused=True,
+                                                 materialize_grads=True)[0]
+            else:
+                input_grad = _grad(score, [x])[0]
+        wanted = [tap for tap in taps if request.layer_gradients and tap.output is not None]
+        return GradientResult(
+            inputs=_numpy(x),
+            logits=_numpy(logits),
+            targets=targets,
+            input_gradient=_numpy(input_grad),
+            activations={tap.name: _numpy(tap.activation) for tap in taps
+                         if tap.activation is not None},
+            layer_gradients={tap.name: _numpy(g) for tap, g in zip(wanted, layer_grads)},
+            stats={"rule": rules.name, "rules": dict(mode.counts), "rectifiers": mode.count,
+                   "rectifier_path": "mode", "backward_passes": passes},
+        )
+
+    def _rule_layers(self, rules: RuleSet) -> dict[int, str]:
+        """``id(weight) -> name`` of the layers ``rules`` names (convolution / dense modules)."""
+        if not rules.layers:
+            return {}
+        modules = dict(self._model.named_modules())
+        out: dict[int, str] = {}
+        for name, _ in rules.layers:
+            module = modules.get(name)
+            if module is None or not name:
+                raise argument_error("rules", "layer names of this model (or a kind)", name,
+                                     did_you_mean(str(name), [n for n in modules if n]))
+            weight = getattr(module, "weight", None)
+            if not isinstance(weight, nn.Parameter) or weight.ndim < 2:
+                raise argument_error(
+                    "rules", "a convolution or dense layer for a layer rule",
+                    shown(f"{name!r}, a {type(module).__name__} without a weight matrix"),
+                    "Layer rules apply to convolutions and dense layers; pooling and additions "
+                    "take the kinds 'pooling' and 'addition'.")
+            out[id(weight)] = name
+        return out
+
     # -- the CAM family's primitives (issue 8) ------------------------------------------
     def probe_layers(self, inputs: Any) -> list[LayerInfo]:
         """Every submodule that ran once, in output order, from one ``no_grad`` forward pass.
@@ -294,7 +384,7 @@ class TorchModel(Model):
 
     # -- helpers -----------------------------------------------------------------------
     def _forward(
-        self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | None
+        self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | RelevanceMode | None
     ) -> tuple[torch.Tensor, list[Tap]]:
         """Logits and the taps of ``layers`` from one forward pass, under ``mode`` if given."""
         def count() -> int:

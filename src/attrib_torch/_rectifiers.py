@@ -60,6 +60,7 @@ import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
 from attrib._errors import check_choice
+from attrib.rules import rule_set
 
 __all__ = ["RuleState", "Rectify", "RectifierMode", "RectifierGraph"]
 
@@ -67,10 +68,18 @@ _RULES = ("vanilla", "guided", "deconvnet")
 
 
 class RuleState:
-    """The rule every :class:`Rectify` node of one call applies; switchable between passes."""
+    """The rule set of one call; its rectifier rule is switchable between passes.
 
-    def __init__(self, rule: str) -> None:
-        self.rule = check_choice("rule", rule, _RULES)
+    ``rule`` is the rectifier rule every :class:`Rectify` node applies
+    (``"vanilla"``, ``"guided"``, ``"deconvnet"``, or LRP's ``"pass"``);
+    ``exact`` asks every operation routed by :class:`attrib_torch._relevance.RelevanceMode`
+    for its true derivative (a pass whose layer gradients must be true).
+    """
+
+    def __init__(self, rule: Any) -> None:
+        self.rule_set = rule_set(rule)
+        self.rule = check_choice("rule", self.rule_set.rectifier, _RULES + ("pass",))
+        self.exact = False
 
 
 class Rectify(torch.autograd.Function):
@@ -94,6 +103,8 @@ class Rectify(torch.autograd.Function):
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (out,) = ctx.saved_tensors
         rule = ctx.state.rule
+        if rule == "pass":  # LRP: relevance passes through activations unchanged
+            return grad_output, None, None
         if rule == "deconvnet":  # relu(grad_out), the forward mask ignored (Zeiler 2014)
             return grad_output.clamp(min=0), None, None
         passed = grad_output.clamp(min=0) if rule == "guided" else grad_output

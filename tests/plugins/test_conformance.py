@@ -27,6 +27,7 @@ class TestTorchConformance(BackendConformance):
     layout = "NCHW"
     build = staticmethod(build_torch)
     to_native = staticmethod(torch_tensor)
+    rule_sets = True
 
 
 @_selected("jax")
@@ -44,3 +45,4 @@ class TestNumpyExampleConformance(BackendConformance):
     backend = "numpy"
     layout = "NCHW"
     build = staticmethod(build_numpy)
+    rule_sets = True

@@ -248,6 +248,21 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
                                               .eval()), "model", r"floating-point logits"),
     "model returns 3-D logits": (_explain(model=_Output(lambda t: t[:, :, None]).eval()),
                                  "model", r"shape \(2, classes\).*\(2, 5, 1\)"),
+    # LRP rule sets (issue 23)
+    "lrp: unknown composite": (_explain(method="lrp", composite="epsilon_plus_flatt"),
+                               "composite", r"Did you mean 'epsilon_plus_flat'"),
+    "lrp: unknown rule name": (_explain(method="lrp", rules={"convolution": "zplush"}),
+                               "rules['convolution']", r"Did you mean 'zplus'"),
+    "lrp: rule for an unknown layer": (_explain(method="lrp", rules={"conv9": "flat"}),
+                                       "rules", r"layer names.*'conv9'"),
+    "lrp: box rule without bounds": (_explain(method="lrp", composite="epsilon_gamma_box"),
+                                     "low/high", r"low= and high="),
+    "lrp: box bounds of the wrong shape": (
+        _explain(method="lrp", composite="epsilon_gamma_box", low=np.zeros((3, 1, 1)), high=1.0),
+        "low/high", r"broadcast to one input sample \(2, 8, 8\).*\(3, 1, 1\)"),
+    "lrp: an operation without a rule": (
+        _explain(method="lrp", model=_Output(lambda t: t, act=F.gelu).eval()), "model",
+        r"the operation 'gelu' applied to an activation, for which it has no rule"),
 }
 
 

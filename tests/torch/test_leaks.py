@@ -22,7 +22,7 @@ import attrib
 from .conftest import assert_unchanged, snapshot
 
 METHODS = [("saliency", None), ("gradient_x_input", None), ("guided_backprop", None),
-           ("deconvnet", None), ("gradcam", "conv2"), ("guided_gradcam", "conv1")]
+           ("deconvnet", None), ("gradcam", "conv2"), ("guided_gradcam", "conv1"), ("lrp", None)]
 
 
 class _Small(nn.Module):

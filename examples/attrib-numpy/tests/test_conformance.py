@@ -38,3 +38,4 @@ class TestNumpyBackend(BackendConformance):
     backend = "numpy"
     layout = "NCHW"
     build = staticmethod(build)
+    rule_sets = True

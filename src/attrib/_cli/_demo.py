@@ -70,13 +70,17 @@ def _demo_loaded(backend: str) -> LoadedModel:
                        CLASS_NAMES, "demo CNN")
 
 
+_TORCH_ONLY = ("lrp",)
+
+
 def _methods() -> list[str]:
     """Every registered method: the seed figure's four first, then the built-in families
     in their order (seeds, CAMs, multi-pass), then plug-ins' methods alphabetically."""
-    from ..methods import CAM_METHODS, MULTIPASS_METHODS, SEED_METHODS
+    from ..methods import CAM_METHODS, MULTIPASS_METHODS, RULE_METHODS, SEED_METHODS
 
     names = set(default_registry().methods())
-    built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]
+    built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS,
+                                     *RULE_METHODS)]
     first = ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
     order = first + [m for m in built_in if m not in first]
     return [m for m in order if m in names] + sorted(names - set(order))
@@ -148,7 +152,9 @@ def run_demo(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for backend in progress(backends, "backends", "backend"):
         loaded = _demo_loaded(backend)
-        explanations = explain_all(loaded, model_inputs(data.images, loaded), methods)
+        # LRP's rule sets run on torch only (the jax backend refuses them clearly)
+        chosen = [m for m in methods if backend == "torch" or m not in _TORCH_ONLY]
+        explanations = explain_all(loaded, model_inputs(data.images, loaded), chosen)
         accuracy = float((explanations["gradcam"].targets == data.labels).mean())
         mass = cam_mass_on_objects(np.asarray(explanations["gradcam"].attribution), data.masks)
         print(f"{backend}: demo CNN right on {accuracy:.0%} of {len(data)} scenes; "

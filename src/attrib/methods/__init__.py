@@ -13,6 +13,7 @@ from .guided_gradcam import GuidedGradCAM
 from .hirescam import HiResCAM
 from .integrated_gradients import IntegratedGradients
 from .layercam import LayerCAM
+from .lrp import LRP
 from .occlusion import Occlusion
 from .saliency import Saliency
 from .scorecam import ScoreCAM
@@ -25,5 +26,7 @@ SEED_METHODS = (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, Gu
 CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM, AblationCAM)
 #: methods that run many passes in chunks (Captum's methods)
 MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
+#: methods of rule sets beyond rectifiers (zennit's family)
+RULE_METHODS = (LRP,)
 
-__all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]
+__all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS, *RULE_METHODS)]

@@ -31,6 +31,10 @@ class BackendConformance:
         Keyword options for :func:`attrib.wrap`.
     parameter_free_layers : bool
         Whether rectifier and pooling layers can be tapped (``False`` for Flax linen).
+    rule_sets : bool
+        Whether the backend implements rule sets beyond rectifiers (LRP);
+        the suite then checks them against the NumPy reference, else that
+        they raise a clear :class:`attrib.AttribError`.
     rtol, atol : float
         Tolerances, see :class:`attrib.testing.Conformance`.
     """
@@ -41,6 +45,7 @@ class BackendConformance:
     specs: ClassVar[Sequence[NetSpec] | None] = None
     wrap_options: ClassVar[Mapping[str, Any]] = {}
     parameter_free_layers: ClassVar[bool] = True
+    rule_sets: ClassVar[bool] = False
     rtol: ClassVar[float] = 1e-4
     atol: ClassVar[float] = 1e-5
     _conformance: ClassVar[Conformance | None] = None
@@ -68,7 +73,8 @@ class BackendConformance:
                 cls.backend, cls.build, layout=cls.layout, methods=cls.methods,
                 specs=cls.specs, to_native=to_native, wrap_options=dict(cls.wrap_options),
                 registry=cls().registry(),
-                parameter_free_layers=cls.parameter_free_layers, rtol=cls.rtol, atol=cls.atol,
+                parameter_free_layers=cls.parameter_free_layers, rule_sets=cls.rule_sets,
+                rtol=cls.rtol, atol=cls.atol,
             )
         conformance = cls._conformance
         assert conformance is not None

@@ -10,7 +10,7 @@ party's) runs on it with no framework installed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from .._targets import (
     weighted_score_gradient,
     weights_targets,
 )
+from ..rules import LinearOp, RuleSet, rule_set
 from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
 
 __all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
@@ -118,15 +119,56 @@ def score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> n
     return p_target * (onehot - probs)
 
 
+def conv_op(layer: Conv2d, x_shape: tuple[int, ...]) -> LinearOp:
+    """``layer``'s convolution as a :class:`attrib.rules.LinearOp` (weights given per call)."""
+    def fwd(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
+        assert weight is not None
+        b = np.zeros(weight.shape[0]) if bias is None else bias
+        return _conv_forward(x, replace(layer, weight=weight, bias=b))
+
+    def transpose(g: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+        assert weight is not None
+        return _conv_backward(g, np.zeros(x_shape), replace(layer, weight=weight))
+
+    return LinearOp(fwd, transpose)
+
+
+def _dense_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
+    assert weight is not None
+    return x @ weight + (0.0 if bias is None else bias)
+
+
+def _dense_transpose(g: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
+    assert weight is not None
+    return g @ weight.T
+
+
+#: ``y = x @ weight + bias`` as a :class:`attrib.rules.LinearOp`
+DENSE_OP = LinearOp(_dense_forward, _dense_transpose)
+
+
+def pool_op(x_shape: tuple[int, ...]) -> LinearOp:
+    """The global average pool (N, C, h, w) -> (N, C) as a parameter-free :class:`LinearOp`."""
+    h, w = x_shape[2], x_shape[3]
+    return LinearOp(lambda x, _w, _b: x.mean(axis=(2, 3)),
+                    lambda g, _w: np.broadcast_to(g[:, :, None, None] / (h * w), x_shape).copy())
+
+
 def backward(
-    spec: NetSpec, trace: Trace, grad_logits: np.ndarray, rule: str = "vanilla"
+    spec: NetSpec, trace: Trace, grad_logits: np.ndarray, rule: str | RuleSet = "vanilla"
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Propagate ``grad_logits`` back to the input under ``rule``.
 
     Returns the input gradient and the gradient at each layer's output (both
-    under ``rule``; with ``"vanilla"`` they are the true gradients).
+    under ``rule``; with ``"vanilla"`` they are the true gradients). Under a
+    rule set beyond rectifiers (:mod:`attrib.rules`), each layer applies the
+    reference of its rule (:meth:`attrib.rules.LinearRule.reference`); with
+    ``seed="relevance"`` the pass starts from ``grad_logits * logits``.
     """
-    rectifier_rule = get_rule(rule)
+    rules = rule_set(rule)
+    if not rules.rectifier_only:
+        return _relevance_backward(spec, trace, grad_logits, rules)
+    rectifier_rule = get_rule(rules)
     grad = np.asarray(grad_logits, dtype=np.float64)
     layer_gradients: dict[str, np.ndarray] = {}
     for layer in reversed(spec.layers):
@@ -143,6 +185,36 @@ def backward(
         elif isinstance(layer, GlobalAvgPool):
             h, w = x.shape[2], x.shape[3]
             grad = np.broadcast_to(grad[:, :, None, None] / (h * w), x.shape).copy()
+    return grad, layer_gradients
+
+
+def _relevance_backward(spec: NetSpec, trace: Trace, grad_logits: np.ndarray,
+                        rules: RuleSet) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The backward pass under a rule set with linear-layer rules (LRP), layer by layer."""
+    grad = np.asarray(grad_logits, dtype=np.float64)
+    if rules.seed == "relevance":
+        grad = grad * trace.logits
+    first = next((layer.name for layer in spec.layers if isinstance(layer, (Conv2d, Dense))), None)
+    layer_gradients: dict[str, np.ndarray] = {}
+    for layer in reversed(spec.layers):
+        layer_gradients[layer.name] = grad
+        x = trace.layer_inputs[layer.name]
+        if isinstance(layer, (Conv2d, Dense)):
+            kind = "convolution" if isinstance(layer, Conv2d) else "dense"
+            linear = rules.linear_rule(kind, layer.name, first=layer.name == first)
+            op = conv_op(layer, x.shape) if isinstance(layer, Conv2d) else DENSE_OP
+            if linear is None:
+                grad = op.transpose(grad, layer.weight)
+            else:
+                grad = linear.reference(x, layer.weight, layer.bias, grad, op)
+        elif isinstance(layer, (ReLU, ReLU6)):
+            if rules.rectifier != "pass":
+                grad = get_rule(rules.rectifier).reference(
+                    x, grad, upper=6.0 if isinstance(layer, ReLU6) else None)
+        elif isinstance(layer, GlobalAvgPool):
+            op = pool_op(x.shape)
+            grad = (op.transpose(grad, None) if rules.pooling is None
+                    else rules.pooling.reference(x, None, None, grad, op))
     return grad, layer_gradients
 
 
@@ -234,7 +306,7 @@ class ReferenceModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         x_layout = self.to_numpy(request.inputs)
-        rule = get_rule(request.rule).name
+        rule = rule_set(request.rule)
         objective = check_objective(request.objective)
         for name in request.layers:
             if name not in self.spec.layer_names:
@@ -255,7 +327,7 @@ class ReferenceModel(Model):
             grad, layer_grads = backward(self.spec, trace, seed, rule)
             input_gradient = _to_layout(grad, self._layout)
             passes += 1
-        if request.layers and request.layer_gradients and (rule != "vanilla" or not passes):
+        if request.layers and request.layer_gradients and (rule.name != "vanilla" or not passes):
             _, layer_grads = backward(self.spec, trace, seed, "vanilla")
             passes += 1
         return GradientResult(

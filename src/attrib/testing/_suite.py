@@ -10,6 +10,7 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,6 +49,10 @@ class Conformance:
         Keyword options for :func:`attrib.wrap` (e.g. the jax backend's).
     registry : attrib.Registry, optional
         Where the backend is registered; the default registry otherwise.
+    rule_sets : bool
+        Whether the backend implements rule sets beyond rectifiers
+        (:mod:`attrib.rules`, LRP): checked against the NumPy reference when
+        True; otherwise the suite checks that they raise :class:`attrib.AttribError`.
     parameter_free_layers : bool
         Whether layers without weights (rectifiers, pooling) can be tapped.
         Flax linen backends see only modules that own variables: set it to
@@ -66,6 +71,7 @@ class Conformance:
     wrap_options: Mapping[str, Any] = field(default_factory=dict)
     registry: Any = None
     parameter_free_layers: bool = True
+    rule_sets: bool = False
     rtol: float = 1e-4
     atol: float = 1e-5
     dtype: Any = np.float32
@@ -127,7 +133,7 @@ def cases(conf: Conformance) -> list[Case]:
                 Case("explain", spec), Case("randomized", spec)]
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
-        out += [Case("target_weights", spec), Case("multipass", spec)]
+        out += [Case("target_weights", spec), Case("multipass", spec), Case("rule_sets", spec)]
         if spec.is_image and conf.gradcam_layers(spec):
             out.append(Case("cam", spec))
         for method in conf.methods or ():
@@ -159,6 +165,7 @@ def check_backend(
     wrap_options: Mapping[str, Any] | None = None,
     registry: Any = None,
     parameter_free_layers: bool = True,
+    rule_sets: bool = False,
     rtol: float = 1e-4,
     atol: float = 1e-5,
 ) -> int:
@@ -176,7 +183,7 @@ def check_backend(
     conf = Conformance(backend, build, layout=layout, methods=methods, specs=specs,
                        to_native=to_native, wrap_options=dict(wrap_options or {}),
                        registry=registry, parameter_free_layers=parameter_free_layers,
-                       rtol=rtol, atol=atol)
+                       rule_sets=rule_sets, rtol=rtol, atol=atol)
     failures = []
     all_cases = cases(conf)
     for case in all_cases:
@@ -677,6 +684,33 @@ def _check_randomized(conf: Conformance, case: Case) -> None:
                   lambda: model.randomized(["no_such_layer"], seed=0))
 
 
+def _check_rule_sets(conf: Conformance, case: Case) -> None:
+    """Rule sets beyond rectifiers: the input relevance equals the NumPy reference, or a clear error.
+
+    Every LRP composite (zᴮ with box bounds ±5), and a layer named in ``rules``.
+    """
+    from ..rules import lrp_rule_set
+
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    trace = forward(spec, spec.inputs)
+    targets = np.array(_targets(spec)[2], dtype=np.int64)
+    first = spec.parametrised_layers()[0]
+    sets = [lrp_rule_set("zero"), lrp_rule_set("epsilon_plus_flat"),
+            lrp_rule_set("epsilon_gamma_box", low=-5.0, high=5.0),
+            lrp_rule_set("epsilon_alpha2_beta1"), lrp_rule_set("epsilon", {first: "wsquare"})]
+    for rules in sets:
+        request = GradientRequest(inputs=x, targets=targets, rule=rules)
+        what = f"gradients(rule={rules.name!r})"
+        if not conf.rule_sets:
+            _expect_error(what, partial(model.gradients, request))
+            continue
+        result = model.gradients(request)
+        want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
+        assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "capture": _check_capture,
@@ -688,4 +722,5 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "multipass": _check_multipass,
     "cam": _check_cam,
     "randomized": _check_randomized,
+    "rule_sets": _check_rule_sets,
 }

@@ -18,9 +18,11 @@ import numpy as np
 import attrib
 from attrib._errors import argument_error, check_choice, did_you_mean, shown
 from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
+from attrib.rules import rule_set
 
 from ._layers import Conv2d, Dense
 from ._network import Sequential
+from ._relevance import relevance
 
 __all__ = ["NumpyModel"]
 
@@ -130,7 +132,8 @@ class NumpyModel(attrib.Model):
 
     def gradients(self, request: attrib.GradientRequest) -> attrib.GradientResult:
         x = self.to_numpy(request.inputs)
-        rule = attrib.get_rule(request.rule).name
+        rules = rule_set(request.rule)
+        rule = rules.rectifier if rules.rectifier_only else "vanilla"
         indices = self._check_layers(request.layers)
         objective = check_choice("objective", request.objective, attrib.OBJECTIVES)
 
@@ -166,7 +169,14 @@ class NumpyModel(attrib.Model):
         passes = 0
         input_gradient = None
         layer_grads: dict[int, np.ndarray] = {}
-        if request.input_gradient:
+        if request.input_gradient and not rules.rectifier_only:  # LRP: attrib's rule references
+            inputs = [x] + outputs[:-1]
+            input_gradient = relevance(layers, inputs, caches, seed, logits, rules)
+            passes += 1
+            if wanted:
+                _, layer_grads = walk("vanilla", lowest, True)
+                passes += 1
+        elif request.input_gradient:
             exact_layers = rule == "vanilla" or not rectifier_above
             input_gradient, layer_grads = walk(rule, 0, exact_layers)
             passes += 1

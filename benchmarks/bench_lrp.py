@@ -1,0 +1,99 @@
+"""LRP ``epsilon_plus_flat``: attrib against zennit (with its canonizer) and the plain gradient.
+
+Run: ``python benchmarks/bench_lrp.py [--models vgg16 resnet50] [--size 224] [--batch 8]
+[--repeats 3] [--threads 2]``
+
+For each torchvision model (weights=None, eval, float32) and a batch of
+``--batch`` images it times, interleaved within each round (the order rotates
+every round; median of ``--repeats``):
+
+- ``attrib``: ``attrib.explain(model, x, method="lrp")`` on the unmodified
+  model (BatchNorm merged on the fly);
+- ``zennit``: zennit 0.5.1 ``EpsilonPlusFlat`` with its canonizer
+  (``VGGCanonizer`` / ``ResNetCanonizer``) registered once, outside the timing,
+  the ``Gradient`` attributor called per round (zennit hooks the model; the
+  canonizer edits it, which attrib never does);
+- ``gradient``: ``attrib.explain(model, x, method="saliency")``, the plain gradient.
+
+and prints the seconds and the ratios attrib / zennit and attrib / gradient.
+Not part of the test suite; numbers are in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torchvision
+
+import attrib
+
+
+def _time(call: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="+", default=["vgg16", "resnet50"])
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for name in args.models:
+        _bench(name, args)
+
+
+def _bench(name: str, args: argparse.Namespace) -> None:
+    from zennit.attribution import Gradient
+    from zennit.composites import EpsilonPlusFlat
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None).eval()
+    zmodel = getattr(torchvision.models, name)(weights=None).eval()
+    zmodel.load_state_dict(model.state_dict())
+    x = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(1))
+    targets = [i % 1000 for i in range(args.batch)]
+    canonizer = VGGCanonizer() if name.startswith("vgg") else ResNetCanonizer()
+    composite = EpsilonPlusFlat(canonizers=[canonizer])
+    rows = torch.arange(args.batch)
+
+    def zennit_call(zmodel: torch.nn.Module = zmodel) -> object:
+        with torch.no_grad():
+            out = zmodel(x)
+        seed = torch.zeros_like(out)
+        seed[rows, targets] = out[rows, targets]
+        _, relevance = attributor(x, seed)
+        return relevance
+
+    calls = {
+        "attrib": lambda: attrib.explain(model, x, method="lrp", target=targets),
+        "zennit": zennit_call,
+        "gradient": lambda: attrib.explain(model, x, method="saliency", target=targets),
+    }
+    with Gradient(model=zmodel, composite=composite) as attributor:
+        for call in calls.values():  # warm-up
+            call()
+        times: dict[str, list[float]] = {key: [] for key in calls}
+        order = list(calls)
+        for r in range(args.repeats):
+            for key in order[r % 3:] + order[:r % 3]:
+                times[key].append(_time(calls[key]))
+    med = {key: statistics.median(value) for key, value in times.items()}
+    print(f"{name} batch {args.batch} {args.size}x{args.size}: "
+          + " ".join(f"{k} {v:.2f}s" for k, v in med.items())
+          + f" | attrib/zennit {med['attrib'] / med['zennit']:.2f}"
+          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}"
+          + f" | rounds {({k: [round(t, 2) for t in v] for k, v in times.items()})}")
+
+
+if __name__ == "__main__":
+    main()

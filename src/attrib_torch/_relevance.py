@@ -1,0 +1,472 @@
+"""Rule sets beyond rectifiers (LRP) on an unmodified torch model, through a ``TorchFunctionMode``.
+
+While :class:`RelevanceMode` is entered, the operations a rule set names are
+routed to ``autograd.Function`` s whose forward is the original call (the
+logits are bitwise those of the model) and whose backward applies the rule of
+:mod:`attrib.rules` (each mirrors that rule's NumPy reference):
+
+- convolutions (``F.conv1d/2d/3d``) and dense layers (``F.linear``), called by
+  a module or functionally, reused or not; a module's name (for per-layer
+  rules) is found from its weight parameter, never by editing the model;
+- BatchNorm in eval mode (``F.batch_norm``) applied to the output of one of
+  them is merged into it (``W * γ/√(var + eps)``, bias likewise, eps
+  included): the rule then sees the merged layer, as zennit's canonizers do by
+  hand; the BatchNorm passes the relevance on unchanged;
+- average pooling (``F.avg_pool1d/2d/3d``, ``F.adaptive_avg_pool1d/2d/3d``,
+  ``mean``) and the sum of two activations (``+``, ``+=``, ``torch.add``,
+  ``add_``) get their kinds' rules; rectifiers go through
+  :class:`attrib_torch._rectifiers.Rectify` with the set's rectifier rule;
+- max pooling, reshapes, flattening, concatenation, indexing and dropout in
+  eval mode keep their true derivative (relevance routed as the gradient is).
+
+Under a strict rule set (LRP) any other operation that takes an activation and
+returns one raises :class:`attrib.AttribError` naming it: a map the rules do not
+define is never returned. Limits are those of the rectifier mode (nested calls
+inside another ``__torch_function__``, TorchScript and reentrant checkpointing
+are out of reach).
+
+References
+----------
+Bach et al. (2015). On pixel-wise explanations for non-linear classifier
+decisions by layer-wise relevance propagation. Montavon et al. (2019).
+Layer-wise relevance propagation: an overview.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+from attrib._errors import AttribError, argument_error, shown
+from attrib.rules import (
+    AlphaBeta,
+    Epsilon,
+    Flat,
+    Gamma,
+    LinearRule,
+    Norm,
+    RuleSet,
+    WSquare,
+    ZBox,
+    ZPlus,
+)
+
+from ._rectifiers import Rectify, RuleState, _lookup
+
+__all__ = ["RelevanceMode", "linear_relevance"]
+
+Linear = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torch.Tensor]
+
+
+# -- the rules, in torch (each mirrors its NumPy reference in attrib.rules) ----------------
+def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """``r / (den + ε sign den)`` with sign(0) = +1; 0 where that denominator is 0."""
+    den = den + epsilon * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
+    zero = den == 0
+    return torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(den), den))
+
+
+def _share(f: Linear, terms: list[tuple[float, torch.Tensor, Any, Any]], r: torch.Tensor,
+           epsilon: float) -> torch.Tensor:
+    """``Σ c_i in_i * f^T(s, w_i)`` with ``s = r / stab(Σ c_i f(in_i, w_i, b_i))``.
+
+    One forward per term and one backward through their sum. Terms whose input
+    is all zero add exactly nothing and are skipped.
+    """
+    kept = [t for t in terms if bool(t[1].any())]
+    if not kept:
+        return torch.zeros_like(terms[0][1])
+    leaves = [inp.detach().requires_grad_(True) for _, inp, _, _ in kept]
+    with torch.enable_grad():
+        total = sum(c * f(leaf, w, b) for (c, _, w, b), leaf in zip(kept, leaves))
+        assert isinstance(total, torch.Tensor)
+        s = _divide(r, total.detach(), epsilon)
+        grads = torch.autograd.grad(total, leaves, s)
+    out = sum(inp * g for (_, inp, _, _), g in zip(kept, grads))
+    assert isinstance(out, torch.Tensor)
+    return out
+
+
+def _pos(a: torch.Tensor | None) -> torch.Tensor | None:
+    return None if a is None else a.clamp(min=0)
+
+
+def _neg(a: torch.Tensor | None) -> torch.Tensor | None:
+    return None if a is None else a.clamp(max=0)
+
+
+def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: torch.Tensor | None,
+                     b: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+    """Relevance at the input of ``f(x, w, b)`` given ``r`` at its output, under ``rule``.
+
+    ``rule=None`` is the transposed layer (the true gradient).
+    """
+    if rule is None:
+        leaf = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            return torch.autograd.grad(f(leaf, w, None), leaf, r)[0]
+    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    if isinstance(rule, (Epsilon, Norm)):
+        eps = rule.epsilon if isinstance(rule, Epsilon) else rule.stabilizer
+        return _share(f, [(1.0, x, w, b)], r, eps)
+    assert w is not None, f"rule {rule.name!r} needs a layer with weights"
+    wp, wn = w.clamp(min=0), w.clamp(max=0)
+    if isinstance(rule, ZPlus):
+        return _share(f, [(1.0, xp, wp, _pos(b)), (1.0, xn, wn, None)], r, rule.stabilizer)
+    if isinstance(rule, AlphaBeta):
+        positive = _share(f, [(1.0, xp, wp, _pos(b)), (1.0, xn, wn, None)], r, rule.stabilizer)
+        negative = _share(f, [(1.0, xp, wn, _neg(b)), (1.0, xn, wp, None)], r, rule.stabilizer)
+        return rule.alpha * positive - rule.beta * negative
+    if isinstance(rule, Gamma):
+        g = rule.gamma
+        wu, wd = w + g * wp, w + g * wn
+        bu = None if b is None else b + g * b.clamp(min=0)
+        bd = None if b is None else b + g * b.clamp(max=0)
+        z = f(x, w, b)
+        up = _share(f, [(1.0, xp, wu, bu), (1.0, xn, wd, None)], r * (z > 0), rule.stabilizer)
+        down = _share(f, [(1.0, xp, wd, bd), (1.0, xn, wu, None)], r * (z < 0), rule.stabilizer)
+        return up + down
+    ones = torch.ones_like(x)
+    if isinstance(rule, Flat):
+        return _share(f, [(1.0, ones, torch.ones_like(w), None)], r, rule.stabilizer)
+    if isinstance(rule, WSquare):
+        return _share(f, [(1.0, ones, w * w, None if b is None else b * b)], r, rule.stabilizer)
+    if isinstance(rule, ZBox):
+        low, high = (torch.as_tensor(a, dtype=x.dtype, device=x.device)
+                     for a in rule.bounds(tuple(x.shape)))
+        return _share(f, [(1.0, x, w, b), (-1.0, low, wp, _pos(b)), (-1.0, high, wn, _neg(b))],
+                      r, rule.stabilizer)
+    raise AttribError(f"rules: no torch implementation of the LRP rule {rule!r}")
+
+
+# -- the autograd Functions ------------------------------------------------------------------
+class _LinearCall:
+    """One convolution / dense call: its operation, parameters, rule, and a merged BatchNorm."""
+
+    def __init__(self, f: Linear, weight: torch.Tensor, bias: torch.Tensor | None,
+                 rule: LinearRule | None, state: RuleState) -> None:
+        self.f, self.weight, self.bias, self.rule, self.state = f, weight, bias, rule, state
+        self.norm: tuple[Any, ...] | None = None  # (mean, var, gamma, beta, eps)
+        self.other_uses = 0
+
+    def merged(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        w, b = self.weight.detach(), None if self.bias is None else self.bias.detach()
+        if self.norm is None:
+            return w, b
+        mean, var, gamma, beta, eps = self.norm
+        scale = 1.0 / torch.sqrt(var + eps)
+        if gamma is not None:
+            scale = gamma * scale
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        merged_b = ((b if b is not None else torch.zeros_like(mean)) - mean) * scale
+        if beta is not None:
+            merged_b = merged_b + beta
+        return w * scale.reshape(shape), merged_b
+
+
+class _Linear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, call: _LinearCall) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.call = call
+        return call.f(x, call.weight, call.bias)
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (x,) = ctx.saved_tensors
+        call: _LinearCall = ctx.call
+        if call.state.exact:
+            return linear_relevance(None, call.f, x, call.weight.detach(), None, r), None
+        w, b = call.merged()
+        return linear_relevance(call.rule, call.f, x, w, b, r), None
+
+
+class _Merged(torch.autograd.Function):
+    """A BatchNorm merged into the layer before it: relevance passes unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, norm: Callable[[torch.Tensor], torch.Tensor],
+                call: _LinearCall) -> torch.Tensor:
+        ctx.call = call
+        return norm(x)
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        call: _LinearCall = ctx.call
+        if call.state.exact:  # the true derivative of BatchNorm in eval mode
+            assert call.norm is not None
+            _, var, gamma, _, eps = call.norm
+            scale = 1.0 / torch.sqrt(var + eps)
+            if gamma is not None:
+                scale = gamma * scale
+            return r * scale.reshape((1, -1) + (1,) * (r.ndim - 2)), None, None
+        return r, None, None
+
+
+class _Pool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor],
+                rule: LinearRule | None, state: RuleState) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.f, ctx.rule, ctx.state = f, rule, state
+        return f(x)
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        (x,) = ctx.saved_tensors
+
+        def f(inp: torch.Tensor, _w: Any, _b: Any) -> torch.Tensor:
+            return ctx.f(inp)
+
+        rule = None if ctx.state.exact else ctx.rule
+        return linear_relevance(rule, f, x, None, None, r), None, None, None
+
+
+class _Add(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
+                state: RuleState) -> torch.Tensor:
+        ctx.rule, ctx.state = rule, state
+        out = a + b
+        # the values, not the tensors: an in-place add (``out += x``) overwrites ``a``
+        ctx.save_for_backward(a.detach().clone(), b.detach().clone(), out.detach().clone())
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        a, b, out = ctx.saved_tensors
+        if ctx.state.exact or ctx.rule is None:
+            return r, r, None, None
+        if not isinstance(ctx.rule, (Epsilon, Norm)):
+            raise AttribError(f"rules: the addition of two activations takes Norm or Epsilon, "
+                              f"not {ctx.rule!r}")
+        eps = ctx.rule.epsilon if isinstance(ctx.rule, Epsilon) else ctx.rule.stabilizer
+        s = _divide(r, out, eps)
+        return a * s, b * s, None, None
+
+
+# -- routing ----------------------------------------------------------------------------------
+def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
+    if len(args) > index:
+        return args[index]
+    return kwargs.get(name, default)
+
+
+def _activation(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.requires_grad \
+        and not isinstance(value, nn.Parameter)
+
+
+def _tensors(values: Any) -> list[torch.Tensor]:
+    out: list[torch.Tensor] = []
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            out.append(value)
+        elif isinstance(value, (list, tuple)):
+            out.extend(v for v in value if isinstance(v, torch.Tensor))
+    return out
+
+
+def _tables() -> tuple[dict[Any, str], set[Any]]:
+    T = torch.Tensor
+    kinds: dict[Any, str] = {
+        F.conv1d: "convolution", F.conv2d: "convolution", F.conv3d: "convolution",
+        F.linear: "dense",
+        F.batch_norm: "normalisation",
+        F.avg_pool1d: "pooling", F.avg_pool2d: "pooling", F.avg_pool3d: "pooling",
+        F.adaptive_avg_pool1d: "pooling", F.adaptive_avg_pool2d: "pooling",
+        F.adaptive_avg_pool3d: "pooling", torch.mean: "pooling", T.mean: "pooling",
+        T.add: "addition", T.add_: "addition", torch.add: "addition", T.__add__: "addition",
+        T.__radd__: "addition", T.__iadd__: "addition",
+        F.dropout: "dropout", F.dropout1d: "dropout", F.dropout2d: "dropout",
+        F.dropout3d: "dropout", F.alpha_dropout: "dropout",
+    }
+    structural = {
+        F.max_pool1d, F.max_pool2d, F.max_pool3d, F.adaptive_max_pool1d, F.adaptive_max_pool2d,
+        F.adaptive_max_pool3d, F.max_pool1d_with_indices, F.max_pool2d_with_indices,
+        F.max_pool3d_with_indices, torch.flatten, T.flatten, T.view, T.view_as, T.reshape,
+        T.reshape_as, torch.reshape, T.permute, torch.permute, T.transpose, torch.transpose,
+        T.contiguous, T.clone, torch.clone, T.squeeze, torch.squeeze, T.unsqueeze, torch.unsqueeze,
+        T.__getitem__, torch.cat, torch.concat, torch.concatenate, torch.stack, T.split,
+        torch.split, T.chunk, torch.chunk, T.expand, T.expand_as, T.to, T.float, T.double,
+        T.type_as, T.unflatten, torch.unflatten, T.narrow, torch.narrow, T.select, T.t,
+        torch.t, T.detach, T.unbind, torch.unbind, T.flip, torch.flip, torch.squeeze,
+    }
+    return kinds, structural
+
+
+_TABLES: tuple[dict[Any, str], set[Any]] | None = None
+
+
+def _kind(func: Any) -> tuple[str | None, bool]:
+    global _TABLES
+    if _TABLES is None:
+        _TABLES = _tables()
+    kinds, structural = _TABLES
+    try:
+        return kinds.get(func), func in structural
+    except TypeError:
+        return None, False
+
+
+def _name(func: Any) -> str:
+    return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
+
+
+class RelevanceMode(TorchFunctionMode):
+    """Routes the operations ``state.rule_set`` names to its rules while entered.
+
+    Parameters
+    ----------
+    state : RuleState
+        Holds the rule set; ``state.exact`` switches every routed operation to
+        its true derivative for a pass that must be the true gradient.
+    layer_names : dict of int to str
+        ``id(weight parameter) -> module name`` of the layers ``rules.layers`` names.
+
+    ``counts`` says how many operations of each kind were routed.
+    """
+
+    def __init__(self, state: RuleState, layer_names: dict[int, str]) -> None:
+        super().__init__()
+        self.state = state
+        self.rules: RuleSet = state.rule_set
+        self.layer_names = layer_names
+        self.counts: Counter[str] = Counter()
+        self._calls: dict[int, tuple[weakref.ref[torch.Tensor], _LinearCall]] = {}
+
+    @property
+    def count(self) -> int:
+        return self.counts["rectifier"]
+
+    def _call_of(self, tensor: Any) -> _LinearCall | None:
+        entry = self._calls.get(id(tensor))
+        if entry is None or entry[0]() is not tensor:
+            return None
+        return entry[1]
+
+    def check(self) -> None:
+        """Raise if a merged BatchNorm's layer output was also used elsewhere (no exact merge)."""
+        for _ref, call in self._calls.values():
+            if call.norm is not None and call.other_uses:
+                raise argument_error(
+                    "model", "a BatchNorm that alone reads the convolution / dense output it "
+                    "normalises (so it merges into that layer exactly)",
+                    shown("a layer output read by a BatchNorm and by another operation"),
+                    "LRP has no rule for this graph; no map is returned")
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        matcher = _lookup(func)
+        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        if matcher is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
+            found = matcher(args, kwargs)
+            if found is not None:
+                inplace, upper = found
+                self.counts["rectifier"] += 1
+                out = Rectify.apply(x, upper, self.state)
+                return x.copy_(out) if inplace else out
+        kind, structural = _kind(func)
+        if kind is not None and isinstance(x, torch.Tensor) and _activation(x):
+            return self._route(kind, func, args, kwargs, x)
+        out = func(*args, **kwargs)
+        if any(t.requires_grad for t in _tensors(out if isinstance(out, (list, tuple)) else [out])):
+            for tensor in _tensors(args):  # a differentiable use, not a query like dim()
+                call = self._call_of(tensor)
+                if call is not None:
+                    call.other_uses += 1
+        if self.rules.strict and not structural and isinstance(out, torch.Tensor) \
+                and out.requires_grad and any(_activation(t) for t in _tensors(args) +
+                                              _tensors(kwargs.values())):
+            raise argument_error(
+                "model", f"operations rule set {self.rules.name!r} has rules for",
+                shown(f"the operation {_name(func)!r} applied to an activation, for which it "
+                      "has no rule"),
+                "LRP relevance through it is undefined, so no map is returned. Supported: "
+                "convolutions, linear layers, BatchNorm after them, rectifiers, average and "
+                "max pooling, the sum of two activations, reshapes, concatenation and dropout "
+                "in eval mode")
+        return out
+
+    def _route(self, kind: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+               x: torch.Tensor) -> Any:
+        rules = self.rules
+        if kind in ("convolution", "dense"):
+            weight = _arg(args, kwargs, 1, "weight", None)
+            bias = _arg(args, kwargs, 2, "bias", None)
+            rest, extra = args[3:], {k: v for k, v in kwargs.items()
+                                     if k not in ("input", "weight", "bias")}
+
+            def f(inp: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
+                return func(inp, w, b, *rest, **extra)
+
+            first = not self.counts["convolution"] and not self.counts["dense"]
+            self.counts[kind] += 1
+            rule = rules.linear_rule(kind, self.layer_names.get(id(weight)), first=first)
+            call = _LinearCall(f, weight, bias, rule, self.state)
+            out = _Linear.apply(x, call)
+            self._calls[id(out)] = (weakref.ref(out), call)
+            return out
+        if kind == "normalisation":
+            training = _arg(args, kwargs, 5, "training", False)
+            if rules.normalisation == "gradient" and not rules.strict:
+                return func(*args, **kwargs)
+            source = self._call_of(x)
+            if training:
+                raise argument_error(
+                    "model", f"BatchNorm in eval mode for rule set {rules.name!r}",
+                    shown("batch_norm in training mode"), "Call model.eval() first")
+            if source is None or source.norm is not None or source.other_uses:
+                raise argument_error(
+                    "model", f"each batch_norm to follow the convolution or dense layer it is "
+                    f"merged into (rule set {rules.name!r})",
+                    shown("a batch_norm that follows none (e.g. a pre-activation BatchNorm on a "
+                          "concatenation, as in DenseNet)"), "LRP has no rule for it")
+            mean, var = _arg(args, kwargs, 1, "running_mean", None), \
+                _arg(args, kwargs, 2, "running_var", None)
+            gamma, beta = _arg(args, kwargs, 3, "weight", None), _arg(args, kwargs, 4, "bias", None)
+            eps = _arg(args, kwargs, 7, "eps", 1e-5)
+            source.norm = tuple(None if t is None else (t.detach() if isinstance(t, torch.Tensor)
+                                                       else t) for t in (mean, var, gamma, beta)) \
+                + (float(eps),)
+            self.counts["normalisation"] += 1
+            rest, extra = args[1:], {k: v for k, v in kwargs.items() if k != "input"}
+            return _Merged.apply(x, lambda inp: func(inp, *rest, **extra), source)
+        if kind == "pooling":
+            rest, extra = args[1:], {k: v for k, v in kwargs.items() if k not in ("input", "self")}
+            self.counts["pooling"] += 1
+            return _Pool.apply(x, lambda inp: func(inp, *rest, **extra), rules.pooling, self.state)
+        if kind == "addition":
+            other = _arg(args, kwargs, 1, "other", None)
+            alpha = kwargs.get("alpha", 1)
+            if len(args) > 2:
+                alpha = args[2]
+            both = _activation(other) and isinstance(other, torch.Tensor) \
+                and other.shape == x.shape and alpha == 1
+            if both:
+                self.counts["addition"] += 1
+                out = _Add.apply(x, other, rules.addition, self.state)
+                if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
+                    return x.copy_(out)
+                return out
+            if rules.strict:
+                raise argument_error(
+                    "model", f"additions of two activations of one shape (rule set {rules.name!r})",
+                    shown(f"the operation {_name(func)!r} adding an activation and a constant, a "
+                          "parameter or a broadcast tensor (a bias outside a layer)"),
+                    "LRP has no rule for it; no map is returned")
+            return func(*args, **kwargs)
+        # dropout
+        training = _arg(args, kwargs, 2, "training", True)
+        if training and rules.strict:
+            raise argument_error("model", f"dropout in eval mode for rule set {rules.name!r}",
+                                 shown("dropout in training mode"), "Call model.eval() first")
+        return func(*args, **kwargs)
