@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +18,9 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("torch")
 pytest.importorskip("zarr")
+
+# no warning from attrib's own modules (Ray Data's deprecations are filtered in pyproject.toml)
+pytestmark = pytest.mark.filterwarnings("error:::attrib")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -184,3 +191,39 @@ def test_a_failing_flush_never_masks_the_error_that_stopped_the_run(local_ray, t
         attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", batch_size=8,
                                    out=tmp_path / "ray.zarr", progress=False)
     assert any("OSError: disk full" in note for note in raised.value.__notes__)
+
+
+def recorded_slow_model(delay: float, record: str):
+    """The demo model, each forward ``delay`` s slower; an actor writes its pid into ``record``."""
+    model = attrib.demo_model("torch")
+    if ray.get_runtime_context().get_actor_id() is not None:
+        Path(record, str(os.getpid())).write_text(ray.get_runtime_context().get_node_id())
+    model.register_forward_pre_hook(lambda module, args: time.sleep(delay))
+    return model
+
+
+def test_an_actor_killed_mid_run_is_restarted_and_the_store_loses_nothing(local_ray, tmp_path,
+                                                                          monkeypatch):
+    from attrib._dataset._store import MapStore
+
+    images, labels = _scenes(48)
+    one = tmp_path / "one.zarr"
+    attrib.explain_dataset(demo_model_factory(), [images[i:i + 4] for i in range(0, 48, 4)],
+                           method="saliency", out=one, progress=False)
+    record = tmp_path / "actors"
+    record.mkdir()
+    add_batch, killed = MapStore.add_batch, []
+
+    def add_then_kill(self, batch, offset, arrays):  # the driver writes batch 1: kill the actor
+        add_batch(self, batch, offset, arrays)
+        if batch == 1 and not killed:
+            killed.append(int(next(record.iterdir()).name))
+            os.kill(killed[0], signal.SIGKILL)
+
+    monkeypatch.setattr(MapStore, "add_batch", add_then_kill)
+    ds = ray.data.from_items([{"image": x} for x in images])
+    _within(60, attrib.ray.explain_dataset, ds,
+            functools.partial(recorded_slow_model, 0.1, str(record)), method="saliency",
+            batch_size=4, out=tmp_path / "ray.zarr", progress=False)
+    assert killed and len(list(record.iterdir())) == 2  # the actor was killed, and restarted
+    assert _files(tmp_path / "ray.zarr") == _files(one)
