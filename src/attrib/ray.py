@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer
+from ._dataset._actors import plan_actors
+from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums
 from ._dataset._run import progress_bar, with_class_names, write_outputs
 from ._dataset._store import MapStore
 from ._errors import argument_error, shown
@@ -39,7 +40,7 @@ def explain_dataset(
     method: str,
     out: Any,
     batch_size: int = 64,
-    concurrency: int = 1,
+    concurrency: int | str = 1,
     target: Any = None,
     layer: str | None = None,
     backend: str | None = None,
@@ -78,18 +79,32 @@ def explain_dataset(
         The Zarr store, created if missing.
     batch_size : int
         Rows per batch (a chunk of the store holds a whole number of batches).
-    concurrency : int
-        Number of actors.
+    concurrency : int or "auto"
+        Number of actors; ``"auto"``: one per CPU of the cluster (with
+        ``num_gpus``: as many as its GPUs hold), fewer where that would leave
+        Ray Data's read stage no CPU.
     progress : bool
         A tqdm bar with images per second.
     num_cpus, num_gpus : float, optional
-        Resources of each actor (Ray's ``map_batches`` arguments).
+        Resources of each actor (Ray's ``map_batches`` arguments), checked
+        against ``ray.nodes()`` before any work. ``num_cpus`` omitted: an
+        equal share of all the cluster's CPUs but one, at most 1 (at most
+        0.25 for GPU actors), so that reading always has a CPU; 0 where no
+        share leaves one.
     batches_per_chunk : int, optional
         As :func:`attrib.explain_dataset` (the same value gives the same store).
 
     Returns
     -------
     MapStore
+
+    Raises
+    ------
+    AttribError
+        Bad arguments; resources the cluster lacks, or a ``num_cpus`` that
+        leaves no CPU to read the dataset (the job would wait forever); a
+        resumed store made with other settings, other data on its first
+        batch, or a model whose logits on it differ (other weights).
     """
     data = _ray_data()
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -107,15 +122,19 @@ def explain_dataset(
     options = dict(method=method, target=target, layer=layer, backend=backend,
                    objective=objective, thumbnail=thumbnail, store_inputs=store_inputs,
                    **method_options)
-    # settings from one local explainer: checks every argument before the cluster does any work
-    settings = BatchExplainer(model_factory, **options).settings
-    store = MapStore.create_or_resume(out, with_class_names(settings, class_names), batches_per_chunk)
+    # one local explainer: checks every argument before the cluster does any work, gives the
+    # settings, and checks a resumed store's weights
+    local = BatchExplainer(model_factory, **options)
+    plan = plan_actors(concurrency, num_cpus, num_gpus, _alive_nodes())
+    store = MapStore.create_or_resume(out, with_class_names(local.settings, class_names), batches_per_chunk)
     first, offset = _done_prefix(store)
     if offset:
-        ds = ds.split_at_indices([offset])[1]  # materialised by the split, so counting is cheap
+        head, ds = ds.split_at_indices([offset])  # materialised by the split, so counting is cheap
+        _check_resumed(store, local, head, image_column)
         if ds.count() == 0:  # every row is in the store already
             store.finish()
             return store
+    del local  # the actors build their own models
     renamed = {image_column: IMAGE_KEY, **({label_column: LABEL_KEY} if has_labels else {})}
     keep = list(renamed)
     ds = ds.select_columns(keep).rename_columns(renamed) if any(k != v for k, v in renamed.items()) \
@@ -123,11 +142,10 @@ def explain_dataset(
     # blocks of exactly batch_size rows: every actor batch is the one-process run's batch (a
     # model's floats can depend on the batch's size, e.g. torch's kernels for one sample)
     ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
-    resources = {k: v for k, v in (("num_cpus", num_cpus), ("num_gpus", num_gpus)) if v is not None}
     explained = ds.map_batches(BatchExplainer, fn_constructor_args=(model_factory,),
                                fn_constructor_kwargs=options, batch_size=batch_size,
-                               batch_format="numpy",
-                               compute=data.ActorPoolStrategy(size=concurrency), **resources)
+                               batch_format="numpy", compute=data.ActorPoolStrategy(size=plan.size),
+                               **plan.remote_args())
     context = data.DataContext.get_current()
     keep_order = context.execution_options.preserve_order
     context.execution_options.preserve_order = True  # the store is written in the dataset's order
@@ -140,6 +158,28 @@ def explain_dataset(
         context.execution_options.preserve_order = keep_order
     store.finish()
     return store
+
+
+def _alive_nodes() -> list[dict[str, float]]:
+    """Resources of each alive node of the cluster (starting a local one, as Ray Data would)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init()
+    return [dict(node["Resources"]) for node in ray.nodes() if node.get("Alive")]
+
+
+def _check_resumed(store: MapStore, local: BatchExplainer, head: Any, image_column: str) -> None:
+    """Refuse a resumed run whose first stored batch has other data, or whose model other weights.
+
+    ``head`` holds the rows the store has (the one-process run checks every
+    skipped batch's data and the first one's logits; here the first batch's).
+    """
+    done = store.completed(0)
+    assert done is not None  # an offset > 0 means batch 0 is complete
+    images = np.asarray(head.limit(done[1]).take_batch(done[1], batch_format="numpy")[image_column])
+    store.check_batch(0, 0, checksums(images))
+    store.check_logits(0, local.logits(images))
 
 
 def _done_prefix(store: MapStore) -> tuple[int, int]:

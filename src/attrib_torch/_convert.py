@@ -111,12 +111,16 @@ def as_tensor(inputs: Any, device: torch.device, dtype: torch.dtype | None) -> t
 
     Never a view of the user's data: the model may write into it in place.
     """
+    copied = False
     if isinstance(inputs, torch.Tensor):
         tensor = inputs.detach()
     else:
-        tensor = torch.from_numpy(np.ascontiguousarray(inputs))
+        array = np.ascontiguousarray(inputs)
+        if not array.flags.writeable:  # e.g. Ray Data's zero-copy batches; torch warns on a view
+            array, copied = array.copy(), True
+        tensor = torch.from_numpy(array)
     out = tensor.to(device=device, dtype=dtype or tensor.dtype)
-    if out.data_ptr() == tensor.data_ptr():
+    if out.data_ptr() == tensor.data_ptr() and not copied:
         out = out.clone()
     return out
 

@@ -282,3 +282,25 @@ def test_batches_of_uneven_sizes_and_any_memory_order_are_stored_as_given(tmp_pa
     np.testing.assert_array_equal(reopened["checksums"][:], np.concatenate(sums))
     np.testing.assert_array_equal(reopened["batches"][:],
                                   np.stack([np.cumsum([0, *sizes[:-1]]), sizes], axis=1))
+
+
+def test_a_failing_flush_never_masks_the_error_that_stopped_the_run(model, data, tmp_path, monkeypatch):
+    from attrib._dataset._store import MapStore
+
+    images, labels = data
+
+    def batches():
+        yield images[:BATCH], labels[:BATCH]
+        raise KeyError("the loader lost its files")
+
+    def flush(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(MapStore, "flush", flush)
+    with pytest.raises(KeyError, match="the loader lost its files") as raised:
+        attrib.explain_dataset(model, batches(), method="saliency", out=tmp_path / "maps.zarr",
+                               progress=False)
+    assert any("OSError: disk full" in note for note in raised.value.__notes__)
+    with pytest.raises(OSError, match="disk full"):  # with no other error, the flush's own is raised
+        attrib.explain_dataset(model, _batches(images, labels), method="saliency",
+                               out=tmp_path / "other.zarr", progress=False)

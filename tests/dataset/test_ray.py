@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import os
+import signal
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +18,9 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 pytest.importorskip("torch")
 pytest.importorskip("zarr")
+
+# no warning from attrib's own modules (Ray Data's deprecations are filtered in pyproject.toml)
+pytestmark = pytest.mark.filterwarnings("error:::attrib")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -72,3 +80,150 @@ def test_cli_ray_writes_the_one_process_store(local_ray, tmp_path):
     assert main(["explain-dataset", *common, "--out", str(tmp_path / "one.zarr")]) == 0
     assert main(["explain-dataset", *common, "--out", str(tmp_path / "ray.zarr"), "--ray"]) == 0
     assert _files(tmp_path / "ray.zarr") == _files(tmp_path / "one.zarr")
+
+
+def _rows(images: np.ndarray, labels: np.ndarray) -> list[dict]:
+    return [{"image": images[i], "label": int(labels[i])} for i in range(len(images))]
+
+
+def _one_process(images, labels, out, **options):
+    return attrib.explain_dataset(demo_model_factory(), [(images[i:i + 8], labels[i:i + 8])
+                                                         for i in range(0, len(images), 8)],
+                                  method="saliency", out=out, progress=False, **options)
+
+
+def _within(seconds: float, call, *args, **kwargs):
+    """``call(*args, **kwargs)`` in a thread; fail (rather than hang) if it takes over ``seconds``."""
+    result: dict = {}
+
+    def run():
+        try:
+            result["value"] = call(*args, **kwargs)
+        except BaseException as error:  # handed to the test's thread
+            result["error"] = error
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"no result in {seconds} s: the job hangs")
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+@pytest.mark.parametrize("concurrency", [2, 3, "auto"])
+def test_as_many_actors_as_cpus_or_more_finish_instead_of_waiting_forever(local_ray, tmp_path,
+                                                                          concurrency):
+    # ray.init(num_cpus=2): two actors of one CPU each left the read stage none, and the job
+    # waited forever ("Active & requested resources: 3/2 CPU"); now the actors share the CPUs
+    scenes = attrib.demo_data(24, seed=3)
+    images, labels = scenes.images.transpose(0, 3, 1, 2).copy(), scenes.labels
+    _one_process(images, labels, tmp_path / "one.zarr")
+    ds = ray.data.from_items(_rows(images, labels))
+    _within(60, attrib.ray.explain_dataset, ds, demo_model_factory, method="saliency", batch_size=8,
+            out=tmp_path / "ray.zarr", concurrency=concurrency, progress=False)
+    assert _files(tmp_path / "ray.zarr") == _files(tmp_path / "one.zarr")
+
+
+def test_actors_that_would_take_every_cpu_are_refused_before_any_work(local_ray, tmp_path):
+    ds = ray.data.from_items(_rows(*_scenes(8)))
+    with pytest.raises(attrib.AttribError, match=r"num_cpus: expected a CPU share that leaves Ray "
+                                                 r"Data's read stage one CPU.*wait forever"):
+        _within(60, attrib.ray.explain_dataset, ds, demo_model_factory, method="saliency",
+                out=tmp_path / "ray.zarr", concurrency=2, num_cpus=1, progress=False)
+    assert not (tmp_path / "ray.zarr").exists()
+    with pytest.raises(attrib.AttribError, match="num_gpus: expected GPUs the cluster has"):
+        attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency",
+                                   out=tmp_path / "ray.zarr", num_gpus=1, progress=False)
+
+
+def _scenes(n: int, seed: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    scenes = attrib.demo_data(n, seed=seed)
+    return scenes.images.transpose(0, 3, 1, 2).copy(), scenes.labels
+
+
+def _other_weights():
+    import torch
+
+    model = attrib.demo_model("torch")
+    with torch.no_grad():
+        model.fc.weight.mul_(1.5)  # the same architecture, other weights
+    return model
+
+
+def test_a_resumed_run_checks_the_data_and_the_weights_then_finishes_the_store(local_ray, tmp_path):
+    images, labels = _scenes(24)
+    _one_process(images, labels, tmp_path / "one.zarr")
+    partial = tmp_path / "ray.zarr"
+    _one_process(images[:16], labels[:16], partial)  # two of the three batches
+    ds = ray.data.from_items(_rows(images, labels))
+    with pytest.raises(attrib.AttribError, match=r"model: expected the model \(weights\) that made "
+                                                 r"the store.*logits on batch 0 differ"):
+        attrib.ray.explain_dataset(ds, _other_weights, method="saliency", batch_size=8, out=partial,
+                                   progress=False)
+    shuffled = ray.data.from_items(_rows(images[::-1].copy(), labels[::-1].copy()))
+    with pytest.raises(attrib.AttribError, match="other data in batch 0"):
+        attrib.ray.explain_dataset(shuffled, demo_model_factory, method="saliency", batch_size=8,
+                                   out=partial, progress=False)
+    attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", batch_size=8, out=partial,
+                               progress=False)
+    assert _files(partial) == _files(tmp_path / "one.zarr")
+
+
+class _Boom(RuntimeError):
+    pass
+
+
+def test_a_failing_flush_never_masks_the_error_that_stopped_the_run(local_ray, tmp_path, monkeypatch):
+    from attrib._dataset._store import MapStore
+
+    def add_batch(self, batch, offset, arrays):
+        raise _Boom(f"batch {batch} could not be kept")
+
+    def flush(self):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(MapStore, "add_batch", add_batch)
+    monkeypatch.setattr(MapStore, "flush", flush)
+    ds = ray.data.from_items(_rows(*_scenes(8)))
+    with pytest.raises(_Boom, match="batch 0 could not be kept") as raised:
+        attrib.ray.explain_dataset(ds, demo_model_factory, method="saliency", batch_size=8,
+                                   out=tmp_path / "ray.zarr", progress=False)
+    assert any("OSError: disk full" in note for note in raised.value.__notes__)
+
+
+def recorded_slow_model(delay: float, record: str):
+    """The demo model, each forward ``delay`` s slower; an actor writes its pid into ``record``."""
+    model = attrib.demo_model("torch")
+    if ray.get_runtime_context().get_actor_id() is not None:
+        Path(record, str(os.getpid())).write_text(ray.get_runtime_context().get_node_id())
+    model.register_forward_pre_hook(lambda module, args: time.sleep(delay))
+    return model
+
+
+def test_an_actor_killed_mid_run_is_restarted_and_the_store_loses_nothing(local_ray, tmp_path,
+                                                                          monkeypatch):
+    from attrib._dataset._store import MapStore
+
+    images, labels = _scenes(48)
+    one = tmp_path / "one.zarr"
+    attrib.explain_dataset(demo_model_factory(), [images[i:i + 4] for i in range(0, 48, 4)],
+                           method="saliency", out=one, progress=False)
+    record = tmp_path / "actors"
+    record.mkdir()
+    add_batch, killed = MapStore.add_batch, []
+
+    def add_then_kill(self, batch, offset, arrays):  # the driver writes batch 1: kill the actor
+        add_batch(self, batch, offset, arrays)
+        if batch == 1 and not killed:
+            killed.append(int(next(record.iterdir()).name))
+            os.kill(killed[0], signal.SIGKILL)
+
+    monkeypatch.setattr(MapStore, "add_batch", add_then_kill)
+    ds = ray.data.from_items([{"image": x} for x in images])
+    _within(60, attrib.ray.explain_dataset, ds,
+            functools.partial(recorded_slow_model, 0.1, str(record)), method="saliency",
+            batch_size=4, out=tmp_path / "ray.zarr", progress=False)
+    assert killed and len(list(record.iterdir())) == 2  # the actor was killed, and restarted
+    assert _files(tmp_path / "ray.zarr") == _files(one)
