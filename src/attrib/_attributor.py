@@ -45,6 +45,21 @@ class GradientNeeds:
             layer_gradients=self.layer_gradients or other.layer_gradients,
         )
 
+    def request(self, inputs: Any, targets: np.ndarray | None, objective: str,
+                target_weights: np.ndarray | None = None) -> GradientRequest:
+        """The :class:`GradientRequest` of these needs for ``inputs`` and the explained score."""
+        get_rule(self.rule)
+        return GradientRequest(
+            inputs=inputs,
+            targets=targets,
+            objective=objective,
+            rule=self.rule,
+            input_gradient=self.input_gradient,
+            layers=self.layers,
+            layer_gradients=self.layer_gradients,
+            target_weights=target_weights,
+        )
+
 
 @dataclass(frozen=True)
 class MethodOutput:
@@ -145,24 +160,20 @@ class Attributor(ABC):
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
-        get_rule(needs.rule)
-        request = GradientRequest(
-            inputs=inputs,
-            targets=targets,
-            objective=self.objective,
-            rule=needs.rule,
-            input_gradient=needs.input_gradient,
-            layers=needs.layers,
-            layer_gradients=needs.layer_gradients,
-            target_weights=weights,
-        )
+        request = needs.request(inputs, targets, self.objective, weights)
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
+        return self._from_result(result, weights)
+
+    def _from_result(self, result: GradientResult, weights: np.ndarray | None,
+                     stats: Mapping[str, Any] | None = None) -> Explanation:
+        """The Explanation of one gradient pass's (checked) ``result`` (also a shared pass's)."""
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
             output = self.compute(result)
         check_finite_map(self.name, output.attribution)
         return self._explanation(output, targets=result.targets, logits=result.logits,
-                                 inputs=result.inputs, stats={**result.stats, **output.stats},
+                                 inputs=result.inputs,
+                                 stats={**result.stats, **output.stats, **(stats or {})},
                                  target_weights=weights)
 
     def _explanation(self, output: MethodOutput, *, targets: np.ndarray, logits: np.ndarray,
