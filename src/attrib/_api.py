@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, overload
 
 from ._errors import AttribTypeError, argument_error, did_you_mean, shown
 from ._explanation import Explanation
@@ -13,6 +13,38 @@ from ._plan import explain_planned
 from ._registry import default_registry
 
 __all__ = ["explain", "wrap", "list_backends", "list_methods"]
+
+
+@overload
+def explain(
+    model: Any,
+    inputs: Any,
+    *,
+    method: str,
+    target: Any = ...,
+    layer: Any = ...,
+    backend: str | None = ...,
+    objective: str = ...,
+    output: Any = ...,
+    options: Mapping[str, Mapping[str, Any]] | None = ...,
+    **method_options: Any,
+) -> Explanation: ...
+
+
+@overload
+def explain(
+    model: Any,
+    inputs: Any,
+    *,
+    method: Sequence[str],
+    target: Any = ...,
+    layer: Any = ...,
+    backend: str | None = ...,
+    objective: str = ...,
+    output: Any = ...,
+    options: Mapping[str, Mapping[str, Any]] | None = ...,
+    **method_options: Any,
+) -> dict[str, Explanation]: ...
 
 
 def explain(
@@ -27,7 +59,7 @@ def explain(
     output: Any = None,
     options: Mapping[str, Mapping[str, Any]] | None = None,
     **method_options: Any,
-) -> Any:
+) -> Explanation | dict[str, Explanation]:
     """Explain ``inputs`` with ``method`` (or several methods) on ``model`` in one call.
 
     Parameters

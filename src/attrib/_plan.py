@@ -108,11 +108,13 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
     described: dict[str, Any] = {}  # filled once every pass ran; shared read-only by every result
     shared_stats = {"plan": MappingProxyType(described)}
     done: dict[str, Explanation] = {}
-    runs = []
+    runs: list[MappingProxyType[str, Any]] = []
+    backward = 0
     for shared in passes:
         result = first.model.gradients(
             shared.needs.request(inputs, targets, first.objective, weights))
         check_finite(result)
+        backward += int(result.stats.get("backward_passes", 0))
         runs.append(MappingProxyType({
             "rule": shared.rule, "methods": tuple(m.name for m, _ in shared.members),
             "backward_passes": int(result.stats.get("backward_passes", 0))}))
@@ -123,7 +125,7 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
         done[method.name] = replace(alone_result, stats={**alone_result.stats, **shared_stats})
     described.update(
         gradient_calls=len(passes),
-        backward_passes=sum(int(run["backward_passes"]) for run in runs),
+        backward_passes=backward,
         passes=tuple(runs),
         alone=tuple(m.name for m in alone),
     )
