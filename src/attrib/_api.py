@@ -175,10 +175,12 @@ def _check_options(options: object, names: list[str]) -> dict[str, Mapping[str, 
                              "e.g. options={'gradcam': {'layer': 'layer4'}}", kind=AttribTypeError)
     for name, own in options.items():
         if name not in names:
+            known = isinstance(name, str) and name in default_registry().methods()
+            guess = None if known else did_you_mean(str(name), names)
             raise argument_error(
-                "options", f"options only for the methods called, {names}", shown(
-                    f"options for {name!r}"), did_you_mean(str(name), names)
-                or f"Add {name!r} to method= or drop its options.")
+                "options", f"options only for the methods called, {names}",
+                shown(f"options for {name!r}"),
+                guess or f"Add {name!r} to method= or drop its options.")
         if not isinstance(own, Mapping) or not all(isinstance(k, str) for k in own):
             raise argument_error(
                 f"options[{name!r}]", "a mapping {option name: value}", own,
