@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import check_finite, check_finite_map
+from ._checks import check_finite, check_finite_map, warn_zero, zero_gradients
 from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
@@ -163,7 +163,11 @@ class Attributor(ABC):
         request = needs.request(inputs, targets, self.objective, weights)
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
-        return self._from_result(result, weights)
+        explanation = self._from_result(result, weights)
+        causes = zero_gradients(request, result)
+        if causes:
+            warn_zero(self.name, causes)
+        return explanation
 
     def _from_result(self, result: GradientResult, weights: np.ndarray | None,
                      stats: Mapping[str, Any] | None = None) -> Explanation:

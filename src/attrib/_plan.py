@@ -32,7 +32,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ._attributor import Attributor, GradientNeeds
-from ._checks import check_finite
+from ._checks import check_finite, one_zero_warning, warn_zero, zero_gradients
 from ._explanation import Explanation
 
 __all__ = ["Pass", "plan", "explain_planned"]
@@ -106,26 +106,33 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
     targets, weights = first._split_target(inputs, target, n)
     passes, alone = plan(methods, inputs)
     described: dict[str, Any] = {}  # filled once every pass ran; shared read-only by every result
-    shared_stats = {"plan": MappingProxyType(described)}
+    stats = {"plan": MappingProxyType(described)}
     done: dict[str, Explanation] = {}
     runs: list[MappingProxyType[str, Any]] = []
-    backward = 0
-    for shared in passes:
-        result = first.model.gradients(
-            shared.needs.request(inputs, targets, first.objective, weights))
-        check_finite(result)
-        backward += int(result.stats.get("backward_passes", 0))
-        runs.append(MappingProxyType({
-            "rule": shared.rule, "methods": tuple(m.name for m, _ in shared.members),
-            "backward_passes": int(result.stats.get("backward_passes", 0))}))
-        for method, _ in shared.members:
-            done[method.name] = method._from_result(result, weights, shared_stats)
-    for method in alone:
-        alone_result = method.attribute(inputs, target)
-        done[method.name] = replace(alone_result, stats={**alone_result.stats, **shared_stats})
+    with one_zero_warning():  # a map that is zero everywhere: one warning for the call
+        for shared in passes:
+            request = shared.needs.request(inputs, targets, first.objective, weights)
+            result = first.model.gradients(request)
+            check_finite(result)
+            runs.append(MappingProxyType({
+                "rule": shared.rule, "methods": tuple(m.name for m, _ in shared.members),
+                "backward_passes": int(result.stats.get("backward_passes", 0))}))
+            for method, _ in shared.members:
+                done[method.name] = method._from_result(result, weights, stats)
+            causes = zero_gradients(request, result)
+            for method, needs in shared.members:
+                ignored = [c for c in causes if (c == "the inputs" and needs.input_gradient
+                                                 and needs.rule == "vanilla")
+                           or (needs.layer_gradients
+                               and c in {f"layer {n!r}" for n in needs.layers})]
+                if ignored:
+                    warn_zero(method.name, ignored)
+        for method in alone:
+            own = method.attribute(inputs, target)
+            done[method.name] = replace(own, stats={**own.stats, **stats})
     described.update(
         gradient_calls=len(passes),
-        backward_passes=backward,
+        backward_passes=sum(int(run["backward_passes"]) for run in runs),
         passes=tuple(runs),
         alone=tuple(m.name for m in alone),
     )
