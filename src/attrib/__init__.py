@@ -12,65 +12,72 @@ True
 
 from __future__ import annotations
 
-from . import (
-    evaluate,  # sanity checks and metrics of the maps (NumPy; issue 10)
-    rules,  # rule sets of the backward pass: rectifier rules and LRP (NumPy references)
-)
-from ._api import explain, list_backends, list_methods, wrap
-from ._attributor import Attributor, GradientNeeds, MethodOutput
-from ._backend import Backend
-from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
-from ._demo import demo_data, demo_model
-from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
-from ._explanation import Explanation
-from ._hooks import hookimpl
-from ._model import LAYOUTS, GradientRequest, GradientResult, LayerInfo, Model
-from ._registry import Registry
-from ._report import write_report
-from ._resize import resize_bilinear
-from ._rules import RULES, GuidedActivation, get_rule
-from ._targets import (
-    OBJECTIVES,
-    check_target,
-    objective_scores,
-    resolve_target_weights,
-    resolve_targets,
-    weighted_scores,
-)
-from .methods import (
-    LRP,
-    AblationCAM,
-    Deconvnet,
-    EigenCAM,
-    GradCAM,
-    GradCAMPlusPlus,
-    GradientXInput,
-    GuidedBackprop,
-    GuidedGradCAM,
-    HiResCAM,
-    IntegratedGradients,
-    LayerCAM,
-    Occlusion,
-    Saliency,
-    ScoreCAM,
-    SmoothGrad,
-    XGradCAM,
-)
-from .postprocess import (
-    deprocess,
-    diverging,
-    diverging_to_unit,
-    grayscale,
-    minmax,
-    negative_saliency,
-    overlay,
-    positive_saliency,
-    resize_map,
-    to_hwc,
-)
-from .rules import RuleSet
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from ._errors import AttribError, AttribTypeError, AttribValueError, AttribWarning, BackendError
+from ._version import __version__ as __version__
+
+if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers and editors
+    from . import evaluate as evaluate
+    from . import methods as methods
+    from . import plotting as plotting
+    from . import postprocess as postprocess
+    from . import preprocess as preprocess
+    from . import ray as ray
+    from . import rules as rules
+    from . import testing as testing
+    from ._api import explain, list_backends, list_methods, wrap
+    from ._attributor import Attributor, GradientNeeds, MethodOutput
+    from ._backend import Backend
+    from ._dataset import BatchExplainer, MapStore, explain_dataset, open_maps
+    from ._demo import demo_data, demo_model
+    from ._explanation import Explanation
+    from ._hooks import hookimpl
+    from ._model import LAYOUTS, GradientRequest, GradientResult, LayerInfo, Model
+    from ._registry import Registry
+    from ._report import write_report
+    from ._resize import resize_bilinear
+    from ._rules import RULES, GuidedActivation, get_rule
+    from ._targets import (
+        OBJECTIVES,
+        check_target,
+        objective_scores,
+        resolve_target_weights,
+        resolve_targets,
+        weighted_scores,
+    )
+    from .methods import (
+        LRP,
+        AblationCAM,
+        Deconvnet,
+        EigenCAM,
+        GradCAM,
+        GradCAMPlusPlus,
+        GradientXInput,
+        GuidedBackprop,
+        GuidedGradCAM,
+        HiResCAM,
+        IntegratedGradients,
+        LayerCAM,
+        Occlusion,
+        Saliency,
+        ScoreCAM,
+        SmoothGrad,
+        XGradCAM,
+    )
+    from .postprocess import (
+        deprocess,
+        diverging,
+        diverging_to_unit,
+        grayscale,
+        minmax,
+        negative_saliency,
+        overlay,
+        positive_saliency,
+        resize_map,
+        to_hwc,
+    )
+    from .rules import RuleSet
 
 __all__ = [
     # one-call API
@@ -154,10 +161,95 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> object:
-    """``attrib.ray``, imported on first use (it imports ray only when called)."""
-    if name == "ray":
-        import importlib
+#: every public name but the errors, imported on first use: ``import attrib`` loads no
+#: NumPy, no pluggy and no optional area (the dataset store, the report, the metrics)
+#: until a name is used (PEP 562, as SciPy and scikit-image load their subpackages)
+_LAZY: dict[str, str] = {
+    "explain": "._api",
+    "list_backends": "._api",
+    "list_methods": "._api",
+    "wrap": "._api",
+    "Attributor": "._attributor",
+    "GradientNeeds": "._attributor",
+    "MethodOutput": "._attributor",
+    "Backend": "._backend",
+    "demo_data": "._demo",
+    "demo_model": "._demo",
+    "Explanation": "._explanation",
+    "hookimpl": "._hooks",
+    "LAYOUTS": "._model",
+    "GradientRequest": "._model",
+    "GradientResult": "._model",
+    "LayerInfo": "._model",
+    "Model": "._model",
+    "Registry": "._registry",
+    "resize_bilinear": "._resize",
+    "RULES": "._rules",
+    "GuidedActivation": "._rules",
+    "get_rule": "._rules",
+    "OBJECTIVES": "._targets",
+    "check_target": "._targets",
+    "objective_scores": "._targets",
+    "resolve_target_weights": "._targets",
+    "resolve_targets": "._targets",
+    "weighted_scores": "._targets",
+    "AblationCAM": ".methods",
+    "Deconvnet": ".methods",
+    "EigenCAM": ".methods",
+    "GradCAM": ".methods",
+    "GradCAMPlusPlus": ".methods",
+    "GradientXInput": ".methods",
+    "GuidedBackprop": ".methods",
+    "GuidedGradCAM": ".methods",
+    "HiResCAM": ".methods",
+    "IntegratedGradients": ".methods",
+    "LayerCAM": ".methods",
+    "Occlusion": ".methods",
+    "Saliency": ".methods",
+    "ScoreCAM": ".methods",
+    "SmoothGrad": ".methods",
+    "XGradCAM": ".methods",
+    "LRP": ".methods",
+    "RuleSet": ".rules",
+    "deprocess": ".postprocess",
+    "diverging": ".postprocess",
+    "diverging_to_unit": ".postprocess",
+    "grayscale": ".postprocess",
+    "minmax": ".postprocess",
+    "negative_saliency": ".postprocess",
+    "overlay": ".postprocess",
+    "positive_saliency": ".postprocess",
+    "resize_map": ".postprocess",
+    "to_hwc": ".postprocess",
+    "explain_dataset": "._dataset",
+    "BatchExplainer": "._dataset",
+    "MapStore": "._dataset",
+    "open_maps": "._dataset",
+    "write_report": "._report",
+}
+#: subpackages and modules reachable as ``attrib.<name>`` without importing them first
+_SUBMODULES: tuple[str, ...] = ("evaluate", "plotting", "preprocess", "ray", "testing", "methods",
+                                "postprocess", "rules")
 
-        return importlib.import_module(".ray", __name__)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def __getattr__(name: str) -> object:
+    """Optional areas on first use: ``attrib.evaluate``, ``attrib.explain_dataset``, ``attrib.ray``, ...
+
+    Module ``__getattr__`` (PEP 562), as SciPy and scikit-image load their
+    subpackages; the value is cached in the module, so this runs once per name.
+    """
+    import importlib
+
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """Every public name, loaded or not (autocompletion sees the lazy ones too)."""
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

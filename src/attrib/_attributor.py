@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._checks import check_finite, check_finite_map
+from ._checks import check_finite, check_finite_map, warn_zero, zero_gradients
 from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
@@ -44,6 +44,21 @@ class GradientNeeds:
             input_gradient=self.input_gradient or other.input_gradient,
             layers=layers,
             layer_gradients=self.layer_gradients or other.layer_gradients,
+        )
+
+    def request(self, inputs: Any, targets: np.ndarray | None, objective: str,
+                target_weights: np.ndarray | None = None) -> GradientRequest:
+        """The :class:`GradientRequest` of these needs for ``inputs`` and the explained score."""
+        rule_set(self.rule)  # a clear error for an unknown rule or rule set
+        return GradientRequest(
+            inputs=inputs,
+            targets=targets,
+            objective=objective,
+            rule=self.rule,
+            input_gradient=self.input_gradient,
+            layers=self.layers,
+            layer_gradients=self.layer_gradients,
+            target_weights=target_weights,
         )
 
 
@@ -146,24 +161,24 @@ class Attributor(ABC):
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
-        rule_set(needs.rule)
-        request = GradientRequest(
-            inputs=inputs,
-            targets=targets,
-            objective=self.objective,
-            rule=needs.rule,
-            input_gradient=needs.input_gradient,
-            layers=needs.layers,
-            layer_gradients=needs.layer_gradients,
-            target_weights=weights,
-        )
+        request = needs.request(inputs, targets, self.objective, weights)
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
+        explanation = self._from_result(result, weights)
+        causes = zero_gradients(request, result)
+        if causes:
+            warn_zero(self.name, causes)
+        return explanation
+
+    def _from_result(self, result: GradientResult, weights: np.ndarray | None,
+                     stats: Mapping[str, Any] | None = None) -> Explanation:
+        """The Explanation of one gradient pass's (checked) ``result`` (also a shared pass's)."""
         with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below
             output = self.compute(result)
         check_finite_map(self.name, output.attribution)
         return self._explanation(output, targets=result.targets, logits=result.logits,
-                                 inputs=result.inputs, stats={**result.stats, **output.stats},
+                                 inputs=result.inputs,
+                                 stats={**result.stats, **output.stats, **(stats or {})},
                                  target_weights=weights)
 
     def _explanation(self, output: MethodOutput, *, targets: np.ndarray, logits: np.ndarray,

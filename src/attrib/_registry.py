@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 import warnings
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -133,12 +134,15 @@ class Registry:
         self._backends[backend.name] = backend
 
     def _add_method(self, method: object, source: str) -> None:
-        from ._attributor import Attributor
-
-        if not (isinstance(method, type) and issubclass(method, Attributor)):
+        # a subclass of Attributor means attrib._attributor is loaded: look it up there
+        # instead of importing it (_attributor reaches the default registry: no circle)
+        base = sys.modules.get("attrib._attributor")
+        if not (isinstance(method, type) and base is not None
+                and issubclass(method, base.Attributor)):
             raise argument_error(
                 "register", "an attrib.Attributor subclass", method, kind=AttribTypeError
             )
+        method = cast("type[Attributor]", method)
         if method.name in self._methods and self._methods[method.name] is not method:
             warnings.warn(
                 f"attrib method {method.name!r} from {source!r} was ignored: the name is "

@@ -28,11 +28,13 @@ import numpy as np
 
 from . import postprocess as pp
 from ._errors import AttribTypeError, argument_error, check_choice, shown
-from ._explanation import Explanation
+from ._kinds import is_explanation
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+    from ._explanation import Explanation
 
 __all__ = [
     "STYLES",
@@ -111,7 +113,7 @@ def _from_explanation(explanation: Explanation) -> _Map:
 
 
 def _check_explanation(value: object, name: str) -> Explanation:
-    if not isinstance(value, Explanation):
+    if not is_explanation(value):
         raise argument_error(name, "an attrib.Explanation (what attrib.explain returns)",
                              shown(type(value).__name__), kind=AttribTypeError)
     if value.attribution.ndim not in (3, 4):
@@ -267,7 +269,7 @@ def _batch_size(explanations: Mapping[str, Explanation]) -> int:
 
 
 def _check_mapping(explanations: object, name: str) -> dict[str, Explanation]:
-    if isinstance(explanations, Explanation):
+    if is_explanation(explanations):
         explanations = {explanations.method: explanations}
     if not isinstance(explanations, Mapping) or not explanations:
         raise argument_error(name, "a non-empty dict {method name: Explanation}",

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import AttribTypeError, argument_error, did_you_mean, shown
+from ._kinds import is_explanation
 from ._model import LAYOUTS, check_layout
 from ._resize import resize_bilinear
 
@@ -94,9 +95,7 @@ def _array(value: object, name: str) -> np.ndarray:
 
 def _unpack(attribution: object, layout: object) -> tuple[np.ndarray, str | None, bool | None]:
     """(array, layout or None, batched or None-if-decided-by-ndim) of an array or Explanation."""
-    from ._explanation import Explanation
-
-    if isinstance(attribution, Explanation):
+    if is_explanation(attribution):
         chosen = check_layout(layout) if layout is not None else attribution.layout
         return _array(attribution.attribution, "attribution"), chosen, True
     return _array(attribution, "attribution"), (None if layout is None else check_layout(layout)), None

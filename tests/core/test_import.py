@@ -33,3 +33,38 @@ def test_detection_of_a_non_model_imports_no_framework_and_says_what_is_installe
     assert "no backend recognises an object of type builtins.object" in message
     assert "Installed backends: [" in message
     assert "'jax'" in message and "'torch'" in message
+
+
+def test_import_attrib_loads_no_optional_area():
+    """Issue 19: the optional areas, NumPy and pluggy load on first use of a name."""
+    code = (
+        "import sys, attrib; "
+        "print(sorted(m for m in ('numpy', 'pluggy', 'importlib.metadata', 'matplotlib', "
+        "'attrib.evaluate', 'attrib._dataset', 'attrib._report', 'attrib.plotting', 'zarr', "
+        "'torch', 'jax') if m in sys.modules)); "
+        "attrib.explain_dataset; attrib.evaluate.model_randomization; "
+        "print('attrib._dataset' in sys.modules, 'attrib.evaluate' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True True"], out.stdout
+
+
+def test_every_public_name_resolves_and_type_checkers_see_it():
+    import ast
+    from pathlib import Path
+
+    import attrib
+
+    for name in attrib.__all__:
+        assert getattr(attrib, name) is not None, name
+        assert name in dir(attrib)
+    # the names under `if TYPE_CHECKING:` (what mypy and editors read) cover __all__
+    tree = ast.parse(Path(attrib.__file__).read_text(encoding="utf-8"))
+    checked = {alias.asname or alias.name
+               for node in tree.body if isinstance(node, ast.If)
+               for stmt in node.body if isinstance(stmt, ast.ImportFrom) for alias in stmt.names}
+    eager = {alias.asname or alias.name for node in tree.body
+             if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert set(attrib.__all__) <= checked | eager
+    assert {"plotting", "preprocess", "testing", "ray"} <= checked & set(dir(attrib))
+    assert "no_such_name" not in dir(attrib)

@@ -86,6 +86,14 @@ ERRORS: dict[str, tuple[Callable[[], Any], str, str]] = {
     "non-spatial layer for gradcam": (_explain(method="gradcam", layer="fc"), "layer",
                                       r"4-D output.*'fc'"),
     "unknown method": (_explain(method="gradcamm"), "method", r"'gradcam'"),
+    "unknown method in a list": (_explain(method=["saliency", "gradcamm"]), "method", r"'gradcam'"),
+    "repeated method in a list": (_explain(method=["gradcam", "gradcam"]), "method",
+                                  r"distinct method names"),
+    "options for a method not in the list": (
+        _explain(method=["saliency"], options={"gradcam": {}}), "options", r"'gradcam'"),
+    "options of a method not a mapping": (
+        _explain(method=["saliency"], options={"saliency": 1}), "options['saliency']",
+        r"a mapping \{option name"),
     "unknown objective": (_explain(objective="softmaxx"), "objective", r"'softmax'"),
     "unknown option": (_explain(smooth=2), "options", r"smooth"),
     "model returns NaN logits": (_explain(model=_model(lambda t: t * jnp.nan)), "model",

@@ -196,7 +196,9 @@ def test_output_option_and_its_errors() -> None:
     by_call = attrib.explain(model, x, method="saliency", output=lambda o: o["scores"], target=1)
     np.testing.assert_array_equal(by_key.attribution, by_call.attribution)
     tuple_model = Returns("tuple").eval()
-    second = attrib.explain(tuple_model, x, method="saliency", output=1, target=1)
+    # the second output is constant (logits * 0 + 1): a zero map, which warns (issue 19)
+    with pytest.warns(attrib.AttribWarning, match="does not depend on the inputs"):
+        second = attrib.explain(tuple_model, x, method="saliency", output=1, target=1)
     assert np.all(second.logits == 1) and np.all(second.attribution == 0)
     with pytest.raises(attrib.AttribValueError, match=r"output: .*'nope'"):
         attrib.explain(model, x, method="saliency", output="nope")

@@ -43,7 +43,7 @@ def _json_safe(value: Any) -> Any:
 
 def _versions(backend: Any) -> dict[str, str]:
     """attrib's version and the backend framework's (and the backend distribution's)."""
-    from .. import __version__
+    from .._version import __version__
 
     found = {"attrib": __version__}
     third_party = backend.distribution not in ("", "attrib")

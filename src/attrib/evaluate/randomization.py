@@ -37,7 +37,7 @@ import numpy as np
 
 from .._errors import argument_error
 from .._model import Model
-from ._maps import explain_maps, method_list, two_d
+from ._maps import explain_all, explain_maps, method_list, two_d
 from ._similarity import pearson, spearman, ssim, unit_scaled
 from ._table import format_table
 
@@ -254,7 +254,7 @@ def model_randomization(
     if not order:
         raise argument_error("layers", "at least one layer with parameters", order)
     from_logits = order[::-1]
-    originals = {m: explain_maps(wrapped, inputs, m, target=target, layer=layer) for m in methods}
+    originals = explain_all(wrapped, inputs, methods, target=target, layer=layer)
     targets = originals[methods[0]].targets
     steps = []
     per_seed: dict[str, dict[str, np.ndarray]] = {
@@ -270,8 +270,9 @@ def model_randomization(
         copy = wrapped.randomized(chosen, seed=seeds[i])
         if i == 0:
             steps.append(from_logits[k])
+        explained = explain_all(copy, inputs, methods, target=targets, layer=layer)
         for m in methods:
-            randomised = explain_maps(copy, inputs, m, target=targets, layer=layer)
+            randomised = explained[m]
             for key, values in similarities(originals[m], randomised).items():
                 per_seed[m][key][i, k] = float(np.mean(values))
             if i == 0:

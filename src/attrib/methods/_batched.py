@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from .._attributor import Attributor, GradientNeeds, MethodOutput
+from .._checks import warn_zero
 from .._errors import AttribTypeError, argument_error
 from .._explanation import Explanation
 from .._model import GradientRequest, GradientResult, Model
@@ -242,6 +243,8 @@ class MultiPassMethod(Attributor):
             output, stats = self.run(x, logits, explained, extra)
         if weights is not None:
             weights = resolve_target_weights(weights, logits)
+        if output.attribution.size and not np.any(output.attribution):
+            warn_zero(self.name, ["the inputs"])
         return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
                                  stats={**output.stats, **stats}, target_weights=weights)
 

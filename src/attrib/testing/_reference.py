@@ -10,7 +10,7 @@ party's) runs on it with no framework installed.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,34 +26,9 @@ from .._targets import (
     weights_targets,
 )
 from ..rules import LinearOp, RuleSet, rule_set
-from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
+from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6, Trace, conv_forward, forward
 
 __all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
-
-
-@dataclass
-class Trace:
-    """A forward pass: the logits and every layer's input and output (NCHW, float64)."""
-
-    inputs: np.ndarray
-    logits: np.ndarray
-    layer_inputs: dict[str, np.ndarray]
-    activations: dict[str, np.ndarray]
-
-
-def _conv_forward(x: np.ndarray, layer: Conv2d) -> np.ndarray:
-    """Convolution as a sum over kernel offsets of strided slices (N, C, H, W) -> (N, O, h, w)."""
-    p, s = layer.padding, layer.stride
-    _, _, kh, kw = layer.weight.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_h = (xp.shape[2] - kh) // s + 1
-    out_w = (xp.shape[3] - kw) // s + 1
-    out = np.zeros((x.shape[0], layer.weight.shape[0], out_h, out_w))
-    for i in range(kh):
-        for j in range(kw):
-            window = xp[:, :, i:i + s * out_h:s, j:j + s * out_w:s]
-            out += np.einsum("nchw,oc->nohw", window, layer.weight[:, :, i, j])
-    return out + layer.bias[None, :, None, None]
 
 
 def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray:
@@ -68,40 +43,6 @@ def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray
                 "nohw,oc->nchw", grad, layer.weight[:, :, i, j]
             )
     return gp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
-
-
-def forward(spec: NetSpec, inputs: np.ndarray,
-            scales: dict[str, np.ndarray] | None = None,
-            substitutes: dict[str, np.ndarray] | None = None) -> Trace:
-    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output.
-
-    ``scales`` multiplies the named layers' outputs (NCHW) by factors, as
-    :meth:`attrib.Model.forward_scaled` does; ``substitutes`` replaces them
-    (NCHW, any batch size), as :meth:`attrib.Model.forward_substituted` does.
-    """
-    x = np.asarray(inputs, dtype=np.float64)
-    trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
-    for layer in spec.layers:
-        trace.layer_inputs[layer.name] = x
-        if isinstance(layer, Conv2d):
-            x = _conv_forward(x, layer)
-        elif isinstance(layer, Dense):
-            x = x @ layer.weight + layer.bias
-        elif isinstance(layer, ReLU):
-            x = np.maximum(x, 0.0)
-        elif isinstance(layer, ReLU6):
-            x = np.minimum(np.maximum(x, 0.0), 6.0)
-        elif isinstance(layer, GlobalAvgPool):
-            x = x.mean(axis=(2, 3))
-        else:  # pragma: no cover - the spec types are closed
-            raise TypeError(f"unknown layer {layer!r}")
-        if scales is not None and layer.name in scales:
-            x = x * scales[layer.name]
-        if substitutes is not None and layer.name in substitutes:
-            x = np.asarray(substitutes[layer.name], dtype=np.float64)
-        trace.activations[layer.name] = x
-    trace.logits = x
-    return trace
 
 
 def score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
@@ -124,7 +65,7 @@ def conv_op(layer: Conv2d, x_shape: tuple[int, ...]) -> LinearOp:
     def fwd(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
         assert weight is not None
         b = np.zeros(weight.shape[0]) if bias is None else bias
-        return _conv_forward(x, replace(layer, weight=weight, bias=b))
+        return conv_forward(x, replace(layer, weight=weight, bias=b))
 
     def transpose(g: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
         assert weight is not None

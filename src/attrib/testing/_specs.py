@@ -3,7 +3,8 @@
 A :class:`NetSpec` is a sequence of named layers with their weights; a
 backend author's *builder* turns it into the framework's own model (keeping
 the layer names), and the conformance suite compares that model against the
-NumPy reference in :mod:`attrib.testing._reference`.
+NumPy reference in :mod:`attrib.testing._reference`. :func:`forward` runs a
+spec in NumPy (float64), keeping every layer's input and output.
 
 Conventions (whatever the backend's layout):
 
@@ -42,6 +43,8 @@ __all__ = [
     "small_mlp",
     "default_specs",
     "MARGIN",
+    "Trace",
+    "forward",
 ]
 
 #: smallest distance of any rectifier input from a kink, and of the top-2 logits
@@ -146,6 +149,65 @@ class NetSpec:
         return f"NetSpec({self.name!r}, layers={list(self.layer_names)})"
 
 
+@dataclass
+class Trace:
+    """A forward pass: the logits and every layer's input and output (NCHW, float64)."""
+
+    inputs: np.ndarray
+    logits: np.ndarray
+    layer_inputs: dict[str, np.ndarray]
+    activations: dict[str, np.ndarray]
+
+
+def conv_forward(x: np.ndarray, layer: Conv2d) -> np.ndarray:
+    """Convolution as a sum over kernel offsets of strided slices (N, C, H, W) -> (N, O, h, w)."""
+    p, s = layer.padding, layer.stride
+    _, _, kh, kw = layer.weight.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+    out_h = (xp.shape[2] - kh) // s + 1
+    out_w = (xp.shape[3] - kw) // s + 1
+    out = np.zeros((x.shape[0], layer.weight.shape[0], out_h, out_w))
+    for i in range(kh):
+        for j in range(kw):
+            window = xp[:, :, i:i + s * out_h:s, j:j + s * out_w:s]
+            out += np.einsum("nchw,oc->nohw", window, layer.weight[:, :, i, j])
+    return out + layer.bias[None, :, None, None]
+
+
+def forward(spec: NetSpec, inputs: np.ndarray,
+            scales: dict[str, np.ndarray] | None = None,
+            substitutes: dict[str, np.ndarray] | None = None) -> Trace:
+    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output.
+
+    ``scales`` multiplies the named layers' outputs (NCHW) by factors, as
+    :meth:`attrib.Model.forward_scaled` does; ``substitutes`` replaces them
+    (NCHW, any batch size), as :meth:`attrib.Model.forward_substituted` does.
+    """
+    x = np.asarray(inputs, dtype=np.float64)
+    trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
+    for layer in spec.layers:
+        trace.layer_inputs[layer.name] = x
+        if isinstance(layer, Conv2d):
+            x = conv_forward(x, layer)
+        elif isinstance(layer, Dense):
+            x = x @ layer.weight + layer.bias
+        elif isinstance(layer, ReLU):
+            x = np.maximum(x, 0.0)
+        elif isinstance(layer, ReLU6):
+            x = np.minimum(np.maximum(x, 0.0), 6.0)
+        elif isinstance(layer, GlobalAvgPool):
+            x = x.mean(axis=(2, 3))
+        else:  # pragma: no cover - the spec types are closed
+            raise TypeError(f"unknown layer {layer!r}")
+        if scales is not None and layer.name in scales:
+            x = x * scales[layer.name]
+        if substitutes is not None and layer.name in substitutes:
+            x = np.asarray(substitutes[layer.name], dtype=np.float64)
+        trace.activations[layer.name] = x
+    trace.logits = x
+    return trace
+
+
 def _conv(rng: np.random.Generator, name: str, cin: int, cout: int, scale: float,
           stride: int = 1, padding: int = 1) -> Conv2d:
     weight = rng.normal(0.0, scale, size=(cout, cin, 3, 3))
@@ -159,8 +221,6 @@ def _dense(rng: np.random.Generator, name: str, fin: int, fout: int, scale: floa
 
 def _well_conditioned(spec: NetSpec) -> bool:
     """Whether no rectifier input lies near a kink, ReLU6 clips both ends, and logits are apart."""
-    from ._reference import forward
-
     trace = forward(spec, spec.inputs)
     clipped_above = False
     for layer in spec.layers:
