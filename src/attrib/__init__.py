@@ -13,6 +13,7 @@ True
 from __future__ import annotations
 
 from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10)
+from . import models  # pretrained ImageNet classifiers (their packages load on first use)
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend
@@ -136,6 +137,7 @@ __all__ = [
     "AttribWarning",
     # can I trust this map? (attrib.evaluate)
     "evaluate",
+    "models",
     # a whole dataset: streamed into a Zarr store (attrib.ray runs it on a Ray cluster)
     "explain_dataset",
     "BatchExplainer",
