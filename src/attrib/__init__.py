@@ -12,8 +12,10 @@ True
 
 from __future__ import annotations
 
-from . import evaluate  # sanity checks and metrics of the maps (NumPy; issue 10)
-from . import models  # pretrained ImageNet classifiers (their packages load on first use)
+from . import (
+    evaluate,  # sanity checks and metrics of the maps (NumPy; issue 10)
+    models,  # pretrained ImageNet classifiers (their packages load on first use)
+)
 from ._api import explain, list_backends, list_methods, wrap
 from ._attributor import Attributor, GradientNeeds, MethodOutput
 from ._backend import Backend

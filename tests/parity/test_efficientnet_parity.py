@@ -122,7 +122,7 @@ class _Swapped(torch.nn.Module):
 def _reference(model: torch.nn.Module, rule: str) -> torch.nn.Module:
     clone = copy.deepcopy(model)
     swapped = 0
-    for name, module in list(clone.named_modules()):
+    for module in list(clone.modules()):
         for child_name, child in list(module.named_children()):
             if isinstance(child, torch.nn.ReLU6):
                 setattr(module, child_name, _Swapped(rule))

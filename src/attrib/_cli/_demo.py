@@ -203,10 +203,11 @@ def run_demo(args: argparse.Namespace) -> int:
         written.append(save_figure(grid_figure(explanations, data.images,
                                                class_names=CLASS_NAMES, title=title),
                                    out / f"demo_grid_{backend}.png"))
-    try:
-        written.extend(explain_photographs(backends, out))
-    except AttribError as error:  # the models extra is not installed
-        print(f"Photographs: {error}")
+    if getattr(args, "photos", True):
+        try:
+            written.extend(explain_photographs(backends, out))
+        except AttribError as error:  # the models extra is not installed
+            print(f"Photographs: {error}")
     weights = args.weights or cached_weights(JAX_RESNETS)
     if weights is not None:
         photos = _photos()

@@ -129,6 +129,26 @@ class Pretrained:
 
         return denormalize(inputs, self.layout, mean=self.spec.mean, std=self.spec.std)
 
+    def blocks(self) -> dict[str, list[str]]:
+        """The parameter layers grouped into the network's blocks, input side first.
+
+        ``{"stem": [...], "blocks.0": [...], ..., "blocks.6": [...], "head": [...],
+        "classifier": [...]}`` with the backend's layer names (``blocks.6.0.conv_pw``
+        in torch, ``blocks/6/0/conv_pw`` in JAX): the steps of a block-wise
+        cascading randomisation (``attrib.evaluate.model_randomization(...,
+        layers=net.blocks())``).
+        """
+        from .._registry import default_registry
+
+        sep = "." if self.backend == "torch" else "/"
+        names = {"conv_stem": "stem", "bn1": "stem", "conv_head": "head", "bn2": "head"}
+        out: dict[str, list[str]] = {}
+        for name in default_registry().wrap(self.model, backend=self.backend).parameter_layers():
+            parts = name.split(sep)
+            label = f"blocks.{parts[1]}" if parts[0] == "blocks" else names.get(parts[0], parts[0])
+            out.setdefault(label, []).append(name)
+        return out
+
     def decode(self, logits: Any, k: int = 5) -> list[list[tuple[str, float]]]:
         """The top-``k`` class names and softmax probabilities of each sample.
 
