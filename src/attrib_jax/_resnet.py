@@ -144,6 +144,7 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     num_classes: int = 1000
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

@@ -64,7 +64,8 @@ def map_lite_keys(state: dict[str, Any], model: nn.Module) -> dict[str, Any]:
     :class:`attrib.AttribError` when a key has no counterpart or a shape
     differs, so a wrong file never loads silently.
     """
-    places = [(s, j) for s, stage in enumerate(model.blocks) for j in range(len(stage))]
+    stages: Any = model.blocks
+    places = [(s, j) for s, stage in enumerate(stages) for j in range(len(stage))]
     expanded = {int(k.split(".")[1]) for k in state if re.match(r"_blocks\.\d+\._expand_conv\.", k)}
     target = model.state_dict()
     mapped: dict[str, Any] = {}

@@ -166,7 +166,7 @@ def explain_photographs(backends: list[str], out: Path) -> list[Path]:
             f"{name} -> {best[0][0].split(',')[0]} ({best[0][1]:.2f})"
             for name, best in zip(pictures, top)))
         title = f"scikit-image photographs: {pretrained.spec.title} ({backend})"
-        options = {"class_names": pretrained.classes, "probabilities": True}
+        options: dict[str, Any] = {"class_names": pretrained.classes, "probabilities": True}
         written.append(save_figure(seed_figure(display, explanations, title=title, **options),
                                    out / f"photos_seed_{backend}.png"))
         written.append(save_figure(saliency_figure(explanations["guided_backprop"], display,
