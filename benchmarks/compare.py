@@ -43,6 +43,16 @@ trimming; the memory children keep the default allocator), which removes the
 page faults that otherwise make two identical variants differ by a few percent
 (see "Page faults" in ``docs/benchmarks.md``).
 
+``--models efficientnet_lite0`` takes the ImageNet EfficientNet-Lite0 of
+:func:`attrib.models.efficientnet_lite0` (ReLU6 throughout, depthwise
+convolutions) on scikit-image's photographs; its CAM layers are ``bn2`` and
+``blocks.5`` (for ResNets ``layer4`` and ``layer3``), and integrated gradients
+(16 steps, attrib and Captum) join the table. After each table, "guided vs
+plain" gives ``||guided - saliency|| / ||saliency||`` of each library's guided
+backprop against the plain gradient of the same input: 0 means the library's
+guided rule did not reach the network's rectifiers (Captum's ``GuidedBackprop``
+and pytorch-grad-cam's ``GuidedBackpropReLUModel`` override ``nn.ReLU`` only).
+
 JAX (``--jax``, on by default): attrib on the Flax twin of each ResNet
 (``attrib_jax.from_torch``) against a bare ``jax.jit(jax.grad(...))`` of the
 same function; the first call (trace + compile + run) is reported apart from
@@ -68,11 +78,20 @@ from _timing import (  # noqa: E402 - the benchmarks' one timing loop
 
 # -- the variants -------------------------------------------------------------------------
 
+def _cam_layers(model: Any) -> tuple[str, str]:
+    """The deep and the earlier CAM layer: ResNets' layer4 / layer3, EfficientNets' bn2 / blocks.5."""
+    return ("bn2", "blocks.5") if hasattr(model, "conv_head") else ("layer4", "layer3")
+
+
 def torch_variants(model: Any, x: Any, targets: list[int]) -> dict[str, Variant]:
     """Label -> zero-argument call, for one model and batch."""
     import torch
 
     import attrib
+
+    deep, early = _cam_layers(model)
+    deep_module, early_module = model.get_submodule(deep), model.get_submodule(early)
+    ig = deep == "bn2"  # integrated gradients on the real network only
 
     rows = torch.arange(x.shape[0])
     target_index = torch.tensor(targets)
@@ -89,9 +108,12 @@ def torch_variants(model: Any, x: Any, targets: list[int]) -> dict[str, Variant]
     variants["gradient_x_input/attrib"] = ours("gradient_x_input")
     variants["deconvnet/attrib"] = ours("deconvnet")
     variants["guided_backprop/attrib"] = ours("guided_backprop")
-    variants["gradcam@layer4/attrib"] = ours("gradcam", layer="layer4")
-    variants["guided_gradcam@layer4/attrib"] = ours("guided_gradcam", layer="layer4")
-    variants["guided_gradcam@layer3/attrib"] = ours("guided_gradcam", layer="layer3")
+    variants[f"gradcam@{deep}/attrib"] = ours("gradcam", layer=deep)
+    variants[f"guided_gradcam@{deep}/attrib"] = ours("guided_gradcam", layer=deep)
+    variants[f"guided_gradcam@{early}/attrib"] = ours("guided_gradcam", layer=early)
+    if ig:
+        variants["integrated_gradients/attrib"] = ours("integrated_gradients", steps=16,
+                                                       batch_size=16)
 
     try:
         import captum.attr as ca
@@ -107,13 +129,16 @@ def torch_variants(model: Any, x: Any, targets: list[int]) -> dict[str, Variant]
             x, target=targets)
         variants["guided_backprop/captum"] = lambda: ca.GuidedBackprop(model).attribute(
             x, target=targets)
-        variants["gradcam@layer4/captum"] = lambda: ca.LayerAttribution.interpolate(
-            ca.LayerGradCam(model, model.layer4).attribute(x, target=targets), size,
+        variants[f"gradcam@{deep}/captum"] = lambda: ca.LayerAttribution.interpolate(
+            ca.LayerGradCam(model, deep_module).attribute(x, target=targets), size,
             interpolate_mode="bilinear")
-        variants["guided_gradcam@layer4/captum"] = lambda: ca.GuidedGradCam(
-            model, model.layer4).attribute(x, target=targets)
-        variants["guided_gradcam@layer3/captum"] = lambda: ca.GuidedGradCam(
-            model, model.layer3).attribute(x, target=targets)
+        variants[f"guided_gradcam@{deep}/captum"] = lambda: ca.GuidedGradCam(
+            model, deep_module).attribute(x, target=targets)
+        variants[f"guided_gradcam@{early}/captum"] = lambda: ca.GuidedGradCam(
+            model, early_module).attribute(x, target=targets)
+        if ig:
+            variants["integrated_gradients/captum"] = lambda: ca.IntegratedGradients(
+                model).attribute(x, target=targets, n_steps=16, internal_batch_size=16)
 
     try:
         from pytorch_grad_cam import GradCAM, GuidedBackpropReLUModel
@@ -124,14 +149,14 @@ def torch_variants(model: Any, x: Any, targets: list[int]) -> dict[str, Variant]
         cam_targets = [ClassifierOutputTarget(t) for t in targets]
 
         def gradcam_lib() -> object:
-            with GradCAM(model=model, target_layers=[model.layer4]) as cam:
+            with GradCAM(model=model, target_layers=[deep_module]) as cam:
                 return cam(input_tensor=x, targets=cam_targets)
 
         def guided_lib() -> object:
             guided = GuidedBackpropReLUModel(model=model, device=x.device)
             return [guided(x[i:i + 1], target_category=t) for i, t in enumerate(targets)]
 
-        variants["gradcam@layer4/grad-cam"] = gradcam_lib
+        variants[f"gradcam@{deep}/grad-cam"] = gradcam_lib
         variants["guided_backprop/grad-cam"] = guided_lib
     return variants
 
@@ -205,9 +230,54 @@ def peak_memory(arch: str, batch: int, size: int, label: str, threads: int) -> f
     return value
 
 
+def guided_versus_plain(model: Any, x: Any, targets: list[int]) -> dict[str, float]:
+    """``||guided - plain|| / ||plain||`` per library, the plain gradient of the same input."""
+    import numpy as np
+    import torch
+
+    import attrib
+
+    leaf = x.detach().clone().requires_grad_()
+    rows = torch.arange(x.shape[0])
+    plain = torch.autograd.grad(model(leaf)[rows, torch.tensor(targets)].sum(), leaf)[0].numpy()
+
+    def rel(guided: Any) -> float:
+        return float(np.linalg.norm(np.asarray(guided) - plain) / np.linalg.norm(plain))
+
+    out = {"attrib": rel(attrib.explain(model, x, method="guided_backprop",
+                                        target=targets).attribution)}
+    try:
+        import captum.attr as ca
+
+        out["captum"] = rel(ca.GuidedBackprop(model).attribute(x, target=targets).detach())
+    except ImportError:
+        pass
+    try:
+        from pytorch_grad_cam import GuidedBackpropReLUModel
+
+        guided = GuidedBackpropReLUModel(model=model, device=x.device)
+        maps = [guided(x[i:i + 1], target_category=t) for i, t in enumerate(targets)]
+        out["grad-cam"] = rel(np.stack(maps).transpose(0, 3, 1, 2))  # its maps are HWC
+    except ImportError:
+        pass
+    return out
+
+
 def _model_and_batch(arch: str, batch: int, size: int) -> tuple[Any, Any, list[int]]:
     import torch
     import torchvision
+
+    if arch == "efficientnet_lite0":
+        import attrib
+        from attrib.models import PHOTOS, photographs
+
+        net = attrib.models.efficientnet_lite0()
+        photos = photographs([PHOTOS[i % len(PHOTOS)] for i in range(batch)])
+        x = torch.from_numpy(net.preprocess([photos[n] for n in photos] * (
+            batch // len(photos) + 1))[:batch])
+        with torch.no_grad():
+            targets = net.model(x).argmax(1).tolist()
+        return net.model, x, targets
 
     torch.manual_seed(0)
     model = torchvision.models.get_model(arch, weights=None).eval()
@@ -309,6 +379,10 @@ def main() -> None:
                           for label in variants}
             results[(arch, batch)] = medians
             print_table(f"{arch}, batch {batch} (torch)", medians, memory, faults=faults)
+            print("guided vs plain gradient, ||guided - saliency|| / ||saliency|| (0: the guided "
+                  "rule changed nothing): " + ", ".join(
+                      f"{lib} {value:.3f}" for lib, value in
+                      guided_versus_plain(model, x, targets).items()))
             if args.jax:
                 first, jax_medians = interleaved(jax_variants(model, x, targets), args.repeats)
                 print_table(f"{arch}, batch {batch} (jax, Flax twin)", jax_medians, {}, first)

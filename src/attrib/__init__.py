@@ -20,6 +20,7 @@ from ._version import __version__ as __version__
 if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers and editors
     from . import evaluate as evaluate
     from . import methods as methods
+    from . import models as models
     from . import plotting as plotting
     from . import postprocess as postprocess
     from . import preprocess as preprocess
@@ -152,6 +153,7 @@ __all__ = [
     "AttribWarning",
     # can I trust this map? (attrib.evaluate)
     "evaluate",
+    "models",
     # a whole dataset: streamed into a Zarr store (attrib.ray runs it on a Ray cluster)
     "explain_dataset",
     "BatchExplainer",
@@ -229,7 +231,7 @@ _LAZY: dict[str, str] = {
 }
 #: subpackages and modules reachable as ``attrib.<name>`` without importing them first
 _SUBMODULES: tuple[str, ...] = ("evaluate", "plotting", "preprocess", "ray", "testing", "methods",
-                                "postprocess", "rules")
+                                "postprocess", "rules", "models")
 
 
 def __getattr__(name: str) -> object:

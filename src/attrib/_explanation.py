@@ -110,6 +110,28 @@ class Explanation:
 
         return save_figure(plot_explanation(self, image, **kwargs), path)
 
+    def _repr_png_(self) -> bytes:
+        """PNG bytes for Jupyter: :meth:`plot` (each sample, or the first of more than 8), titled.
+
+        The picture is the explained input min-max scaled (an Explanation
+        does not know the normalisation); a figure with the photograph
+        itself: ``explanation.plot(image)``.
+        """
+        import io
+
+        from .plotting import _pyplot, plot_explanation
+
+        figure = plot_explanation(self, None, index=None if len(self) <= 8 else 0)
+        layer = f" at {self.layer}" if self.layer else ""
+        shown_of = f", sample 1 of {len(self)}" if len(self) > 8 else ""
+        figure.suptitle(f"{self.method}{layer} ({self.backend}{shown_of})", fontsize=9)
+        buffer = io.BytesIO()
+        try:
+            figure.savefig(buffer, format="png", dpi=80)
+        finally:
+            _pyplot().close(figure)
+        return buffer.getvalue()
+
     def __len__(self) -> int:
         return int(self.attribution.shape[0])
 

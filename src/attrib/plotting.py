@@ -230,16 +230,23 @@ def _display_images(image: Any, n: int, explanations: Sequence[Explanation]) -> 
     return pictures
 
 
-def _class_text(targets: np.ndarray | None, index: int, class_names: Any) -> str:
+def _class_text(targets: np.ndarray | None, index: int, class_names: Any,
+                logits: np.ndarray | None = None) -> str:
+    """The class name of sample ``index``; with ``logits``, followed by its softmax probability."""
     if targets is None or index >= len(targets):
         return ""
     target = int(targets[index])
+    text = f"class {target}"
     if class_names is not None:
         try:
-            return f"{class_names[target]}"
+            text = f"{class_names[target]}"
         except (IndexError, KeyError, TypeError):
             pass
-    return f"class {target}"
+    if logits is not None and index < len(logits):
+        row = np.asarray(logits[index], dtype=np.float64)
+        probs = np.exp(row - row.max())
+        text += f" {probs[target] / probs.sum():.2f}"
+    return text
 
 
 def _figure(rows: int, cols: int, panel_size: float) -> tuple[Figure, np.ndarray]:
@@ -283,7 +290,8 @@ def _check_mapping(explanations: object, name: str) -> dict[str, Explanation]:
 def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
                 gradient_style: str = "rgb", colormap: Any = "jet", alpha: float = 0.5,
                 percentile: float = 99, class_names: Any = None,
-                panel_size: float = 2.4, title: str | None = None) -> Figure:
+                panel_size: float = 2.4, title: str | None = None,
+                probabilities: bool = False) -> Figure:
     """Original | Grad-CAM overlay | vanilla gradient | guided backprop | guided Grad-CAM.
 
     One row per sample, a title on every panel. Panels of methods not given
@@ -312,6 +320,8 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
         Inches per panel.
     title : str, optional
         Figure title.
+    probabilities : bool
+        Follow each class name with its softmax probability (from the logits).
 
     Returns
     -------
@@ -354,7 +364,7 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
     for row in range(n):
         picture = None if pictures is None else pictures[row]
         col = 0
-        label = _class_text(targets, row, class_names)
+        label = _class_text(targets, row, class_names, first.logits if probabilities else None)
         if picture is not None:
             _show(axes[row, 0], picture, {}, f"Original ({label})" if label else "Original")
             col = 1
@@ -371,7 +381,7 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
 
 def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: float = 99,
                     class_names: Any = None, panel_size: float = 2.4,
-                    title: str | None = None) -> Figure:
+                    title: str | None = None, probabilities: bool = False) -> Figure:
     """Gray | colour | positive | negative saliency of an input-space map, one row per sample.
 
     The PyTorch seed's four pictures of a guided-backprop gradient:
@@ -386,6 +396,8 @@ def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: 
         Of an input-space method (saliency, guided backprop, deconvnet, ...).
     image : ndarray, (N, H, W, 3) or (H, W, 3), optional
         The original pictures, floats in [0, 1] or uint8.
+    probabilities : bool
+        Follow each class name with its softmax probability (from the logits).
 
     Returns
     -------
@@ -411,7 +423,8 @@ def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: 
     label = METHOD_LABELS.get(m.method, m.method)
     for row in range(n):
         col = 0
-        cls = _class_text(m.targets, row, class_names)
+        cls = _class_text(m.targets, row, class_names,
+                          explanation.logits if probabilities else None)
         if pictures is not None:
             _show(axes[row, 0], pictures[row], {}, f"Original ({cls})" if cls else "Original")
             col = 1
@@ -426,7 +439,7 @@ def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: 
 def grid_figure(explanations_by_method: Mapping[str, Explanation], images: Any = None, *,
                 style: str = "auto", colormap: Any = "jet", alpha: float = 0.5,
                 percentile: float = 99, class_names: Any = None, panel_size: float = 2.0,
-                title: str | None = None) -> Figure:
+                title: str | None = None, probabilities: bool = False) -> Figure:
     """Methods × images: one row per method (after a row of the images), one column per sample.
 
     Parameters
@@ -440,6 +453,8 @@ def grid_figure(explanations_by_method: Mapping[str, Explanation], images: Any =
     style : str
         How maps are drawn, see :func:`render` (``"auto"``: heat-map
         overlays for Grad-CAM, diverging for gradient × input, gray otherwise).
+    probabilities : bool
+        Follow each class name with its softmax probability (from the logits).
 
     Returns
     -------
@@ -450,12 +465,13 @@ def grid_figure(explanations_by_method: Mapping[str, Explanation], images: Any =
     n = _batch_size(given)
     pictures = _display_images(images, n, list(given.values()))
     targets = np.asarray(next(iter(given.values())).targets)
+    logits = next(iter(given.values())).logits if probabilities else None
     rows = len(given) + (pictures is not None)
     fig, axes = _figure(rows, n, panel_size)
     for col in range(n):
         picture = None if pictures is None else pictures[col]
         row = 0
-        label = _class_text(targets, col, class_names)
+        label = _class_text(targets, col, class_names, logits)
         if picture is not None:
             _show(axes[0, col], picture, {}, f"Image ({label})" if label else "Image")
             row = 1

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import AttribTypeError, argument_error, shown
+from ._errors import AttribTypeError, argument_error, check_choice, shown
 from ._model import check_layout
 
 __all__ = [
@@ -138,8 +138,12 @@ def _hw(size: object, name: str) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+#: ``resample=`` of :func:`resize_and_center_crop`: PIL's filters by name
+RESAMPLING: tuple[str, ...] = ("bilinear", "bicubic")
+
+
 def resize_and_center_crop(image: Any, size: int | tuple[int, int] = 224,
-                           resize: int | None = 256) -> np.ndarray:
+                           resize: int | None = 256, resample: str = "bilinear") -> np.ndarray:
     """Resize the shorter side to ``resize`` (keeping the aspect), then crop the centre.
 
     torchvision's ``Resize(resize)`` then ``CenterCrop(size)`` on a PIL
@@ -154,6 +158,9 @@ def resize_and_center_crop(image: Any, size: int | tuple[int, int] = 224,
         The crop's (height, width); an int means a square.
     resize : int or None
         Length of the shorter side after resizing; ``None``: no resizing.
+    resample : {"bilinear", "bicubic"}
+        PIL's filter (torchvision's default is bilinear; TensorFlow's
+        EfficientNet evaluation resizes bicubically).
 
     Returns
     -------
@@ -162,6 +169,7 @@ def resize_and_center_crop(image: Any, size: int | tuple[int, int] = 224,
     >>> resize_and_center_crop(np.zeros((100, 200, 3), np.uint8), 32, 40).shape
     (32, 32, 3)
     """
+    resample = check_choice("resample", resample, RESAMPLING)
     rgb = load_image(image)
     height, width = _hw(size, "size")
     if resize is not None:
@@ -176,7 +184,8 @@ def resize_and_center_crop(image: Any, size: int | tuple[int, int] = 224,
         if (new_h, new_w) != (h, w):
             from PIL import Image
 
-            pil = Image.fromarray(rgb).resize((new_w, new_h), Image.Resampling.BILINEAR)
+            pil = Image.fromarray(rgb).resize((new_w, new_h),
+                                              Image.Resampling[resample.upper()])
             rgb = np.asarray(pil, dtype=np.uint8)
     h, w = rgb.shape[:2]
     if height > h or width > w:

@@ -6,7 +6,7 @@ both backends: ``conv1``, ``bn1``, ``layer1`` .. ``layer4`` with blocks
 ... and ``downsample/0`` (conv), ``downsample/1`` (BatchNorm); ``fc``.
 Padding is explicit as in torch (7x7 stride-2 conv pads 3, the 3x3 stride-2
 max-pool pads 1 with -inf; Flax ``"SAME"`` pads stride-2 layers
-differently), BatchNorm uses torch's ``eps=1e-5``, the stride of a
+differently), BatchNorm uses the model's ``bn_eps`` (torch's default ``1e-5``), the stride of a
 bottleneck sits on its 3x3 conv (torchvision's "v1.5"), and global average
 pooling precedes ``fc``. Inputs are NHWC: transpose torch's NCHW batches with
 ``x.transpose(0, 2, 3, 1)``.
@@ -36,9 +36,9 @@ def _conv(features: int, kernel: int, stride: int, padding: int, name: str) -> n
                    padding=((padding, padding), (padding, padding)), use_bias=False, name=name)
 
 
-def _bn(train: bool, name: str) -> nn.BatchNorm:
+def _bn(train: bool, name: str, eps: float = _BN_EPS) -> nn.BatchNorm:
     return nn.BatchNorm(use_running_average=not train, momentum=_BN_MOMENTUM,
-                        epsilon=_BN_EPS, name=name)
+                        epsilon=eps, name=name)
 
 
 class Downsample(nn.Module):
@@ -46,11 +46,12 @@ class Downsample(nn.Module):
 
     features: int
     stride: int
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = _conv(self.features, 1, self.stride, 0, "0")(x)
-        return _bn(train, "1")(x)
+        return _bn(train, "1", self.bn_eps)(x)
 
 
 class BasicBlock(nn.Module):
@@ -61,16 +62,17 @@ class BasicBlock(nn.Module):
     downsample: bool = False
     expansion: int = 1
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         identity = x
         out = _conv(self.planes, 3, self.stride, 1, "conv1")(x)
-        out = self.act(_bn(train, "bn1")(out))
+        out = self.act(_bn(train, "bn1", self.bn_eps)(out))
         out = _conv(self.planes, 3, 1, 1, "conv2")(out)
-        out = _bn(train, "bn2")(out)
+        out = _bn(train, "bn2", self.bn_eps)(out)
         if self.downsample:
-            identity = Downsample(self.planes, self.stride, name="downsample")(x, train)
+            identity = Downsample(self.planes, self.stride, self.bn_eps, name="downsample")(x, train)
         return self.act(out + identity)
 
 
@@ -82,15 +84,16 @@ class Bottleneck(nn.Module):
     downsample: bool = False
     expansion: int = 4
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         identity = x
-        out = self.act(_bn(train, "bn1")(_conv(self.planes, 1, 1, 0, "conv1")(x)))
-        out = self.act(_bn(train, "bn2")(_conv(self.planes, 3, self.stride, 1, "conv2")(out)))
-        out = _bn(train, "bn3")(_conv(self.planes * 4, 1, 1, 0, "conv3")(out))
+        out = self.act(_bn(train, "bn1", self.bn_eps)(_conv(self.planes, 1, 1, 0, "conv1")(x)))
+        out = self.act(_bn(train, "bn2", self.bn_eps)(_conv(self.planes, 3, self.stride, 1, "conv2")(out)))
+        out = _bn(train, "bn3", self.bn_eps)(_conv(self.planes * 4, 1, 1, 0, "conv3")(out))
         if self.downsample:
-            identity = Downsample(self.planes * 4, self.stride, name="downsample")(x, train)
+            identity = Downsample(self.planes * 4, self.stride, self.bn_eps, name="downsample")(x, train)
         return self.act(out + identity)
 
 
@@ -103,6 +106,7 @@ class ResLayer(nn.Module):
     stride: int
     in_features: int
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -111,7 +115,8 @@ class ResLayer(nn.Module):
         for i in range(self.blocks):
             stride = self.stride if i == 0 else 1
             down = i == 0 and (stride != 1 or self.in_features != self.planes * expansion)
-            x = cls(self.planes, stride, down, act=self.act, name=str(i))(x, train)
+            x = cls(self.planes, stride, down, act=self.act, bn_eps=self.bn_eps,
+                    name=str(i))(x, train)
         return x
 
 
@@ -127,6 +132,9 @@ class ResNet(nn.Module):
     act : callable
         The rectifier, ``jax.nn.relu`` (attrib rewrites it for guided rules; pass
         ``attrib_jax.guided_relu`` only to build a hand-written guided model).
+    bn_eps : float
+        BatchNorm epsilon (torch's default 1e-5; :func:`attrib_jax.from_torch`
+        takes the torch model's).
 
     Call ``module.apply(variables, x, train=False)`` with ``x`` of shape
     (N, H, W, 3); returns logits (N, num_classes).
@@ -136,18 +144,19 @@ class ResNet(nn.Module):
     stage_sizes: Sequence[int] = (2, 2, 2, 2)
     num_classes: int = 1000
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
+    bn_eps: float = _BN_EPS
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         x = _conv(64, 7, 2, 3, "conv1")(x)
-        x = self.act(_bn(train, "bn1")(x))
+        x = self.act(_bn(train, "bn1", self.bn_eps)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
         expansion = 1 if self.block == "basic" else 4
         features = 64
         for i, blocks in enumerate(self.stage_sizes):
             planes = 64 * 2**i
             x = ResLayer(self.block, planes, blocks, 1 if i == 0 else 2, features, self.act,
-                         name=f"layer{i + 1}")(x, train)
+                         self.bn_eps, name=f"layer{i + 1}")(x, train)
             features = planes * expansion
         x = jnp.mean(x, axis=(1, 2))
         return nn.Dense(self.num_classes, name="fc")(x)

@@ -46,7 +46,7 @@ def probe(model: nn.Module, run: Callable[[], Any]) -> list[LayerInfo]:
     """The submodules that ran once while ``run()`` ran the model, in output order."""
     records: dict[str, list[Any]] = {}
     order: list[str] = []
-    resampled: set[int] = set()
+    resampled: set[tuple[int, int]] = set()
     handles = []
 
     def hook_for(name: str, module: nn.Module) -> Callable[..., None]:
@@ -55,11 +55,14 @@ def probe(model: nn.Module, run: Callable[[], Any]) -> list[LayerInfo]:
                 records[name][1] += 1
                 return
             shape = tuple(output.shape) if isinstance(output, torch.Tensor) else None
-            # a pooling module's output, or a container passing such an output on
-            passes_on = isinstance(output, torch.Tensor) and id(output) in resampled
+            # a pooling module's output, or a container passing such an output on unchanged
+            # (an in-place activation after an Identity, as in timm's BatchNormAct2d, returns
+            # the same tensor with new values: its version counter tells them apart)
+            tensor = isinstance(output, torch.Tensor)
+            passes_on = tensor and (id(output), output._version) in resampled
             resamples = isinstance(mod, RESAMPLING) or passes_on
-            if resamples and isinstance(output, torch.Tensor):
-                resampled.add(id(output))
+            if resamples and tensor:
+                resampled.add((id(output), output._version))
             records[name] = [shape, 1, resamples, output if resamples else None]  # alive: ids stay unique
             order.append(name)
         return hook

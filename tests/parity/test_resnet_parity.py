@@ -113,3 +113,20 @@ def test_float64_parity(name: str) -> None:
     with jax.enable_x64(True):
         _check_parity(name, torch.float64, np.float64, 1e-10)
     assert not jax.config.jax_enable_x64, "x64 must not leak into other tests"
+
+
+def test_from_torch_takes_batchnorm_eps_from_the_model() -> None:
+    model = _torch_resnet("resnet18", torch.float32)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = 0.5  # far from the default 1e-5: a hard-coded eps would show
+    flax_module, variables = attrib_jax.from_torch(model)
+    assert flax_module.bn_eps == 0.5
+    x = np.random.default_rng(0).normal(size=(1, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = np.asarray(flax_module.apply(variables, x.transpose(0, 2, 3, 1)))
+    assert float(_relative(got, expected).max()) < 1e-5
+    model.bn1.eps = 1e-3  # two values: no single Flax eps can express it
+    with pytest.raises(attrib.AttribError, match="one eps"):
+        attrib_jax.from_torch(model)

@@ -45,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     explain.add_argument("--model", required=True, metavar="SPEC",
                          help="'demo' (the bundled CNN; images resized to 64x64), "
+                              "'efficientnet_lite0' (ImageNet weights from attrib[models], "
+                              "offline; prints the top-5 classes), "
                               "'torchvision:NAME' (needs --weights or torchvision's file in "
                               "torch's hub cache; nothing is downloaded) or 'module:function' "
                               "(a function of no arguments returning a model in eval mode)")
@@ -53,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="methods, comma-separated (default: the seed figure's four; "
                               "see 'attrib methods')")
     explain.add_argument("--backend", choices=None, metavar="NAME",
-                         help="torch (default) or jax (the demo CNN; torchvision ResNets "
-                              "through their Flax twin)")
+                         help="torch (default) or jax (the demo CNN, efficientnet_lite0; "
+                              "torchvision ResNets through their Flax twin)")
     explain.add_argument("--target", metavar="CLASS",
                          help="class index or name to explain (default: each image's top class)")
     explain.add_argument("--layer", metavar="NAME",
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the offline demo: the bundled model on generated scenes",
         description="Explain generated scenes (one shape on a cluttered background) with the "
                     "bundled CNN and every method, in every installed backend; write the seed "
-                    "figure and the methods x images grid, and print where. With ImageNet "
+                    "figure and the methods x images grid, and print where. Then explain six of "
+                    "scikit-image's photographs with EfficientNet-Lite0 (ImageNet weights from "
+                    "attrib[models], offline) the same way. With ImageNet "
                     "ResNet weights (--weights, or torchvision's resnet*.pth in torch's hub "
                     "cache) also explain scikit-image's photographs.",
     )
@@ -85,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", metavar="NAME", help="only this backend (torch or jax)")
     demo.add_argument("-n", type=int, default=6, metavar="N",
                       help="number of scenes (default: 6)")
+    demo.add_argument("--no-photos", dest="photos", action="store_false",
+                      help="skip scikit-image's photographs (EfficientNet-Lite0)")
 
     from ._evaluate import add_evaluate_parser
 

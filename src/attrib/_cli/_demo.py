@@ -3,8 +3,13 @@
 Explains a few :func:`attrib.demo_data` scenes with every registered method
 in every installed backend (torch, jax), writes the seed figure and the
 methods × images grid, and reports how much of Grad-CAM's mass lies on the
-objects. With ImageNet ResNet weights (``--weights`` or torchvision's file in
-torch's hub cache) it also explains scikit-image's photographs.
+objects. Then it explains six of scikit-image's photographs with
+EfficientNet-Lite0 and its ImageNet weights (:func:`attrib.models.efficientnet_lite0`,
+the ``attrib[models]`` extra) in the same backends: the seed figure, the
+saliency figure of guided backprop and the methods × photographs grid, each
+panel titled with the class and its probability. With ImageNet ResNet weights
+(``--weights`` or torchvision's file in torch's hub cache) it also explains
+the photographs with that ResNet.
 """
 
 from __future__ import annotations
@@ -17,19 +22,27 @@ from typing import Any
 import numpy as np
 
 from .._demo import CLASS_NAMES, GRADCAM_LAYER, IMAGE_SIZE, demo_data, demo_model
+from .._errors import AttribError
 from .._registry import default_registry
-from ..plotting import grid_figure, save_figure, seed_figure
+from ..plotting import grid_figure, saliency_figure, save_figure, seed_figure
 from ..preprocess import resize_and_center_crop
 from ._errors import CLIError
-from ._models import JAX_RESNETS, LoadedModel, cached_weights, hub_checkpoints_dir, torchvision_from_weights
+from ._models import JAX_RESNETS, LoadedModel, cached_weights, torchvision_from_weights
 from ._run import explain_all, model_inputs, progress, relative
 
-__all__ = ["run_demo", "installed_backends", "cam_mass_on_objects", "DEMO_SEED", "PHOTOS"]
+__all__ = ["run_demo", "installed_backends", "cam_mass_on_objects", "explain_photographs",
+           "DEMO_SEED", "PHOTOS", "PHOTO_METHODS"]
 
 #: Seed of the scenes the demo explains (none of them was used in training).
 DEMO_SEED = 2024
-#: scikit-image's photographs the demo explains with ImageNet weights.
+#: scikit-image's photographs the demo explains with ImageNet ResNet weights.
 PHOTOS: tuple[str, ...] = ("chelsea", "astronaut", "coffee")
+#: the methods the photographs' grid shows: every method of one gradient pass (the
+#: perturbation and many-pass methods - Score-CAM, Ablation-CAM, occlusion, integrated
+#: gradients, SmoothGrad - take one pass per mask or step: minutes at 224x224 on a CPU)
+PHOTO_METHODS: tuple[str, ...] = (
+    "gradcam", "saliency", "guided_backprop", "guided_gradcam", "deconvnet", "gradient_x_input",
+    "gradcam_pp", "xgradcam", "layercam", "hirescam", "eigencam")
 
 
 def installed_backends() -> list[str]:
@@ -139,6 +152,35 @@ def _photos() -> np.ndarray | None:
     return np.stack(pictures).astype(np.float32) / 255.0
 
 
+def explain_photographs(backends: list[str], out: Path) -> list[Path]:
+    """EfficientNet-Lite0 on scikit-image's photographs in each backend: three figures each."""
+    from ..models import efficientnet_lite0, photographs
+
+    pictures = photographs()
+    written: list[Path] = []
+    for backend in progress(backends, "photographs", "backend"):
+        pretrained = efficientnet_lite0(backend)
+        inputs = pretrained.preprocess(list(pictures.values()))
+        display = pretrained.deprocess(inputs)
+        loaded = LoadedModel(pretrained.model, backend, pretrained.layout, pretrained.spec.size,
+                             True, pretrained.layer, pretrained.classes, pretrained.spec.title)
+        explanations = explain_all(loaded, inputs, PHOTO_METHODS)
+        top = pretrained.decode(explanations["gradcam"].logits, k=1)
+        print(f"{backend}: EfficientNet-Lite0 says " + ", ".join(
+            f"{name} -> {best[0][0].split(',')[0]} ({best[0][1]:.2f})"
+            for name, best in zip(pictures, top)))
+        title = f"scikit-image photographs: {pretrained.spec.title} ({backend})"
+        options: dict[str, Any] = {"class_names": pretrained.classes, "probabilities": True}
+        written.append(save_figure(seed_figure(display, explanations, title=title, **options),
+                                   out / f"photos_seed_{backend}.png"))
+        written.append(save_figure(saliency_figure(explanations["guided_backprop"], display,
+                                                   title=f"Guided backprop, {title}", **options),
+                                   out / f"photos_saliency_{backend}.png"))
+        written.append(save_figure(grid_figure(explanations, display, title=title, **options),
+                                   out / f"photos_grid_{backend}.png"))
+    return written
+
+
 def run_demo(args: argparse.Namespace) -> int:
     if args.weights is not None and not Path(args.weights).is_file():
         raise CLIError(f"--weights: no such file {args.weights!r}")
@@ -167,12 +209,13 @@ def run_demo(args: argparse.Namespace) -> int:
         written.append(save_figure(grid_figure(explanations, data.images,
                                                class_names=CLASS_NAMES, title=title),
                                    out / f"demo_grid_{backend}.png"))
+    if getattr(args, "photos", True):
+        try:
+            written.extend(explain_photographs(backends, out))
+        except AttribError as error:  # the models extra is not installed
+            print(f"Photographs: {error}")
     weights = args.weights or cached_weights(JAX_RESNETS)
-    if weights is None:
-        print("Photographs: add ImageNet ResNet weights to also explain scikit-image's "
-              "chelsea/astronaut/coffee: attrib demo --weights resnet50-0676ba61.pth "
-              f"(or put torchvision's resnet*.pth in {hub_checkpoints_dir()})")
-    else:
+    if weights is not None:
         photos = _photos()
         if photos is None:
             print("Photographs: install scikit-image to explain its photographs "

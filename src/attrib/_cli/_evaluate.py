@@ -37,7 +37,9 @@ def add_evaluate_parser(commands: Any) -> None:
                     "insertion. Prints the tables and writes the figures to --out.",
     )
     evaluate.add_argument("--model", default="demo", metavar="SPEC",
-                          help="'demo' (the only model shipped with masked data)")
+                          help="'demo' (the only model shipped with masked data: every check), "
+                               "or 'efficientnet_lite0' (ImageNet weights, offline: block-wise "
+                               "cascading model randomisation on scikit-image's photographs)")
     evaluate.add_argument("--method", default="gradcam,guided_backprop", metavar="M[,M...]",
                           help="methods, comma-separated (default: gradcam,guided_backprop)")
     evaluate.add_argument("--backend", metavar="NAME", help="torch (default) or jax")
@@ -57,13 +59,17 @@ def add_evaluate_parser(commands: Any) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     from .. import evaluate
+    from ..models import available
 
-    if args.model != "demo":
-        raise CLIError(f"--model: 'evaluate' needs scenes with object masks, which only 'demo' "
-                       f"ships; got {args.model!r}. For your own model and data use "
-                       "attrib.evaluate from Python.")
     if args.n < 1 or args.steps < 1 or args.repeats < 1 or args.seed < 0:
         raise CLIError("-n, --steps and --repeats: expected positive numbers; --seed: non-negative")
+    if args.model in available():
+        return _run_pretrained(args)
+    if args.model != "demo":
+        raise CLIError(f"--model: 'evaluate' needs scenes with object masks, which only 'demo' "
+                       f"ships, or a pretrained model ({', '.join(available())}) checked on "
+                       f"photographs; got {args.model!r}. For your own model and data use "
+                       "attrib.evaluate from Python.")
     methods = parse_methods(args.method)
     loaded = load_model("demo", args.backend, None, None, None)
     layer = args.layer or loaded.layer
@@ -105,6 +111,28 @@ def run_evaluate(args: argparse.Namespace) -> int:
     written.append(save_figure(_curves_figure(curves), out / "deletion_insertion.png"))
     for path in written:
         print(relative(Path(path)))
+    return 0
+
+
+def _run_pretrained(args: argparse.Namespace) -> int:
+    """Block-wise cascading model randomisation of a pretrained model on the photographs."""
+    from .. import evaluate
+    from ..models import load, photographs
+
+    methods = parse_methods(args.method)
+    net = load(args.model, args.backend or "torch")
+    inputs = net.preprocess(list(photographs().values()))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cascade = evaluate.model_randomization(net.model, inputs, method=methods,
+                                           layer=args.layer or net.layer, backend=net.backend,
+                                           layers=net.blocks(),
+                                           seed=range(args.seed, args.seed + args.repeats),
+                                           progress=True)
+    print(f"{net.spec.title} on {len(inputs)} photographs ({net.backend})")
+    print(cascade.table(), end="\n\n")
+    path = save_figure(cascade.plot(), out / "model_randomization.png")
+    print(relative(Path(path)))
     return 0
 
 

@@ -49,6 +49,8 @@ def parse_target(text: str | None, loaded: LoadedModel) -> int | None:
 def _picture(path: str, loaded: LoadedModel) -> np.ndarray:
     """The photo at ``path`` resized and centre-cropped to the model's input, HWC in [0, 1]."""
     load_image(path)  # a clear error for a missing or unreadable file first
+    if loaded.pretrained is not None:  # the weights' own resize, crop and normalisation
+        return np.asarray(loaded.pretrained.deprocess(loaded.pretrained.preprocess(path))[0])
     resize = int(round(loaded.size * 256 / 224)) if loaded.imagenet else loaded.size
     return resize_and_center_crop(path, loaded.size, resize).astype(np.float32) / 255.0
 
@@ -72,12 +74,19 @@ def run_explain(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for path in progress(args.images, "explaining"):
         picture = _picture(path, loaded)[None]
-        inputs = model_inputs(picture, loaded)
+        if loaded.pretrained is not None:
+            inputs = loaded.pretrained.preprocess(path)
+        else:
+            inputs = model_inputs(picture, loaded)
         explanations = explain_all(loaded, inputs, methods, target=target, layer=args.layer)
+        if loaded.pretrained is not None:
+            first = next(iter(explanations.values()))
+            top = loaded.pretrained.decode(first.logits, k=5)[0]
+            print(f"{path}: " + "; ".join(f"{name} {p:.3f}" for name, p in top))
         stem = f"{Path(path).stem}_{_tag(loaded.name)}_{loaded.backend}"
         title = f"{Path(path).name}: {loaded.name} ({loaded.backend})"
         figure: Any = seed_figure(picture, explanations, class_names=loaded.class_names,
-                                  title=title)
+                                  title=title, probabilities=loaded.pretrained is not None)
         written.append(save_figure(figure, out / f"{stem}.png"))
         for method, explanation in explanations.items():
             written.append(explanation.save(out / f"{stem}_{method}.png", picture,

@@ -1,8 +1,9 @@
 """Turn the ``--model`` SPEC of ``attrib explain`` into a model, its input convention and names.
 
-SPEC is ``demo`` (the bundled CNN), ``torchvision:NAME`` (with ``--weights``
-or torchvision's file in torch's hub cache), or ``module:function`` (a
-function of no arguments that returns a model).
+SPEC is ``demo`` (the bundled CNN), the name of a pretrained model of
+:mod:`attrib.models` (``efficientnet_lite0``: ImageNet weights, offline),
+``torchvision:NAME`` (with ``--weights`` or torchvision's file in torch's hub
+cache), or ``module:function`` (a function of no arguments that returns a model).
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ class LoadedModel:
     class_names : sequence of str or None
     name : str
         For titles.
+    pretrained : attrib.models.Pretrained or None
+        For a pretrained model: its own input pipeline (``preprocess``,
+        ``deprocess``) and ``decode``.
     """
 
     model: Any
@@ -62,6 +66,7 @@ class LoadedModel:
     layer: str | None
     class_names: Sequence[str] | None
     name: str
+    pretrained: Any = None
 
 
 def hub_checkpoints_dir() -> str:
@@ -155,6 +160,16 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
         return LoadedModel(model, backend_name, layout, size or IMAGE_SIZE,
                            normalize == "imagenet", GRADCAM_LAYER, CLASS_NAMES,
                            "demo")
+    from ..models import available, load
+
+    if spec in available():
+        if weights is not None or normalize is not None or size is not None:
+            raise CLIError(f"--model {spec}: ships its weights, input size and normalisation; "
+                           "drop --weights, --size and --normalize")
+        pretrained = load(spec, backend_name)
+        return LoadedModel(pretrained.model, backend_name, pretrained.layout,
+                           pretrained.spec.size, True, pretrained.layer, pretrained.classes,
+                           pretrained.spec.title, pretrained)
     if spec.startswith("torchvision:"):
         name = spec.split(":", 1)[1]
         if not name:
@@ -180,7 +195,10 @@ def load_model(spec: str, backend: str | None, weights: str | None, size: int | 
                            _torchvision_classes(name, classes), name)
     if ":" in spec:
         return _from_function(spec, backend, weights, size, normalize)
-    raise CLIError(f"--model: expected 'demo', 'torchvision:NAME' or 'module:function', got {spec!r}")
+    near = close_matches(spec, ["demo", *available()])
+    raise CLIError(f"--model: expected 'demo', a pretrained model ({', '.join(available())}), "
+                   f"'torchvision:NAME' or 'module:function', got {spec!r}"
+                   + (f"; did you mean {near[0]!r}?" if near else ""))
 
 
 def _from_function(spec: str, backend: str | None, weights: str | None, size: int | None,

@@ -198,7 +198,7 @@ def model_randomization(
     backend: str | None = None,
     cascade: bool = True,
     seed: int | Sequence[int] = 0,
-    layers: Sequence[str] | None = None,
+    layers: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
     progress: bool = False,
 ) -> RandomizationResult:
     """The model parameter randomisation test (Adebayo et al., 2018).
@@ -235,9 +235,12 @@ def model_randomization(
         (in every backend). With several seeds every step is repeated with
         each; the scores are the means over the seeds and
         :meth:`RandomizationResult.spread` their standard deviation.
-    layers : sequence of str, optional
+    layers : sequence of str, or mapping of str to sequence of str, optional
         The layers to randomise, input side first; default
-        :meth:`attrib.Model.parameter_layers`.
+        :meth:`attrib.Model.parameter_layers`. A mapping randomises by
+        **blocks**: each step re-draws one block's layers (a step's label is
+        its key), as the paper randomises Inception v3 block by block
+        (e.g. :meth:`attrib.models.Pretrained.blocks`).
     progress : bool
         A tqdm bar over the randomised copies (steps × seeds).
 
@@ -250,10 +253,15 @@ def model_randomization(
     methods = method_list(method)
     seeds = _seed_list(seed)
     wrapped: Model = default_registry().wrap(model, backend=backend)
-    order = list(wrapped.parameter_layers() if layers is None else layers)
-    if not order:
-        raise argument_error("layers", "at least one layer with parameters", order)
-    from_logits = order[::-1]
+    if isinstance(layers, Mapping):
+        blocks = {str(label): list(names) for label, names in layers.items()}
+    else:
+        blocks = {name: [name] for name in (wrapped.parameter_layers() if layers is None
+                                            else layers)}
+    if not blocks or not all(blocks.values()):
+        raise argument_error("layers", "at least one layer with parameters (no empty block)",
+                             layers)
+    from_logits = list(blocks)[::-1]
     originals = explain_all(wrapped, inputs, methods, target=target, layer=layer)
     targets = originals[methods[0]].targets
     steps = []
@@ -266,8 +274,8 @@ def model_randomization(
 
         iterator = tqdm(iterator, desc="randomising layers", unit="copy", leave=False)
     for k, i in iterator:
-        chosen = from_logits[:k + 1] if cascade else [from_logits[k]]
-        copy = wrapped.randomized(chosen, seed=seeds[i])
+        labels = from_logits[:k + 1] if cascade else [from_logits[k]]
+        copy = wrapped.randomized([n for label in labels for n in blocks[label]], seed=seeds[i])
         if i == 0:
             steps.append(from_logits[k])
         explained = explain_all(copy, inputs, methods, target=targets, layer=layer)
