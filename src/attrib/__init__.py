@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
     from ._registry import Registry
     from ._report import write_report
     from ._resize import resize_bilinear
-    from ._rules import RULES, GuidedActivation, get_rule
+    from ._rules import RULES, GuidedActivation
     from ._targets import (
         OBJECTIVES,
         check_target,
@@ -78,7 +78,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
         resize_map,
         to_hwc,
     )
-    from .rules import RuleSet
+    from .rules import RuleSet, get_rule
 
 __all__ = [
     # one-call API
@@ -188,7 +188,7 @@ _LAZY: dict[str, str] = {
     "resize_bilinear": "._resize",
     "RULES": "._rules",
     "GuidedActivation": "._rules",
-    "get_rule": "._rules",
+    "get_rule": ".rules",
     "OBJECTIVES": "._targets",
     "check_target": "._targets",
     "objective_scores": "._targets",

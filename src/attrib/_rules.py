@@ -27,13 +27,11 @@ understanding convolutional networks.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
-from ._errors import argument_error, check_choice, shown
-
-__all__ = ["GuidedActivation", "Vanilla", "Guided", "Deconvnet", "RULES", "get_rule"]
+__all__ = ["GuidedActivation", "Vanilla", "Guided", "Deconvnet", "RULES"]
 
 
 class GuidedActivation(ABC):
@@ -63,7 +61,7 @@ class GuidedActivation(ABC):
     ) -> np.ndarray:
         """The rule applied to a rectifier ``min(max(x, 0), upper)`` at input ``x``.
 
-        >>> GUIDED = get_rule("guided")
+        >>> GUIDED = RULES["guided"]
         >>> GUIDED.reference(np.array([-1.0, 2.0, 3.0]), np.array([5.0, 5.0, -5.0]))
         array([0., 5., 0.])
         """
@@ -105,27 +103,3 @@ class Deconvnet(GuidedActivation):
 
 
 RULES: dict[str, GuidedActivation] = {rule.name: rule for rule in (Vanilla(), Guided(), Deconvnet())}
-
-
-def get_rule(rule: Any, backend: str | None = None) -> GuidedActivation:
-    """The rectifier rule called ``rule`` (``"vanilla"``, ``"guided"``, ``"deconvnet"``).
-
-    ``rule`` may also be an :class:`attrib.rules.RuleSet` whose only change is
-    its rectifier rule. Any other rule set (LRP) raises :class:`attrib.AttribError`
-    saying that ``backend`` does not implement it: a backend calls this when it
-    implements only the rectifier rules.
-    """
-    if isinstance(rule, GuidedActivation):
-        return rule
-    from .rules import RuleSet
-
-    if isinstance(rule, RuleSet):
-        if rule.rectifier_only:
-            return RULES[rule.rectifier]
-        raise argument_error(
-            "rule", f"a rule set the {backend or 'this'} backend implements (vanilla, guided, "
-            "deconvnet)", shown(f"rule set {rule.name!r}"),
-            "Rule sets beyond rectifiers (LRP) are implemented by the torch backend and the "
-            "NumPy reference (attrib.testing) only: explain a torch model, or see "
-            "docs/how-to/write-a-backend.md to implement them.")
-    return RULES[check_choice("rule", rule, sorted(RULES))]

@@ -57,11 +57,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ._errors import AttribTypeError, argument_error, check_choice, did_you_mean, shown
+from ._rules import RULES, GuidedActivation
 
 __all__ = [
     "KINDS", "RECTIFIER_RULES", "COMPOSITES", "LinearOp", "LinearRule", "Epsilon", "Gamma",
     "ZPlus", "AlphaBeta", "Flat", "WSquare", "ZBox", "Norm", "RuleSet", "VANILLA", "GUIDED",
-    "DECONVNET", "rule_set", "lrp_rule_set", "stabilized_divide", "box",
+    "DECONVNET", "rule_set", "get_rule", "lrp_rule_set", "stabilized_divide", "box",
 ]
 
 #: kinds of operation a rule set names (see the module docstring)
@@ -432,12 +433,32 @@ def rule_set(rule: str | RuleSet) -> RuleSet:
     """The rule set a request names: a :class:`RuleSet`, or ``"vanilla"``/``"guided"``/``"deconvnet"``."""
     if isinstance(rule, RuleSet):
         return rule
-    from ._rules import GuidedActivation
-
     if isinstance(rule, GuidedActivation):
         return _NAMED[rule.name]
     return _NAMED[check_choice("rule", rule, sorted(_NAMED),
                                suggestion="Or pass an attrib.rules.RuleSet (lrp_rule_set(...)).")]
+
+
+def get_rule(rule: Any, backend: str | None = None) -> GuidedActivation:
+    """The rectifier rule called ``rule`` (``"vanilla"``, ``"guided"``, ``"deconvnet"``).
+
+    ``rule`` may also be an :class:`attrib.rules.RuleSet` whose only change is
+    its rectifier rule. Any other rule set (LRP) raises :class:`attrib.AttribError`
+    saying that ``backend`` does not implement it: a backend calls this when it
+    implements only the rectifier rules.
+    """
+    if isinstance(rule, GuidedActivation):
+        return rule
+    if isinstance(rule, RuleSet):
+        if rule.rectifier_only:
+            return RULES[rule.rectifier]
+        raise argument_error(
+            "rule", f"a rule set the {backend or 'this'} backend implements (vanilla, guided, "
+            "deconvnet)", shown(f"rule set {rule.name!r}"),
+            "Rule sets beyond rectifiers (LRP) are implemented by the torch backend and the "
+            "NumPy reference (attrib.testing) only: explain a torch model, or see "
+            "docs/how-to/write-a-backend.md to implement them.")
+    return RULES[check_choice("rule", rule, sorted(RULES))]
 
 
 # -- LRP composites ------------------------------------------------------------------------

@@ -51,8 +51,8 @@ from attrib._errors import (
 )
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
 from attrib._outputs import check_output, select_output
-from attrib._rules import get_rule
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
+from attrib.rules import get_rule
 
 from ._capture import Forward, _hashable, make_forward
 from ._rewrite import analyse, check_supported, trace

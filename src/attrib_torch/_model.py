@@ -26,9 +26,8 @@ from attrib._errors import (
 )
 from attrib._model import LayerInfo
 from attrib._outputs import check_output, select_output
-from attrib._rules import get_rule
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
-from attrib.rules import RuleSet, rule_set
+from attrib.rules import RuleSet, get_rule, rule_set
 
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
@@ -202,13 +201,7 @@ class TorchModel(Model):
             if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
                 graph, mode = None, RectifierMode(state)
                 logits, taps = self._forward(x, layers, mode)
-            if request.target_weights is not None:
-                weights = resolve_target_weights(request.target_weights, _numpy(logits))
-                targets = weights_targets(weights)
-                score = _weighted_score(logits, weights, request.objective)
-            else:
-                targets = resolve_targets(request.targets, _numpy(logits))
-                score = _score(logits, targets, request.objective)
+            targets, score = _explained(request, logits)
             rectifiers = graph.count if graph is not None else mode.count if mode else 0
             if ruled:
                 stats["rectifiers"] = rectifiers
@@ -263,13 +256,7 @@ class TorchModel(Model):
             mode = RelevanceMode(state, names)
             logits, taps = self._forward(x, layers, mode)
             mode.check()
-            if request.target_weights is not None:
-                weights = resolve_target_weights(request.target_weights, _numpy(logits))
-                targets = weights_targets(weights)
-                score = _weighted_score(logits, weights, request.objective)
-            else:
-                targets = resolve_targets(request.targets, _numpy(logits))
-                score = _score(logits, targets, request.objective)
+            targets, score = _explained(request, logits)
             outputs = [tap.output for tap in taps
                        if request.layer_gradients and tap.output is not None]
             layer_grads: list[torch.Tensor] = []
@@ -526,6 +513,15 @@ def _objective(logits: torch.Tensor, objective: str) -> torch.Tensor:
     if objective == "softmax":
         return F.softmax(logits, dim=1)
     return logits
+
+
+def _explained(request: GradientRequest, logits: torch.Tensor) -> tuple[np.ndarray, torch.Tensor]:
+    """The explained class of each sample (N,) and the summed score to differentiate."""
+    if request.target_weights is not None:
+        weights = resolve_target_weights(request.target_weights, _numpy(logits))
+        return weights_targets(weights), _weighted_score(logits, weights, request.objective)
+    targets = resolve_targets(request.targets, _numpy(logits))
+    return targets, _score(logits, targets, request.objective)
 
 
 def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:

@@ -9,6 +9,7 @@ reference network ``attrib.testing.ReferenceModel`` (float64, no framework).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -73,12 +74,20 @@ def test_every_method_gives_a_finite_map_of_the_right_shape(
               *result.layer_gradients.values()]
     largest = max(float(np.abs(a).max()) for a in arrays if a is not None)
     try:
-        e = attrib.explain(model, result.inputs, method=method, layer=layer)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", attrib.AttribWarning)
+            e = attrib.explain(model, result.inputs, method=method, layer=layer)
     except attrib.AttribError as error:
         # allowed only where a product of two drawn values can leave float32 (|v| > 1e19)
         assert largest > 1e19, error
         assert str(error).startswith(f"inputs: expected values whose {method} map fits"), error
         return
+    # the one warning a drawn pass may earn: a gradient that is zero everywhere (issue 19)
+    gradients = [result.input_gradient, *result.layer_gradients.values()]
+    for warning in caught:
+        assert issubclass(warning.category, attrib.AttribWarning), warning
+        assert "is zero everywhere" in str(warning.message), warning.message
+        assert any(g is not None and not g.any() for g in gradients), warning.message
     n = result.inputs.shape[0]
     hw = result.inputs.shape[2:] if layout == "NCHW" else result.inputs.shape[1:3]
     expected = (n, *hw) if method == "gradcam" else result.inputs.shape

@@ -17,7 +17,6 @@ import numpy as np
 
 from .._errors import AttribTypeError, argument_error, check_choice, did_you_mean, shown
 from .._model import LAYOUTS, GradientRequest, GradientResult, Model
-from .._rules import get_rule
 from .._targets import (
     check_objective,
     resolve_target_weights,
@@ -25,7 +24,7 @@ from .._targets import (
     weighted_score_gradient,
     weights_targets,
 )
-from ..rules import LinearOp, RuleSet, rule_set
+from ..rules import LinearOp, RuleSet, get_rule, rule_set
 from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6, Trace, conv_forward, forward
 
 __all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
