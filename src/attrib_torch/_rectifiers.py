@@ -62,7 +62,7 @@ from torch.overrides import TorchFunctionMode
 from attrib._errors import check_choice
 from attrib.rules import rule_set
 
-__all__ = ["RuleState", "Rectify", "RectifierMode", "RectifierGraph"]
+__all__ = ["RuleState", "Rectify", "RectifierMode", "RectifierGraph", "rectified", "NOT_A_RECTIFIER"]
 
 _RULES = ("vanilla", "guided", "deconvnet")
 
@@ -207,6 +207,30 @@ def _lookup(func: Any) -> Callable[[tuple[Any, ...], dict[str, Any]], _Match] | 
         return None
 
 
+#: what :func:`rectified` returns for a call that is not a rectifier
+NOT_A_RECTIFIER: Any = object()
+
+
+def rectified(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], state: RuleState) -> Any:
+    """The rectifier call ``func(*args, **kwargs)`` routed to :class:`Rectify`, or :data:`NOT_A_RECTIFIER`.
+
+    Shared by every ``TorchFunctionMode`` that applies rectifier rules
+    (:class:`RectifierMode`, and the LRP relevance mode).
+    """
+    matcher = _lookup(func)
+    x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+    if matcher is None or not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        return NOT_A_RECTIFIER
+    found = matcher(args, kwargs)
+    if found is None:
+        return NOT_A_RECTIFIER
+    inplace, upper = found
+    out = Rectify.apply(x, upper, state)
+    # in place as ``copy_`` of the result (not ``mark_dirty``), so the saved output
+    # stays intact and compile/vmap keep working
+    return x.copy_(out) if inplace else out
+
+
 class RectifierMode(TorchFunctionMode):
     """Routes every rectifier call to :class:`Rectify` while entered.
 
@@ -223,20 +247,11 @@ class RectifierMode(TorchFunctionMode):
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
         kwargs = kwargs or {}
-        matcher = _lookup(func)
-        x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        if matcher is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
-            found = matcher(args, kwargs)
-            if found is not None:
-                inplace, upper = found
-                self.count += 1
-                out = Rectify.apply(x, upper, self.state)
-                if inplace:
-                    # in place as ``copy_`` of the result (not ``mark_dirty``), so the
-                    # saved output stays intact and compile/vmap keep working
-                    return x.copy_(out)
-                return out
-        return func(*args, **kwargs)
+        out = rectified(func, args, kwargs, self.state)
+        if out is NOT_A_RECTIFIER:
+            return func(*args, **kwargs)
+        self.count += 1
+        return out
 
 
 # -- the graph-hook fast path ------------------------------------------------------------

@@ -58,7 +58,7 @@ from attrib.rules import (
     ZPlus,
 )
 
-from ._rectifiers import Rectify, RuleState, _lookup
+from ._rectifiers import NOT_A_RECTIFIER, RuleState, rectified
 
 __all__ = ["RelevanceMode", "linear_relevance"]
 
@@ -365,15 +365,11 @@ class RelevanceMode(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        matcher = _lookup(func)
+        routed = rectified(func, args, kwargs, self.state)
+        if routed is not NOT_A_RECTIFIER:
+            self.counts["rectifier"] += 1
+            return routed
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        if matcher is not None and isinstance(x, torch.Tensor) and x.is_floating_point():
-            found = matcher(args, kwargs)
-            if found is not None:
-                inplace, upper = found
-                self.counts["rectifier"] += 1
-                out = Rectify.apply(x, upper, self.state)
-                return x.copy_(out) if inplace else out
         kind, structural = _kind(func)
         if kind is not None and isinstance(x, torch.Tensor) and _activation(x):
             return self._route(kind, func, args, kwargs, x)
