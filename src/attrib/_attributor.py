@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ._attention import merge_attention
 from ._checks import check_finite, check_finite_map, warn_zero, zero_gradients
 from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
@@ -27,6 +28,9 @@ class GradientNeeds:
     input_gradient: bool = False
     layers: tuple[str, ...] = ()
     layer_gradients: bool = False
+    #: attention layers to capture (``"all"``: every one; see :mod:`attrib._attention`)
+    attention: tuple[str, ...] | str = ()
+    attention_gradients: bool = False
 
     def merge(self, other: GradientNeeds) -> GradientNeeds:
         """The needs of two methods served by one pass."""
@@ -44,6 +48,8 @@ class GradientNeeds:
             input_gradient=self.input_gradient or other.input_gradient,
             layers=layers,
             layer_gradients=self.layer_gradients or other.layer_gradients,
+            attention=merge_attention(self.attention, other.attention),
+            attention_gradients=self.attention_gradients or other.attention_gradients,
         )
 
     def request(self, inputs: Any, targets: np.ndarray | None, objective: str,
@@ -59,6 +65,8 @@ class GradientNeeds:
             layers=self.layers,
             layer_gradients=self.layer_gradients,
             target_weights=target_weights,
+            attention=self.attention,
+            attention_gradients=self.attention_gradients,
         )
 
 

@@ -67,6 +67,8 @@ class GradientRequest:
     layers: tuple[str, ...] = ()
     layer_gradients: bool = True
     target_weights: np.ndarray | None = None
+    attention: tuple[str, ...] | str = ()
+    attention_gradients: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,11 @@ class GradientResult:
         The true gradient of the summed scores at each captured layer's output.
     stats : mapping
         Backend facts about the pass, e.g. ``{"rectifiers": 17, "backward_passes": 1}``.
+    attention : mapping of layer name to ndarray, shape (N, heads, T, S)
+        The attention probabilities of each captured attention layer, in the
+        order the forward pass ran them (``softmax(q k^T * scale + mask)``).
+    attention_gradients : mapping of layer name to ndarray, shape (N, heads, T, S)
+        The true gradient of the summed scores at each captured attention.
     """
 
     inputs: np.ndarray
@@ -96,6 +103,8 @@ class GradientResult:
     activations: Mapping[str, np.ndarray] = field(default_factory=dict)
     layer_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
     stats: Mapping[str, Any] = field(default_factory=dict)
+    attention: Mapping[str, np.ndarray] = field(default_factory=dict)
+    attention_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -134,6 +143,9 @@ class Model(ABC):
     #: images (integrated gradients, SmoothGrad, occlusion) then pad their last chunk so
     #: every chunk has the same shape
     compiles_per_shape: ClassVar[bool] = False
+    #: whether :meth:`gradients` captures attention (``GradientRequest.attention``);
+    #: a backend that does not leaves it False and the attention methods say so
+    captures_attention: ClassVar[bool] = False
 
     @property
     @abstractmethod
@@ -170,6 +182,16 @@ class Model(ABC):
         """Run one forward pass and the backward pass(es) ``request`` needs."""
 
     # -- optional members, with defaults (issue 8: the CAM family) -----------------------
+    def prefix_tokens(self) -> int | None:
+        """How many tokens precede a transformer's patch grid (class, distillation, registers).
+
+        Read from the model's parameters by backends that can (torch, jax:
+        the learned token parameters, e.g. timm's ``cls_token``, ``dist_token``
+        and ``reg_token``); ``None`` when the model does not say. The
+        attention methods take it unless ``prefix_tokens=`` overrides it.
+        """
+        return None
+
     def probe_layers(self, inputs: Any) -> list[LayerInfo]:
         """The layers that run on ``inputs``, in the order their outputs are produced.
 

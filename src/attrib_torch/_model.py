@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attrib import AttribWarning, GradientRequest, GradientResult, Model, resolve_targets
+from attrib._attention import check_attention
 from attrib._errors import (
     AttribError,
     AttribTypeError,
@@ -29,6 +30,7 @@ from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
 from attrib.rules import RuleSet, get_rule, rule_set
 
+from ._attention import captured_attention, prefix_tokens
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
 from ._probe import probe, scaled, substituted
@@ -96,6 +98,7 @@ class TorchModel(Model):
     """
 
     backend = "torch"
+    captures_attention = True
 
     def __init__(self, model: nn.Module, *, rectifier_path: str = "auto",
                  output: Any = None) -> None:
@@ -136,6 +139,10 @@ class TorchModel(Model):
         with preserved(self._model), torch.no_grad():
             logits = self._logits(x)
         return _numpy(logits)
+
+    def prefix_tokens(self) -> int | None:
+        """Class, distillation and register tokens, read from the module (see :func:`prefix_tokens`)."""
+        return prefix_tokens(self._model)
 
     # -- randomised copies (attrib.evaluate) --------------------------------------------------
     def parameter_layers(self) -> Sequence[str]:
@@ -183,6 +190,7 @@ class TorchModel(Model):
         rule = get_rule(rules).name
         layers = tuple(request.layers)
         check_layers(self._model, layers)
+        attention = check_attention(request.attention)
         with torch.inference_mode(False):  # also when called under torch.inference_mode()
             x = self._tensor(request.inputs).requires_grad_(request.input_gradient)
         ruled = rule != "vanilla" and request.input_gradient
@@ -196,11 +204,12 @@ class TorchModel(Model):
             use_mode = self._rectifier_path == "mode" or (
                 self._rectifier_path == "auto" and _hides_rectifiers(self._model))
             mode = RectifierMode(state) if ruled and use_mode else None
-            logits, taps = self._forward(x, layers, mode)
+            grads = request.attention_gradients
+            logits, taps, attended = self._forward(x, layers, mode, attention, grads)
             graph = RectifierGraph(logits, state, (rule,)) if ruled and mode is None else None
             if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
                 graph, mode = None, RectifierMode(state)
-                logits, taps = self._forward(x, layers, mode)
+                logits, taps, attended = self._forward(x, layers, mode, attention, grads)
             targets, score = _explained(request, logits)
             rectifiers = graph.count if graph is not None else mode.count if mode else 0
             if ruled:
@@ -216,7 +225,8 @@ class TorchModel(Model):
                         AttribWarning,
                         stacklevel=4,
                     )
-            wanted = [tap for tap in taps if request.layer_gradients]
+            wanted = [tap for tap in taps if request.layer_gradients] + \
+                [tap for tap in attended if grads]
             if graph is not None:
                 between = any(graph.rectifier_above(tap.output) for tap in wanted
                               if tap.output is not None)
@@ -224,10 +234,13 @@ class TorchModel(Model):
                 between = mode is not None and any(
                     tap.rectifiers_before < mode.count for tap in wanted)
             with graph if graph is not None else contextlib.nullcontext():
-                input_gradient, layer_gradients, passes = self._backward(
+                input_gradient, tap_gradients, passes = self._backward(
                     score, x, wanted, request, state, between
                 )
         stats["backward_passes"] = passes
+        if attended:
+            stats["attention_layers"] = len(attended)
+        gradients = dict(zip((id(tap) for tap in wanted), tap_gradients))
         return GradientResult(
             inputs=_numpy(x),
             logits=_numpy(logits),
@@ -235,8 +248,14 @@ class TorchModel(Model):
             input_gradient=input_gradient,
             activations={tap.name: _numpy(tap.activation) for tap in taps
                          if tap.activation is not None},
-            layer_gradients=layer_gradients,
+            layer_gradients={tap.name: gradients[id(tap)] for tap in taps
+                             if id(tap) in gradients},
             stats=stats,
+            attention={tap.name: _numpy(tap.activation) for tap in attended
+                       if tap.activation is not None},
+            attention_gradients={tap.name: gradients[id(tap)].reshape(tap.activation.shape)
+                                 for tap in attended
+                                 if id(tap) in gradients and tap.activation is not None},
         )
 
     def _relevance(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
@@ -248,13 +267,17 @@ class TorchModel(Model):
         """
         layers = tuple(request.layers)
         check_layers(self._model, layers)
+        if check_attention(request.attention):
+            raise argument_error(
+                "attention", "no attention capture in a pass under an LRP rule set", request.attention,
+                "Ask for the attention in a separate request (rule='vanilla').")
         names = self._rule_layers(rules)
         with torch.inference_mode(False):
             x = self._tensor(request.inputs).requires_grad_(True)
         state = RuleState(rules)
         with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
             mode = RelevanceMode(state, names)
-            logits, taps = self._forward(x, layers, mode)
+            logits, taps, _ = self._forward(x, layers, mode)
             mode.check()
             targets, score = _explained(request, logits)
             outputs = [tap.output for tap in taps
@@ -371,25 +394,27 @@ class TorchModel(Model):
 
     # -- helpers -----------------------------------------------------------------------
     def _forward(
-        self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | RelevanceMode | None
-    ) -> tuple[torch.Tensor, list[Tap]]:
-        """Logits and the taps of ``layers`` from one forward pass, under ``mode`` if given."""
+        self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | RelevanceMode | None,
+        attention: tuple[str, ...] | str = (), attention_gradients: bool = False,
+    ) -> tuple[torch.Tensor, list[Tap], list[Tap]]:
+        """Logits, the taps of ``layers`` and the captured attention of one forward pass."""
         def count() -> int:
             return mode.count if mode is not None else 0
 
-        with tapped(self._model, layers, count) as taps:
+        with tapped(self._model, layers, count) as taps, \
+                captured_attention(self._model, attention, count, attention_gradients) as attended:
             if mode is not None:
                 with mode:
                     logits = self._logits(x)
             else:
                 logits = self._logits(x)
-        return logits, taps
+        return logits, taps, attended.taps if attended is not None else []
 
     def _backward(
         self, score: torch.Tensor, x: torch.Tensor, wanted_layers: list[Tap],
         request: GradientRequest, state: RuleState, between: bool,
-    ) -> tuple[np.ndarray | None, dict[str, np.ndarray], int]:
-        """Input and layer gradients; layer gradients are always the true ones.
+    ) -> tuple[np.ndarray | None, list[np.ndarray], int]:
+        """Input and tap gradients (one per ``wanted_layers``); tap gradients are always true.
 
         ``between`` says that a rectifier whose rule ``state`` applies lies
         between one of ``wanted_layers`` and the logits.
@@ -397,7 +422,7 @@ class TorchModel(Model):
         rule = state.rule
         outputs = [tap.output for tap in wanted_layers if tap.output is not None]
         if not request.input_gradient and not outputs:
-            return None, {}, 0
+            return None, [], 0
         # A rectifier between a layer's output and the logits would corrupt that
         # layer's gradient under the rule: the true pass first, then the ruled one.
         if rule != "vanilla" and outputs and between and request.input_gradient:
@@ -413,7 +438,7 @@ class TorchModel(Model):
             passes = 1
         return (
             _numpy(input_grad) if input_grad is not None else None,
-            {tap.name: _numpy(g) for tap, g in zip(wanted_layers, layer_grads)},
+            [_numpy(g) for g in layer_grads],
             passes,
         )
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .ablationcam import AblationCAM
+from .attention_rollout import AttentionRollout
 from .deconvnet import Deconvnet
 from .eigencam import EigenCAM
+from .generic_attention import GenericAttention
 from .gradcam import GradCAM
 from .gradcam_pp import GradCAMPlusPlus
 from .gradient_x_input import GradientXInput
@@ -28,5 +30,8 @@ CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM
 MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
 #: methods of rule sets beyond rectifiers (zennit's family)
 RULE_METHODS = (LRP,)
+#: methods computed from captured attention (vision transformers)
+ATTENTION_METHODS = (AttentionRollout, GenericAttention)
 
-__all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS, *RULE_METHODS)]
+__all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS, *RULE_METHODS,
+                                     *ATTENTION_METHODS)]
