@@ -41,6 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from attrib._attention import ALL, check_attention
 from attrib._errors import (
     AttribError,
     AttribTypeError,
@@ -54,6 +55,9 @@ from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 from attrib.rules import get_rule
 
+from ._attention import evaluate as evaluate_attention
+from ._attention import find_sites
+from ._attention import standard as standard_attention
 from ._capture import Forward, _hashable, make_forward
 from ._rewrite import analyse, check_supported, trace
 
@@ -144,6 +148,7 @@ class JaxModel(Model):
 
     backend = "jax"
     compiles_per_shape = True
+    captures_attention = True
 
     def __init__(self, model: Any, *, method: Any = None, output: Any = None,
                  **call_kwargs: Any) -> None:
@@ -304,6 +309,9 @@ class JaxModel(Model):
             checked = resolve_target_weights(request.target_weights,
                                              np.zeros(out_shape, dtype=np.float32))
             weights, targets = jnp.asarray(checked), None
+        attention = check_attention(request.attention)
+        if attention:
+            return self._with_attention(request, attention, numpy_inputs, x, targets, weights)
         eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
         try:
             out = entry.program(self._forward.params, x, eps, targets, weights)
@@ -328,6 +336,55 @@ class JaxModel(Model):
             layer_gradients={name: np.asarray(g) for name, g in out.get("layer_gradients", {}).items()},
             stats=stats,
         )
+
+    def prefix_tokens(self) -> int | None:
+        """Tokens before the patch grid, from the learned token parameters (see :func:`prefix_tokens`)."""
+        return prefix_tokens(self._forward.params)
+
+    def _with_attention(self, request: GradientRequest, attention: tuple[str, ...] | str,
+                        numpy_inputs: np.ndarray, x: Any, targets: Any,
+                        weights: Any) -> GradientResult:
+        """The request's pass, plus the attention program (see :mod:`attrib_jax._attention`).
+
+        The attention program is one forward pass and, for attention
+        gradients, one backward pass to the attention; the rest of the
+        request (input and layer gradients) runs as usual in its own program.
+        """
+        sites = self._attention_sites(x)
+        chosen = select_sites(attention, [site.name for site in sites])
+        entry = self._entry("attention", request.objective, request.attention_gradients)
+        out = jax.device_get(entry.program(self._forward.params, x, targets, weights))
+        names = [site.name for site in sites]
+        kept = {names[i]: np.asarray(out["attention"][i]) for i in chosen}
+        grads = {names[i]: np.asarray(out["gradients"][i]) for i in chosen} \
+            if request.attention_gradients else {}
+        passes = 1 if request.attention_gradients else 0
+        rest = replace(request, attention=(), attention_gradients=False)
+        if request.input_gradient or request.layers:
+            result = self.gradients(rest)
+            stats = {**result.stats, "backward_passes": result.stats["backward_passes"] + passes,
+                     "attention_layers": len(kept)}
+            return replace(result, attention=kept, attention_gradients=grads, stats=stats)
+        return GradientResult(
+            inputs=numpy_inputs, logits=np.asarray(out["logits"]),
+            targets=np.asarray(out["targets"], dtype=np.int64), attention=kept,
+            attention_gradients=grads,
+            stats={"rectifiers": 0, "backward_passes": passes, "attention_layers": len(kept)})
+
+    def _attention_sites(self, x: Any) -> list[Any]:
+        """The attention sites of the forward program for inputs like ``x`` (cached per shape)."""
+        key = ("attention-sites", _shape_key(self._forward, self._forward.params, x, ()))
+        with _LOCK:
+            known = _SHAPES.get(key)
+        if known is not None:
+            return list(known[1])
+        fn = self._forward.fn
+        program = trace(lambda p, x: fn(p, x, None, ())[0], self._forward.params, _abstract(x))
+        flat = [_abstract(v) for v in jax.tree_util.tree_leaves((self._forward.params, x))]
+        sites = find_sites(program.closed, flat)
+        with _LOCK:
+            _SHAPES[key] = ((), sites, None)  # type: ignore[assignment]
+        return sites
 
     # -- the CAM family's primitives (issue 8) -----------------------------------------------
     def probe_layers(self, inputs: Any) -> list[LayerInfo]:
@@ -489,6 +546,8 @@ class JaxModel(Model):
         key = (forward.key, *config)
         if config[0] == "forward":
             return _cached(key, lambda entry: _forward_program(forward, entry))
+        if config[0] == "attention":
+            return _cached(key, lambda entry: _attention_program(forward, entry, *config[1:]))
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
@@ -677,6 +736,80 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
         return out
 
     return jax.jit(run)
+
+
+def _attention_program(forward: Forward, entry: _Entry, objective: str, want_grads: bool) -> Any:
+    """The jitted ``(params, x, targets or None, weights or None) -> dict`` of attention capture.
+
+    Returns logits, targets, every attention site's probabilities (N, heads,
+    T, S) and, with ``want_grads``, the true gradient of the score at each.
+    """
+
+    def run(params: Any, x: Any, targets: Any, weights: Any) -> dict[str, Any]:
+        entry.traces += 1
+        program = trace(lambda p, x: forward.fn(p, x, None, ())[0], params, x)
+        flat = jax.tree_util.tree_leaves((params, x))
+        sites = find_sites(program.closed, [_abstract(v) for v in flat])
+        eps = [jnp.zeros(site.shape, x.dtype) for site in sites]
+
+        def score(eps: Any) -> tuple[Any, Any]:
+            outs, _, values = evaluate_attention(program.closed, flat, eps)
+            logits = jax.tree_util.tree_unflatten(program.out_tree, outs)
+            if weights is not None:
+                chosen = jnp.argmax(weights, axis=1)
+                total = jnp.sum(_weighted_values(logits, objective) * weights.astype(logits.dtype))
+            else:
+                chosen = (jnp.argmax(jax.lax.stop_gradient(logits), axis=1)
+                          if targets is None else targets)
+                total = jnp.sum(_scores(logits, chosen, objective))
+            return total, (logits, chosen, values)
+
+        out: dict[str, Any] = {}
+        if want_grads:
+            grads, (logits, chosen, values) = jax.grad(score, has_aux=True)(eps)
+            out["gradients"] = [standard_attention(g) for g in grads]
+        else:
+            _, (logits, chosen, values) = score(eps)
+        out.update(logits=logits, targets=chosen,
+                   attention=[standard_attention(v) for v in values])
+        return out
+
+    return jax.jit(run)
+
+
+def select_sites(attention: tuple[str, ...] | str, names: list[str]) -> list[int]:
+    """Indices of the sites ``attention`` asks for: every one, or those at or under each name."""
+    if not names:
+        raise argument_error(
+            "attention", "a model whose forward pass runs attention",
+            shown("a program with no softmax-weighted dot_general (flax dot_product_attention, "
+                  "jax.nn.dot_product_attention)"),
+            "Attention inside nn.scan / lax.scan bodies is not reached; unroll the blocks.")
+    if attention == ALL:
+        return list(range(len(names)))
+    chosen: list[int] = []
+    for name in attention:
+        found = [i for i, site in enumerate(names)
+                 if site == name or site.split("#")[0] == name or site.startswith(name + "/")]
+        if not found:
+            raise argument_error("attention", "names of attention layers of this jax model, or "
+                                 "'all'", name, did_you_mean(str(name), names, every=True)
+                                 or f"Attention layers: {names[:4]}")
+        chosen += [i for i in found if i not in chosen]
+    return sorted(chosen)
+
+
+def prefix_tokens(params: Any) -> int | None:
+    """Learned tokens before the patch grid: parameters (1, k, C) named ``cls``, ``*token(s)``."""
+    total, found = 0, False
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
+        keys = [str(getattr(k, "key", getattr(k, "name", k))).lower() for k in path]
+        name = next((k for k in reversed(keys) if k not in ("value", "params")), "")
+        shape = tuple(getattr(leaf, "shape", ()))
+        if (name in ("cls", "class_token", "cls_token") or name.endswith(("token", "tokens"))) \
+                and "mask" not in name and len(shape) == 3 and shape[0] == 1:
+            total, found = total + int(shape[1]), True
+    return total if found else None
 
 
 def _vjp_with_aux(fn: Any, x: Any, eps: Any, argnum: int) -> tuple[Any, Any]:

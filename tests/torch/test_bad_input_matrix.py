@@ -44,6 +44,26 @@ def _explain(inputs: Any = None, model: nn.Module | None = None, **kwargs: Any) 
     return build
 
 
+def _vit(fused: bool = True) -> nn.Module:
+    """A one-block timm ViT on (N, 3, 32, 32): a class token and a 4x4 grid of 8x8 patches."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
+                              num_classes=5).eval()
+    for block in model.blocks:
+        block.attn.fused_attn = fused
+    return model
+
+
+def _attn(fused: bool = True, **kwargs: Any) -> Case:
+    """``_explain`` on a fresh :func:`_vit` and a (2, 3, 32, 32) batch."""
+    def build() -> tuple[Callable[[], Any], nn.Module]:
+        x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+        return _explain(inputs=x, model=_vit(fused), **kwargs)()
+    return build
+
+
 class _Raising(nn.Module):
     """Conv model whose forward raises ``error`` after its first layer ran."""
 
@@ -274,6 +294,34 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
                                               .eval()), "model", r"floating-point logits"),
     "model returns 3-D logits": (_explain(model=_Output(lambda t: t[:, :, None]).eval()),
                                  "model", r"shape \(2, classes\).*\(2, 5, 1\)"),
+    # attention methods (issue 22)
+    "attention: unknown layer": (_attn(method="attention_rollout",
+                                          attention="blocks.0.atn"), "attention",
+                                 r"Did you mean 'blocks\.0\.attn'"),
+    "attention: a layer that runs no attention": (
+        _attn(method="generic_attention", attention=["blocks.0.mlp"]),
+        "attention", r"'blocks\.0\.mlp', which ran no F\.scaled_dot_product_attention"),
+    "attention: names not strings": (_attn(method="attention_rollout",
+                                              attention=[0]), "attention", r"got \[0\]"),
+    "attention: unfused attention": (_attn(fused=False,
+                                              method="attention_rollout"),
+                                     "attention", r"explicit matmul \+ softmax"),
+    "attention: a CNN": (_explain(method="attention_rollout"), "attention", r"ran no"),
+    "attention: negative prefix_tokens": (_attn(method="attention_rollout",
+                                                   prefix_tokens=-1), "prefix_tokens", r"got -1"),
+    "attention: prefix_tokens leaving no grid": (
+        _attn(method="attention_rollout", prefix_tokens=3), "prefix_tokens",
+        r"patch grid.*got 3"),
+    "attention: reshape not fitting the tokens": (
+        _attn(method="attention_rollout", reshape=(3, 3)), "reshape",
+        r"h \* w \+ prefix tokens == 17 tokens, got \(3, 3\)"),
+    "attention: reshape not a grid": (_attn(method="attention_rollout",
+                                               reshape="4x4"), "reshape", r"got '4x4'"),
+    "attention: unknown head fusion": (_attn(method="attention_rollout",
+                                                head_fusion="median"), "head_fusion",
+                                       r"'median'"),
+    "attention: discard_ratio 1": (_attn(method="attention_rollout",
+                                            discard_ratio=1.0), "discard_ratio", r"\[0, 1\)"),
     # LRP rule sets (issue 23)
     "lrp: unknown composite": (_explain(method="lrp", composite="epsilon_plus_flatt"),
                                "composite", r"Did you mean 'epsilon_plus_flat'"),
