@@ -50,8 +50,10 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
     from .methods import (
         LRP,
         AblationCAM,
+        AttentionRollout,
         Deconvnet,
         EigenCAM,
+        GenericAttention,
         GradCAM,
         GradCAMPlusPlus,
         GradientXInput,
@@ -107,6 +109,8 @@ __all__ = [
     "SmoothGrad",
     "Occlusion",
     "LRP",
+    "AttentionRollout",
+    "GenericAttention",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
     "rules",
     "RuleSet",
@@ -212,6 +216,8 @@ _LAZY: dict[str, str] = {
     "SmoothGrad": ".methods",
     "XGradCAM": ".methods",
     "LRP": ".methods",
+    "AttentionRollout": ".methods",
+    "GenericAttention": ".methods",
     "RuleSet": ".rules",
     "deprocess": ".postprocess",
     "diverging": ".postprocess",

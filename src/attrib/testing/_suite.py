@@ -133,7 +133,8 @@ def cases(conf: Conformance) -> list[Case]:
                 Case("explain", spec), Case("randomized", spec)]
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
-        out += [Case("target_weights", spec), Case("multipass", spec), Case("rule_sets", spec)]
+        out += [Case("target_weights", spec), Case("multipass", spec), Case("rule_sets", spec),
+                Case("attention", spec)]
         if spec.is_image and conf.gradcam_layers(spec):
             out.append(Case("cam", spec))
         for method in conf.methods or ():
@@ -711,6 +712,31 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
         assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
 
 
+def _check_attention(conf: Conformance, case: Case) -> None:
+    """Attention capture (``GradientRequest.attention``) is implemented or declined clearly.
+
+    The spec networks hold no attention: a backend that captures attention
+    (``Model.captures_attention``) must say that none ran, or that a name is
+    not an attention layer, with an :class:`attrib.AttribError`; one that does
+    not must refuse the request (never ignore it and return no attention), and
+    the attention methods must refuse its models.
+    """
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    for attention in ("all", ("no_such_attention",)):
+        _expect_error(f"gradients(attention={attention!r}) on a network without attention",
+                      partial(model.gradients, GradientRequest(
+                          inputs=x, input_gradient=False, attention=attention,
+                          attention_gradients=True)))
+    if not model.captures_attention:
+        rollout = conf.registry.method("attention_rollout")
+        _expect_error("attention_rollout on a backend that captures no attention",
+                      lambda: rollout(model, registry=conf.registry))
+    assert_close(model.forward(x), forward(spec, spec.inputs).logits,
+                 "forward(inputs) after attention requests", conf)
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "capture": _check_capture,
@@ -723,4 +749,5 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "cam": _check_cam,
     "randomized": _check_randomized,
     "rule_sets": _check_rule_sets,
+    "attention": _check_attention,
 }

@@ -131,6 +131,10 @@ class NumpyModel(attrib.Model):
         return indices
 
     def gradients(self, request: attrib.GradientRequest) -> attrib.GradientResult:
+        if request.attention:  # its layers hold no attention: declared, not silently ignored
+            raise attrib.BackendError(
+                "attention: the 'numpy' backend captures no attention (its networks have none; "
+                "Model.captures_attention is False); use the torch or jax backend")
         x = self.to_numpy(request.inputs)
         rules = rule_set(request.rule)
         rule = rules.rectifier if rules.rectifier_only else "vanilla"
