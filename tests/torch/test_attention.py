@@ -310,3 +310,26 @@ def test_cam_on_vit_in_one_call_with_rollout(vit, x):
     alone = attrib.explain(vit, x, method="generic_attention", target=2)
     np.testing.assert_allclose(many["generic_attention"].attribution, alone.attribution,
                                rtol=1e-6, atol=1e-9)
+
+
+def test_threads_on_one_vit(vit, x):
+    """Attention hooks act only on their own thread's forward pass: sequential maps, bit for bit."""
+    from support.threads import run_in_threads
+
+    def rollout() -> np.ndarray:
+        return attrib.explain(vit, x, method="attention_rollout").attribution
+
+    def generic() -> np.ndarray:
+        return attrib.explain(vit, x.flip(-1), method="generic_attention", target=3).attribution
+
+    def cam() -> np.ndarray:
+        return attrib.explain(vit, x, method="gradcam", layer="blocks.11.norm1",
+                              target=3).attribution
+
+    expected = [rollout(), generic(), cam()]
+    before = snapshot(vit)
+    results = run_in_threads([lambda f=f: [f() for _ in range(2)] for f in (rollout, generic, cam)])
+    for maps, want in zip(results, expected):
+        for got in maps:
+            np.testing.assert_array_equal(got, want)
+    assert_unchanged(vit, before)
