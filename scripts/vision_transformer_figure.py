@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from skimage import data
 
 import attrib
@@ -36,7 +37,10 @@ def main() -> None:
                           options={"attention_rollout": {"discard_ratio": 0.9}})
     figure = grid_figure(maps, images, style="heatmap", panel_size=1.8,
                          title="torchvision vit_b_16 (random weights): attention maps")
-    print(save_figure(figure, OUT, dpi=80))
+    path = save_figure(figure, OUT, dpi=80)
+    with Image.open(path) as image:  # 256 colours, as docs/make_figures.py shrinks its figures
+        image.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(path)
 
 
 if __name__ == "__main__":

@@ -196,8 +196,13 @@ class TorchModel(Model):
         ruled = rule != "vanilla" and request.input_gradient
         state = RuleState(rule)
         stats: dict[str, Any] = {"rule": rule}
+        # an attention capture that needs no gradient at all runs without a graph (other
+        # capture-only passes keep theirs: their maps must stay bit for bit as they were)
+        graph_needed = not attention or request.input_gradient or request.attention_gradients \
+            or (bool(layers) and request.layer_gradients)
 
-        with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
+        with preserved(self._model), torch.inference_mode(False), \
+                torch.set_grad_enabled(graph_needed):
             # eager models: the rule hooks the autograd graph's rectifier nodes after
             # the forward pass (torch's own kernels); compiled or scripted code hides
             # its rectifiers from the graph: the rule then goes through the mode
