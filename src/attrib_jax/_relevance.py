@@ -201,6 +201,7 @@ class _Node:
     eqn: Any
     ins: list[Atom]
     outs: list[int]
+    within: tuple[str, ...] = ()  # names of the inlined jax functions around it (jnp, jax.nn)
 
 
 @dataclass
@@ -228,11 +229,12 @@ def _graph(jaxpr: Any, ids: _Ids | None = None) -> _Graph:
     graph = _Graph(invars, [], [], {})
     for i, var in zip(invars, open_.invars):
         graph.avals[i] = var.aval
-    graph.outs = _flatten(jaxpr, list(invars), graph, ids)
+    graph.outs = _flatten(jaxpr, list(invars), graph, ids, ())
     return graph
 
 
-def _flatten(jaxpr: Any, ins: list[Atom], graph: _Graph, ids: _Ids) -> list[Atom]:
+def _flatten(jaxpr: Any, ins: list[Atom], graph: _Graph, ids: _Ids,
+             within: tuple[str, ...]) -> list[Atom]:
     consts: list[Any] = []
     if isinstance(jaxpr, jcore.ClosedJaxpr):
         consts, jaxpr = list(jaxpr.consts), jaxpr.jaxpr
@@ -246,17 +248,18 @@ def _flatten(jaxpr: Any, ins: list[Atom], graph: _Graph, ids: _Ids) -> list[Atom
         args = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
         params = eqn.params
+        inner = (*within, str(params.get("name", name)))
         if name in _CALLS and "jaxpr" in params:
-            outs = _flatten(params["jaxpr"], args, graph, ids)
+            outs = _flatten(params["jaxpr"], args, graph, ids, inner)
         elif name == "custom_jvp_call" and match_rectifier(eqn) is None:
-            outs = _flatten(params["call_jaxpr"], args, graph, ids)
+            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner)
         elif name == "custom_vjp_call" and "call_jaxpr" in params:
-            outs = _flatten(params["call_jaxpr"], args, graph, ids)
+            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner)
         else:
             outs = [ids.new() for _ in eqn.outvars]
             for i, var in zip(outs, eqn.outvars):
                 graph.avals[i] = var.aval
-            graph.nodes.append(_Node(eqn, args, outs))
+            graph.nodes.append(_Node(eqn, args, outs, within))
         for var, atom in zip(eqn.outvars, outs):
             if not isinstance(var, jcore.DropVar):
                 env[var] = atom
@@ -283,9 +286,49 @@ def _floating(aval: Any) -> bool:
     return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
 
 
-def _where(eqn: Any) -> str:
-    stack = str(getattr(getattr(eqn, "source_info", None), "name_stack", "") or "")
-    return f" in {stack!r}" if stack else ""
+def _where(node: _Node) -> str:
+    """Where ``node`` is: the enclosing jax functions and the Flax module path, if known."""
+    out = ""
+    functions = [name for name in node.within if not name.startswith("<")]
+    if functions:
+        out += f" (inside {functions[-1]!r})"
+    source = getattr(node.eqn, "source_info", None)
+    stack = str(getattr(source, "name_stack", "") or "")
+    if stack:
+        out += f" in module {stack!r}"
+    return out + _user_frame(getattr(source, "traceback", None))
+
+
+@functools.cache
+def _libraries() -> tuple[str, ...]:
+    """Folders of the libraries between a model's code and its equations."""
+    import contextlib as _contextlib
+    import os
+    import sys
+
+    import attrib
+
+    modules = [jax, attrib, sys.modules.get("flax"), sys.modules.get("jaxlib")]
+    files = [getattr(m, "__file__", None) for m in modules] + [__file__]
+    folders = [os.path.dirname(f) + os.sep for f in files if f]
+    return (*folders, str(_contextlib.__file__))
+
+
+def _user_frame(traceback: Any) -> str:
+    """`` called from file:line (via jax's 'gelu')``: the model's line that made the equation."""
+    try:
+        frames = list(traceback.frames)  # innermost first
+    except Exception:  # noqa: BLE001 - no traceback kept: say nothing
+        return ""
+    library = None
+    for frame in frames:
+        name = str(frame.file_name)
+        if name.startswith(_libraries()):
+            library = frame.function_name
+            continue
+        via = f" via {library!r}" if library and not library.startswith("_") else ""
+        return f" at {name.rsplit('/', 1)[-1]}:{frame.line_num}{via}"
+    return ""
 
 
 # -- planning: what each equation becomes -----------------------------------------------------
@@ -492,17 +535,18 @@ def _shape(graph: _Graph, atom: Atom) -> tuple[int, ...]:
     return tuple(graph.avals[atom].shape)
 
 
-def _no_rule(rules: RuleSet, eqn: Any, what: str | None = None) -> AttribError:
-    name = eqn.primitive.name
+_SUPPORTED = ("Supported: convolutions and dense layers (conv_general_dilated, dot_general with "
+              "a constant kernel) with the bias and BatchNorm arithmetic after them, rectifiers "
+              "(jax.nn.relu, relu6), average, sum and max pooling, the sum of two "
+              "activations, reshapes, slicing, padding and concatenation.")
+
+
+def _no_rule(rules: RuleSet, node: _Node, what: str | None = None, why: str = "") -> AttribError:
+    name = node.eqn.primitive.name
     return argument_error(
         "model", f"operations rule set {rules.name!r} has rules for",
-        shown(what or f"the primitive {name!r} applied to an activation{_where(eqn)}, for which "
-              "it has no rule"),
-        "LRP relevance through it is undefined, so no map is returned. Supported: convolutions "
-        "and dense layers (conv_general_dilated, dot_general with a constant kernel) with the "
-        "bias and BatchNorm arithmetic after them, rectifiers (jax.nn.relu, relu6), average, "
-        "sum and max pooling, the sum of two activations, reshapes, slicing, padding and "
-        "concatenation")
+        shown(what or f"the primitive {name!r}{_where(node)} applied to an activation"),
+        f"{why or 'It has no LRP rule'}, so no map is returned. {_SUPPORTED}")
 
 
 def _check_parameter_free(rules: RuleSet, kind: str, rule: LinearRule | None) -> None:
@@ -580,10 +624,11 @@ class _Planner:
             return _AddStep(node, rules.addition), []
         if name in _AFFINE and not all(live):
             if rules.strict:
-                raise _no_rule(rules, eqn, f"the primitive {name!r} of an activation and a "
-                               f"constant{_where(eqn)} that follows no convolution or dense layer "
-                               "(a bias or BatchNorm outside a layer: after a concatenation, an "
-                               "addition or a pooling, or input normalisation inside the model)")
+                raise _no_rule(rules, node, f"the primitive {name!r}{_where(node)} of an "
+                               "activation and a constant that follows no convolution or dense "
+                               "layer", "A bias or BatchNorm outside a layer (after a "
+                               "concatenation, an addition or a pooling, or input normalisation "
+                               "inside the model) has no LRP rule")
             return _BindStep(node), []
         if name in STRUCTURAL:
             if name in _NONNEG_KEEP and node.ins[0] in self.nonneg:
@@ -597,11 +642,11 @@ class _Planner:
             branches = [self.body(b, node.ins[1:]) for b in eqn.params["branches"]]
             return _CondStep(node, branches), []
         if name == "while":
-            raise _no_rule(rules, eqn, f"a while_loop carrying an activation{_where(eqn)} "
-                           "(reverse mode cannot pass relevance through it; use lax.scan or "
+            raise _no_rule(rules, node, f"a while_loop carrying an activation{_where(node)}",
+                           "Reverse mode cannot pass relevance through it (use lax.scan or "
                            "lax.fori_loop with static bounds)")
         if rules.strict:
-            raise _no_rule(rules, eqn)
+            raise _no_rule(rules, node)
         return _BindStep(node), []
 
     def body(self, jaxpr: Any, ins: Sequence[Atom], act: Sequence[bool] | None = None,
@@ -668,9 +713,9 @@ class _Planner:
         batched = name == "dot_general" and any(eqn.params["dimension_numbers"][1])
         if x_pos < 0 or (name == "conv_general_dilated" and x_pos != 0) or batched:
             if rules.strict:
-                raise _no_rule(rules, eqn, f"the primitive {name!r}{_where(eqn)} applied to "
-                               "two activations or with batch dimensions, for which it has no "
-                               "rule (a layer takes one activation and a constant kernel)")
+                raise _no_rule(rules, node, f"the primitive {name!r}{_where(node)} of two "
+                               "activations or with batch dimensions", "A layer takes one "
+                               "activation and a constant kernel; this one has no LRP rule")
             return _BindStep(node), []
         kernel = node.ins[1 - x_pos]
         x = node.ins[x_pos]
@@ -684,8 +729,9 @@ class _Planner:
                 scale_shape = np.broadcast_shapes(scale_shape, _shape(self.graph, other))
         padded = (1,) * (out_rank - len(scale_shape)) + tuple(scale_shape)
         if any(size != 1 for axis, size in enumerate(padded) if axis not in features):
-            raise _no_rule(rules, eqn, f"a scaling after {name!r}{_where(eqn)} that is not one "
-                           "factor per output feature, so it cannot be merged into the layer")
+            raise _no_rule(rules, node, f"a scaling after the primitive {name!r}{_where(node)} "
+                           "that is not one factor per output feature", "It cannot be merged "
+                           "into the layer")
         layer = self.names.get(kernel) if isinstance(kernel, int) else None
         if layer:
             self.ctx.names.add(layer)
