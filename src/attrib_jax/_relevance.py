@@ -326,7 +326,8 @@ def _user_frame(traceback: Any) -> str:
         if name.startswith(_libraries()):
             library = frame.function_name
             continue
-        via = f" via {library!r}" if library and not library.startswith("_") else ""
+        named = library and library.isidentifier() and not library.startswith("_")
+        via = f" via {library!r}" if named else ""
         return f" at {name.rsplit('/', 1)[-1]}:{frame.line_num}{via}"
     return ""
 
