@@ -602,7 +602,8 @@ class _Planner:
         eqn, rules = node.eqn, self.rules
         name = eqn.primitive.name
         live = [self.is_act(a) for a in node.ins]
-        if not any(live):
+        floating = any(_floating(self.graph.avals[i]) for i in node.outs)
+        if not any(live) or not floating:  # constants, or no relevance flows (comparisons)
             if name in _NAMING and node.ins and isinstance(node.ins[0], int) \
                     and node.ins[0] in self.names:
                 self.names[node.outs[0]] = self.names[node.ins[0]]
