@@ -13,9 +13,13 @@ every round; median of ``--repeats``):
   (``VGGCanonizer`` / ``ResNetCanonizer``) registered once, outside the timing,
   the ``Gradient`` attributor called per round (zennit hooks the model; the
   canonizer edits it, which attrib never does);
-- ``gradient``: ``attrib.explain(model, x, method="saliency")``, the plain gradient.
+- ``gradient``: ``attrib.explain(model, x, method="saliency")``, the plain gradient;
+- for a ResNet (the architectures :func:`attrib_jax.from_torch` has a Flax twin
+  of; vgg16 has none), ``jax`` and ``jax_gradient``: the same two calls on the
+  twin with ``backend="jax"`` (NHWC inputs; compiled in the warm-up round).
 
-and prints the seconds and the ratios attrib / zennit and attrib / gradient.
+and prints the seconds and the ratios attrib / zennit, attrib / gradient and
+jax / jax_gradient. ``--no-jax`` leaves the jax columns out.
 Not part of the test suite; numbers are in docs/benchmarks.md.
 """
 
@@ -45,6 +49,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-jax", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name in args.models:
@@ -79,19 +84,30 @@ def _bench(name: str, args: argparse.Namespace) -> None:
         "zennit": zennit_call,
         "gradient": lambda: attrib.explain(model, x, method="saliency", target=targets),
     }
+    if name.startswith("resnet") and not args.no_jax:
+        import attrib_jax
+
+        twin = attrib.wrap(attrib_jax.from_torch(model), backend="jax", train=False)
+        x_nhwc = x.numpy().transpose(0, 2, 3, 1).copy()
+        calls["jax"] = lambda: attrib.explain(twin, x_nhwc, method="lrp", target=targets)
+        calls["jax_gradient"] = lambda: attrib.explain(twin, x_nhwc, method="saliency",
+                                                       target=targets)
     with Gradient(model=zmodel, composite=composite) as attributor:
-        for call in calls.values():  # warm-up
+        for call in calls.values():  # warm-up (and jax's compilation)
             call()
         times: dict[str, list[float]] = {key: [] for key in calls}
         order = list(calls)
         for r in range(args.repeats):
-            for key in order[r % 3:] + order[:r % 3]:
+            shift = r % len(order)
+            for key in order[shift:] + order[:shift]:
                 times[key].append(_time(calls[key]))
     med = {key: statistics.median(value) for key, value in times.items()}
+    jax_ratio = (f" jax/jax_gradient {med['jax'] / med['jax_gradient']:.2f}"
+                 f" jax/attrib {med['jax'] / med['attrib']:.2f}" if "jax" in med else "")
     print(f"{name} batch {args.batch} {args.size}x{args.size}: "
           + " ".join(f"{k} {v:.2f}s" for k, v in med.items())
           + f" | attrib/zennit {med['attrib'] / med['zennit']:.2f}"
-          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}"
+          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}" + jax_ratio
           + f" | rounds {({k: [round(t, 2) for t in v] for k, v in times.items()})}")
 
 

@@ -62,11 +62,13 @@ def load_demo_model(weights: Mapping[str, Any]) -> tuple[DemoCNN, dict[str, Any]
 
 
 def from_torch_demo(model: Any) -> tuple[DemoCNN, dict[str, Any]]:
-    """The Flax twin of a torch :class:`attrib_torch._demo.DemoCNN`, weights copied."""
+    """The Flax twin of a torch :class:`attrib_torch._demo.DemoCNN`, weights copied (dtype kept)."""
     return load_demo_model(model.state_dict())
 
 
 def _numpy(value: Any) -> np.ndarray:
+    """Float32, or float64 for a ``.double()`` model (used with ``jax_enable_x64``)."""
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
-    return np.asarray(value, dtype=np.float32)
+    value = np.asarray(value)
+    return value if value.dtype == np.float64 else value.astype(np.float32)

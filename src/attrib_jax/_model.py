@@ -53,7 +53,7 @@ from attrib._errors import (
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
-from attrib.rules import get_rule
+from attrib.rules import RuleSet, get_rule
 
 from ._attention import evaluate as evaluate_attention
 from ._attention import find_sites
@@ -280,6 +280,10 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
+        if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
+            from ._relevance import relevance_gradients  # LRP rule sets (jaxpr rewrite)
+
+            return relevance_gradients(self, request, request.rule)
         rule = get_rule(request.rule, "jax").name
         layers = tuple(request.layers)
         if layers:

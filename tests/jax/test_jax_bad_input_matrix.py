@@ -102,6 +102,13 @@ ERRORS: dict[str, tuple[Callable[[], Any], str, str]] = {
                                           method="guided_backprop"), "model", r"finite logits"),
     "model raises inside its forward": (_explain(model=_model(_raise)), "inputs",
                                         r"ValueError: boom inside the model"),
+    "lrp: unknown composite": (_explain(method="lrp", composite="epsilon_pluss"), "composite",
+                               r"'epsilon_pluss'.*Did you mean 'epsilon_plus'"),
+    "lrp: box bounds of the wrong shape": (
+        _explain(method="lrp", composite="epsilon_gamma_box", low=np.zeros(5), high=np.ones(5)),
+        "low/high", r"broadcast to one input sample \(8, 8, 3\).*shape \(5,\)"),
+    "lrp: an operation with no rule": (_explain(model=_model(act=jax.nn.gelu), method="lrp"),
+                                       "model", r"primitive 'integer_pow'.* via 'gelu'"),
 }
 
 

@@ -38,6 +38,7 @@ class TestJaxLinenConformance(BackendConformance):
     to_native = staticmethod(jax_array)
     # linen lists only modules that own variables: rectifiers and pooling are functions there
     parameter_free_layers = False
+    rule_sets = True
 
 
 @_selected("numpy")
