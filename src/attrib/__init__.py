@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
         EigenCAM,
         GradCAM,
         GradCAMPlusPlus,
+        GradientSHAP,
         GradientXInput,
         GuidedBackprop,
         GuidedGradCAM,
@@ -106,6 +107,7 @@ __all__ = [
     "IntegratedGradients",
     "SmoothGrad",
     "Occlusion",
+    "GradientSHAP",
     "LRP",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
     "rules",
@@ -212,6 +214,7 @@ _LAZY: dict[str, str] = {
     "SmoothGrad": ".methods",
     "XGradCAM": ".methods",
     "LRP": ".methods",
+    "GradientSHAP": ".methods",
     "RuleSet": ".rules",
     "deprocess": ".postprocess",
     "diverging": ".postprocess",

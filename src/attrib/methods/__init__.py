@@ -7,6 +7,7 @@ from .deconvnet import Deconvnet
 from .eigencam import EigenCAM
 from .gradcam import GradCAM
 from .gradcam_pp import GradCAMPlusPlus
+from .gradient_shap import GradientSHAP
 from .gradient_x_input import GradientXInput
 from .guided_backprop import GuidedBackprop
 from .guided_gradcam import GuidedGradCAM
@@ -25,7 +26,7 @@ SEED_METHODS = (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, Gu
 #: the CAM family (pytorch-grad-cam's methods)
 CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM, AblationCAM)
 #: methods that run many passes in chunks (Captum's methods)
-MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
+MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion, GradientSHAP)
 #: methods of rule sets beyond rectifiers (zennit's family)
 RULE_METHODS = (LRP,)
 
