@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
         LRP,
         AblationCAM,
         Deconvnet,
+        DeepLIFT,
         EigenCAM,
         GradCAM,
         GradCAMPlusPlus,
@@ -109,6 +110,7 @@ __all__ = [
     "Occlusion",
     "GradientSHAP",
     "LRP",
+    "DeepLIFT",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
     "rules",
     "RuleSet",
@@ -215,6 +217,7 @@ _LAZY: dict[str, str] = {
     "XGradCAM": ".methods",
     "LRP": ".methods",
     "GradientSHAP": ".methods",
+    "DeepLIFT": ".methods",
     "RuleSet": ".rules",
     "deprocess": ".postprocess",
     "diverging": ".postprocess",
