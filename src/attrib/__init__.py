@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
         AblationCAM,
         Deconvnet,
         DeepLIFT,
+        DeepLIFTSHAP,
         EigenCAM,
         GradCAM,
         GradCAMPlusPlus,
@@ -111,6 +112,7 @@ __all__ = [
     "GradientSHAP",
     "LRP",
     "DeepLIFT",
+    "DeepLIFTSHAP",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
     "rules",
     "RuleSet",
@@ -218,6 +220,7 @@ _LAZY: dict[str, str] = {
     "LRP": ".methods",
     "GradientSHAP": ".methods",
     "DeepLIFT": ".methods",
+    "DeepLIFTSHAP": ".methods",
     "RuleSet": ".rules",
     "deprocess": ".postprocess",
     "diverging": ".postprocess",

@@ -42,8 +42,9 @@ def _delta(model: nn.Module, x: np.ndarray, x0: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("name,size", [("resnet18", 48), ("vgg16", 32), ("densenet121", 32),
                                        ("mobilenet_v3_small", 48), ("efficientnet_b0", 32)])
-def test_summation_to_delta_on_torchvision_classifiers(name: str, size: int) -> None:
-    model = informative(name, size=size)
+def test_summation_to_delta_on_torchvision_classifiers(name: str, size: int,
+                                                       vggs: tuple[nn.Module, nn.Module]) -> None:
+    model = vggs[0] if name == "vgg16" else informative(name, size=size)
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, size, size))
     x0 = 0.3 * rng.normal(size=(1, 3, 1, 1))  # one colour per channel: max-pool ties everywhere
@@ -63,8 +64,9 @@ class _Copy(nn.Module):
         return x.clone()
 
 
-def test_equals_captum_on_vgg16_with_a_copy_before_each_max_pool() -> None:
-    captum_attr = pytest.importorskip("captum.attr")
+@pytest.fixture(scope="module")
+def vggs() -> tuple[nn.Module, nn.Module]:
+    """vgg16 (32² inputs) and, for Captum, the same function with a copy before each max-pool."""
     vgg = informative("vgg16", size=32)
     fixed = copy.deepcopy(vgg)
     layers: list[nn.Module] = []
@@ -73,6 +75,12 @@ def test_equals_captum_on_vgg16_with_a_copy_before_each_max_pool() -> None:
             layers.append(_Copy())
         layers.append(layer)
     fixed.features = nn.Sequential(*layers)
+    return vgg, fixed
+
+
+def test_equals_captum_on_vgg16_with_a_copy_before_each_max_pool(vggs: tuple[nn.Module, nn.Module]) -> None:
+    captum_attr = pytest.importorskip("captum.attr")
+    vgg, fixed = vggs
     rng = np.random.default_rng(1)
     x = rng.normal(size=(2, 3, 32, 32))
     x0 = np.full_like(x, 0.1)
@@ -176,3 +184,26 @@ def test_an_operation_without_a_rule_raises_naming_it_and_the_model_is_left_as_f
         attrib.explain(nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU(),
                                      nn.Flatten(), nn.Linear(72, 3)).train(), x,
                        method="deeplift", target=[0, 1])
+
+
+def test_deeplift_shap_is_the_mean_of_deeplift_and_equals_captum_on_vgg16(
+        vggs: tuple[nn.Module, nn.Module]) -> None:
+    captum_attr = pytest.importorskip("captum.attr")
+    vgg, fixed = vggs
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 32, 32))
+    baselines = 0.5 * rng.normal(size=(3, 3, 32, 32))
+    # pairs run baseline-major, two per pass: the passes of DeepLIFT at batch 2, bit for bit
+    out = attrib.explain(vgg, x, method="deeplift_shap", target=TARGETS, baselines=baselines,
+                         batch_size=2)
+    each = [attrib.explain(vgg, x, method="deeplift", target=TARGETS,
+                           baseline=b[None]).attribution for b in baselines]
+    np.testing.assert_array_equal(out.attribution, np.mean(each, axis=0))
+    other = attrib.explain(vgg, x, method="deeplift_shap", target=TARGETS, baselines=baselines,
+                           batch_size=5).attribution  # other batches: float rounding only
+    assert np.abs(other - out.attribution).max() <= 1e-12 * np.abs(out.attribution).max()
+    theirs = captum_attr.DeepLiftShap(fixed).attribute(
+        torch.from_numpy(x), torch.from_numpy(baselines), target=TARGETS).detach().numpy()
+    assert np.abs(out.attribution - theirs).max() <= 1e-6 * np.abs(theirs).max()
+    delta = np.mean([_delta(vgg, x, np.broadcast_to(b, x.shape).copy()) for b in baselines], 0)
+    np.testing.assert_allclose(out.attribution.reshape(2, -1).sum(1), delta, rtol=1e-9)

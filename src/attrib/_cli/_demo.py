@@ -83,7 +83,7 @@ def _demo_loaded(backend: str) -> LoadedModel:
                        CLASS_NAMES, "demo CNN")
 
 
-_TORCH_ONLY = ("lrp", "deeplift")
+_TORCH_ONLY = ("lrp", "deeplift", "deeplift_shap")
 
 
 def _methods() -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .ablationcam import AblationCAM
 from .deconvnet import Deconvnet
 from .deeplift import DeepLIFT
+from .deeplift_shap import DeepLIFTSHAP
 from .eigencam import EigenCAM
 from .gradcam import GradCAM
 from .gradcam_pp import GradCAMPlusPlus
@@ -29,6 +30,6 @@ CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM
 #: methods that run many passes in chunks (Captum's methods)
 MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion, GradientSHAP)
 #: methods of rule sets beyond rectifiers (zennit's family)
-RULE_METHODS = (LRP, DeepLIFT)
+RULE_METHODS = (LRP, DeepLIFT, DeepLIFTSHAP)
 
 __all__ = [cls.__name__ for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS, *RULE_METHODS)]
