@@ -551,7 +551,7 @@ def get_rule(rule: Any, backend: str | None = None) -> GuidedActivation:
         raise argument_error(
             "rule", f"a rule set the {backend or 'this'} backend implements (vanilla, guided, "
             "deconvnet)", shown(f"rule set {rule.name!r}"),
-            "Rule sets beyond rectifiers (LRP) are implemented by the torch backend and the "
+            "Rule sets beyond rectifiers (LRP, DeepLIFT) are implemented by the torch backend and the "
             "NumPy reference (attrib.testing) only: explain a torch model, or see "
             "docs/how-to/write-a-backend.md to implement them.")
     return RULES[check_choice("rule", rule, sorted(RULES))]
