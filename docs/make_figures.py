@@ -61,6 +61,7 @@ def main() -> None:
     written += _multipass_figures(model, inputs, data.images, names, explanations["saliency"])
     written += _cam_figures(model, inputs, data.images, names)
     written += _rule_figures(model, inputs, data.images, names)
+    written += _shap_figures(model, inputs, data.images, names)
     for path in written:
         _shrink(path)
         print(f"{path} ({path.stat().st_size // 1024} KiB)")
@@ -108,6 +109,32 @@ def _cam_figures(model: object, inputs: np.ndarray, images: np.ndarray,
         explanation = attrib.explain(model, inputs, method=method)  # layer=None: conv4
         figure = grid_figure({method: explanation}, images, class_names=names, panel_size=1.8)
         written.append(save_figure(figure, FIGURES / f"{method}.png", dpi=80))
+    return written
+
+
+def _shap_figures(model: object, inputs: np.ndarray, images: np.ndarray,
+                  names: object) -> list[Path]:
+    """DeepLIFT (black and blurred baselines), DeepLIFT-SHAP and GradientSHAP (issue 23).
+
+    The SHAP baselines are eight other demo scenes (another seed).
+    """
+    others = attrib.demo_data(8, seed=DEMO_SEED + 1).images.transpose(0, 3, 1, 2)
+    runs = {
+        "deeplift": {
+            "DeepLIFT, black": attrib.explain(model, inputs, method="deeplift"),
+            "DeepLIFT, blurred": attrib.explain(model, inputs, method="deeplift", baseline="blur"),
+            "Integrated gradients": attrib.explain(model, inputs, method="integrated_gradients",
+                                                   steps=64)},
+        "deeplift_shap": {"DeepLIFT-SHAP": attrib.explain(model, inputs, method="deeplift_shap",
+                                                          baselines=others)},
+        "gradient_shap": {"GradientSHAP": attrib.explain(
+            model, inputs, method="gradient_shap", baselines=others, n_samples=64, stdevs=0.05)},
+    }
+    written = []
+    for name, explanations in runs.items():
+        figure = grid_figure(explanations, images, class_names=names, panel_size=1.8,
+                             style="diverging")
+        written.append(save_figure(figure, FIGURES / f"{name}.png", dpi=80))
     return written
 
 

@@ -57,6 +57,11 @@ class GradientRequest:
         give the plain class target). Backends check it with
         :func:`attrib._targets.resolve_target_weights` and return as
         ``GradientResult.targets`` each row's class of largest weight.
+    reference : ndarray or framework tensor, shape of ``inputs``, or None
+        The reference input of a rule set whose ``nonlinearity`` is
+        ``"rescale"`` (DeepLIFT's baseline, one per sample); ``None`` otherwise.
+        The input quantity is then the multiplier ``m`` with
+        ``sum m * (inputs - reference) = score(inputs) - score(reference)``.
     """
 
     inputs: Any
@@ -69,6 +74,7 @@ class GradientRequest:
     target_weights: np.ndarray | None = None
     attention: tuple[str, ...] | str = ()
     attention_gradients: bool = False
+    reference: Any = None
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,7 @@ METHOD_LABELS: dict[str, str] = {
     "integrated_gradients": "Integrated gradients",
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
+    "gradient_shap": "GradientSHAP",
 }
 
 _DIVERGING_CMAP = "RdBu_r"

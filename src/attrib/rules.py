@@ -32,6 +32,25 @@ flattening, concatenation and dropout in eval mode likewise. A rule set with
 :class:`attrib.AttribError` naming any other differentiable operation, rather
 than return a map the rules do not define.
 
+DeepLIFT's rule set :data:`DEEPLIFT` (``nonlinearity="rescale"``) differs in
+kind: its rules compare the network's activations on the input with those on
+a **reference input** (the request's ``reference``, the baseline). The
+quantity passed backwards is a *multiplier* ``m`` with
+``sum m * (x - x0) = f(x) - f(x0)`` (summation-to-delta):
+
+- element-wise nonlinearities ``y = g(z)`` (rectifiers, sigmoid, tanh, SiLU,
+  GELU, hardswish, ...): the rescale rule, ``m_in = m_out * Δy/Δz`` where
+  ``|Δz| > RESCALE_TINY``, else ``m_out * g'(z0)`` (:func:`rescale`);
+- max pooling, one nonlinearity over each window (:func:`max_pool_multipliers`):
+  the output's change split between the winners on the input and on the
+  reference (the first maximum on ties) and rescaled by their inputs' change;
+- the product of two activations ``a * b`` (squeeze-excitation gates): the
+  Shapley split ``Δ(ab) = ½(b + b0)Δa + ½(a + a0)Δb`` (:func:`product_multipliers`);
+- linear operations (convolutions, dense layers, additions, average pooling,
+  BatchNorm in eval mode, reshapes): their true derivative.
+
+Any other operation on an activation raises (``strict``).
+
 ``vanilla``, ``guided`` and ``deconvnet`` are the rule sets :data:`VANILLA`,
 :data:`GUIDED` and :data:`DECONVNET` (only their rectifier rule differs); a
 request may still name them by string. LRP composites come from
@@ -39,6 +58,8 @@ request may still name them by string. LRP composites come from
 
 References
 ----------
+Shrikumar, Greenside, Kundaje (2017). Learning important features through
+propagating activation differences (DeepLIFT).
 Bach, Binder, Montavon, Klauschen, Müller, Samek (2015). On pixel-wise
 explanations for non-linear classifier decisions by layer-wise relevance
 propagation. Montavon, Lapuschkin, Binder, Samek, Müller (2017). Explaining
@@ -63,6 +84,8 @@ __all__ = [
     "KINDS", "RECTIFIER_RULES", "COMPOSITES", "LinearOp", "LinearRule", "Epsilon", "Gamma",
     "ZPlus", "AlphaBeta", "Flat", "WSquare", "ZBox", "Norm", "RuleSet", "VANILLA", "GUIDED",
     "DECONVNET", "rule_set", "get_rule", "lrp_rule_set", "stabilized_divide", "box",
+    "NONLINEARITY_RULES", "RESCALE_TINY", "DEEPLIFT", "rescale", "max_pool_multipliers",
+    "product_multipliers",
 ]
 
 #: kinds of operation a rule set names (see the module docstring)
@@ -70,6 +93,10 @@ KINDS: tuple[str, ...] = ("rectifier", "convolution", "dense", "first", "pooling
                           "normalisation")
 #: rules for rectifiers: the three gradient rules and LRP's pass-through
 RECTIFIER_RULES: tuple[str, ...] = ("vanilla", "guided", "deconvnet", "pass")
+#: rules for every element-wise nonlinearity: its true derivative, or DeepLIFT's rescale
+NONLINEARITY_RULES: tuple[str, ...] = ("gradient", "rescale")
+#: the rescale rule falls back to the derivative at the reference where ``|Δz|`` is not above this
+RESCALE_TINY: float = 1e-10
 #: the LRP composites :func:`lrp_rule_set` builds (zennit's names, plus ``zero`` and ``epsilon``)
 COMPOSITES: tuple[str, ...] = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box",
                                "epsilon_alpha2_beta1", "epsilon", "zero")
@@ -381,6 +408,10 @@ class RuleSet:
         ``"gradient"``: the backward pass starts from d score / d logits;
         ``"relevance"``: from that times the logits (LRP: each logit's relevance
         is its value), so the input quantity is the relevance itself.
+    nonlinearity : str
+        ``"gradient"`` or ``"rescale"`` (DeepLIFT: every nonlinearity compares the
+        input's activations with the reference's; the request must carry a
+        ``reference`` and the input quantity is the multiplier).
     """
 
     name: str
@@ -394,6 +425,7 @@ class RuleSet:
     layers: tuple[tuple[str, LinearRule], ...] = ()
     strict: bool = False
     seed: str = "gradient"
+    nonlinearity: str = "gradient"
     _layer_rules: Mapping[str, LinearRule] = field(init=False, repr=False, compare=False,
                                                    hash=False)
 
@@ -401,12 +433,14 @@ class RuleSet:
         check_choice("rectifier", self.rectifier, RECTIFIER_RULES)
         check_choice("normalisation", self.normalisation, ("gradient", "merge"))
         check_choice("seed", self.seed, ("gradient", "relevance"))
+        check_choice("nonlinearity", self.nonlinearity, NONLINEARITY_RULES)
         object.__setattr__(self, "_layer_rules", dict(self.layers))
 
     @property
     def rectifier_only(self) -> bool:
         """Whether only the rectifier rule differs from the true gradient (vanilla/guided/deconvnet)."""
         return (self.rectifier != "pass" and not self.strict and self.seed == "gradient"
+                and self.nonlinearity == "gradient"
                 and self.normalisation == "gradient" and not self.layers
                 and all(rule is None for rule in (self.convolution, self.dense, self.first,
                                                    self.pooling, self.addition)))
@@ -427,6 +461,68 @@ VANILLA = RuleSet("vanilla")
 GUIDED = RuleSet("guided", rectifier="guided")
 DECONVNET = RuleSet("deconvnet", rectifier="deconvnet")
 _NAMED = {rules.name: rules for rules in (VANILLA, GUIDED, DECONVNET)}
+#: DeepLIFT's rescale rule set (Shrikumar et al. 2017); the request carries the reference input
+DEEPLIFT = RuleSet("deeplift", nonlinearity="rescale", strict=True)
+
+
+def rescale(dz: np.ndarray, dy: np.ndarray, derivative_at_reference: np.ndarray,
+            tiny: float = RESCALE_TINY) -> np.ndarray:
+    """DeepLIFT's rescale multiplier of ``y = g(z)``: ``Δy/Δz``, or ``g'(z0)`` where ``|Δz| <= tiny``.
+
+    >>> rescale(np.array([2.0, 0.0]), np.array([1.0, 0.0]), np.array([9.0, 0.5]))
+    array([0.5, 0.5])
+    """
+    small = np.abs(dz) <= tiny
+    return np.where(small, derivative_at_reference, dy / np.where(small, 1.0, dz))
+
+
+def max_pool_multipliers(x: np.ndarray, x0: np.ndarray, windows: np.ndarray, m_out: np.ndarray,
+                         tiny: float = RESCALE_TINY) -> np.ndarray:
+    """DeepLIFT multipliers at the input of a max pooling, given ``m_out`` at its output.
+
+    Each window is one nonlinearity. With ``o = max x_w``, ``o0 = max x0_w`` and
+    ``t = max(o, o0)``, the contribution ``m_out (t - o0)`` goes to the window's
+    winner on the input and ``m_out (o - t)`` to its winner on the reference (the
+    first maximum on ties, as torch and XLA pick it), so the two sum to
+    ``m_out Δo``. A position's multiplier is its contributions divided by its
+    ``Δx``; where ``|Δx| <= tiny`` (it then receives nothing) it is the gradient
+    routed by the reference's winners.
+
+    Parameters
+    ----------
+    x, x0 : ndarray, shape (N, P)
+        The pool's input on the input and on the reference, positions flattened.
+    windows : ndarray of int, shape (Q, K)
+        The flat positions of each of the Q windows (per sample and channel).
+    m_out : ndarray, shape (N, Q)
+
+    Returns
+    -------
+    ndarray, shape (N, P)
+    """
+    rows = np.arange(len(x))[:, None]
+    q = np.arange(len(windows))[None, :]
+    win = windows[q, np.argmax(x[:, windows], axis=2)]  # (N, Q): first maximum on ties
+    win0 = windows[q, np.argmax(x0[:, windows], axis=2)]
+    o, o0 = x[rows, win], x0[rows, win0]
+    top = np.maximum(o, o0)
+    contribution, routed = np.zeros_like(x), np.zeros_like(x)
+    np.add.at(contribution, (np.broadcast_to(rows, win.shape), win), m_out * (top - o0))
+    np.add.at(contribution, (np.broadcast_to(rows, win0.shape), win0), m_out * (o - top))
+    np.add.at(routed, (np.broadcast_to(rows, win0.shape), win0), m_out)
+    dx = x - x0
+    small = np.abs(dx) <= tiny
+    return np.where(small, routed, contribution / np.where(small, 1.0, dx))
+
+
+def product_multipliers(a: np.ndarray, a0: np.ndarray, b: np.ndarray,
+                        b0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """DeepLIFT multipliers of ``a * b`` for ``a`` and ``b``: ``½(b + b0)`` and ``½(a + a0)``.
+
+    The Shapley split of the product's change, exact:
+    ``½(b + b0)(a - a0) + ½(a + a0)(b - b0) = ab - a0 b0``.
+    """
+    return 0.5 * (b + b0), 0.5 * (a + a0)
 
 
 def rule_set(rule: str | RuleSet) -> RuleSet:
@@ -455,8 +551,8 @@ def get_rule(rule: Any, backend: str | None = None) -> GuidedActivation:
         raise argument_error(
             "rule", f"a rule set the {backend or 'this'} backend implements (vanilla, guided, "
             "deconvnet)", shown(f"rule set {rule.name!r}"),
-            "Rule sets beyond rectifiers (LRP) are implemented by the torch and jax backends "
-            "and the NumPy reference (attrib.testing): use one of them, or see "
+            "LRP is implemented by the torch and jax backends, DeepLIFT by the torch backend, "
+            "and both by the NumPy reference (attrib.testing): use one of them, or see "
             "docs/how-to/write-a-backend.md to implement them.")
     return RULES[check_choice("rule", rule, sorted(RULES))]
 

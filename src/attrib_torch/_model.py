@@ -33,6 +33,7 @@ from attrib.rules import RuleSet, get_rule, rule_set
 from ._attention import captured_attention, prefix_tokens
 from ._capture import Tap, check_layers, tapped
 from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
+from ._deeplift import DeepLiftMode
 from ._probe import probe, scaled, substituted
 from ._rectifiers import RectifierGraph, RectifierMode, RuleState
 from ._relevance import RelevanceMode
@@ -183,6 +184,8 @@ class TorchModel(Model):
         check_inputs(request.inputs)
         check_objective(request.objective)
         rules = rule_set(request.rule)
+        if rules.nonlinearity == "rescale":
+            return self._deeplift(request, rules)
         if not rules.rectifier_only:
             if not request.input_gradient:  # the rules act on the input quantity only
                 return self.gradients(replace(request, rule="vanilla"))
@@ -313,6 +316,40 @@ class TorchModel(Model):
             layer_gradients={tap.name: _numpy(g) for tap, g in zip(wanted, layer_grads)},
             stats={"rule": rules.name, "rules": dict(mode.counts), "rectifiers": mode.count,
                    "rectifier_path": "mode", "backward_passes": passes},
+        )
+
+    def _deeplift(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
+        """DeepLIFT's multipliers: inputs and references in one forward pass under :class:`DeepLiftMode`.
+
+        The score reads the input rows only; the multiplier at the input
+        satisfies ``sum m * (x - reference) = score(x) - score(reference)``.
+        Layer captures are not served here (DeepLIFT needs none).
+        """
+        if request.reference is None:
+            raise argument_error("reference", f"the reference inputs of rule set {rules.name!r}",
+                                 None, "Pass GradientRequest(reference=...) (the baselines)")
+        if request.layers:
+            raise argument_error("layers", f"no layer captures with rule set {rules.name!r}",
+                                 request.layers)
+        with torch.inference_mode(False):
+            x = self._tensor(request.inputs)
+            reference = self._tensor(request.reference)
+        if reference.shape != x.shape:
+            raise argument_error("reference", f"one reference per input, shape {tuple(x.shape)}",
+                                 shown(f"shape {tuple(reference.shape)}"))
+        n = x.shape[0]
+        with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
+            both = torch.cat([x, reference]).requires_grad_(True)
+            mode = DeepLiftMode(rules)
+            with mode:
+                logits = self._logits(both)
+            targets, score = _explained(request, logits[:n])
+            multipliers = _grad(score, [both])[0][:n]
+        return GradientResult(
+            inputs=_numpy(x), logits=_numpy(logits[:n]), targets=targets,
+            input_gradient=_numpy(multipliers),
+            stats={"rule": rules.name, "rules": dict(mode.counts), "backward_passes": 1,
+                   "reference_logits": _numpy(logits[n:])},
         )
 
     def _rule_layers(self, rules: RuleSet) -> dict[int, str]:

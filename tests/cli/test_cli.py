@@ -281,3 +281,10 @@ def test_explain_without_layer_uses_the_default_layer() -> None:
     out = explain_all(loaded, model_inputs(images, loaded), ["gradcam", "hirescam"])
     assert out["gradcam"].layer == out["hirescam"].layer == "conv4"
     assert out["gradcam"].stats["default_layer"] is True
+
+
+def test_explain_takes_the_shap_and_deeplift_methods(photo: Path, tmp_path: Path) -> None:
+    assert main(["explain", str(photo), "--model", "demo", "--method",
+                 "deeplift,deeplift_shap,gradient_shap", "--out", str(tmp_path)]) == 0
+    for method in ("deeplift", "deeplift_shap", "gradient_shap"):
+        assert _png(tmp_path / f"chelsea_demo_torch_{method}.png").size > 0

@@ -1,8 +1,8 @@
-"""Integrated gradients, SmoothGrad and occlusion: torch and jax agree on the ResNet twins.
+"""Integrated gradients, SmoothGrad, occlusion and GradientSHAP: torch and jax agree on the ResNet twins.
 
 torchvision ``resnet18`` in float64 and its Flax twin (:func:`attrib_jax.from_torch`,
 ``jax.enable_x64`` scoped to the test) on the same small inputs (NCHW / NHWC):
-per-sample relative error ``||a - b|| / ||b||`` below 1e-10 for IG, SmoothGrad (same
+per-sample relative error ``||a - b|| / ||b||`` below 1e-10 for IG, SmoothGrad, GradientSHAP (same
 seed: the noise is drawn in NumPy, in NCHW order on both) and occlusion. The jax
 chunks keep one shape, so each program compiles once per input shape
 (:func:`attrib_jax.trace_count`).
@@ -35,6 +35,9 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("smoothgrad", {"n_samples": 3, "noise": 0.2, "seed": 11, "batch_size": 4,
                     "kind": "variance"}),
     ("occlusion", {"window": 12, "stride": 10, "batch_size": 4}),
+    # two baselines (NCHW here, NHWC for jax): forward at 4 rows, gradients at 3 as above
+    ("gradient_shap", {"n_samples": 3, "stdevs": 0.2, "seed": 4, "batch_size": 4,
+                       "baselines": np.random.default_rng(9).normal(size=(2, 3, 32, 32))}),
 ]
 
 
@@ -57,7 +60,10 @@ def test_torch_and_jax_agree_in_float64_and_jax_compiles_once_per_shape() -> Non
         for round_ in range(2):
             before = trace_count()
             for method, options in CASES:
-                ours = attrib.explain(jax_model, x_nhwc, method=method, target=TARGETS, **options)
+                jax_options = {k: (v.transpose(0, 2, 3, 1) if k == "baselines" else v)
+                               for k, v in options.items()}
+                ours = attrib.explain(jax_model, x_nhwc, method=method, target=TARGETS,
+                                      **jax_options)
                 if round_:
                     continue
                 theirs = attrib.explain(torch_model, x, method=method, target=TARGETS, **options)

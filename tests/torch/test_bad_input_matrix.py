@@ -337,6 +337,26 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
     "lrp: an operation without a rule": (
         _explain(method="lrp", model=_Output(lambda t: t, act=F.gelu).eval()), "model",
         r"the operation 'gelu' applied to an activation, for which it has no rule"),
+    # DeepLIFT, DeepLIFT-SHAP, GradientSHAP (issue 23)
+    "deeplift: baseline of the wrong shape": (
+        _explain(method="deeplift", baseline=np.zeros((3, 4, 4))), "baseline",
+        r"broadcastable to the inputs \(2, 2, 8, 8\).*\(3, 4, 4\)"),
+    "deeplift: an operation without a rule": (
+        _explain(method="deeplift", model=_Output(lambda t: t, act=lambda t: F.normalize(t))
+                 .eval()), "model",
+        r"the operation 'normalize' applied to an activation, for which it has no rule"),
+    "deeplift: an objective other than the logit": (
+        _explain(method="deeplift", objective="softmax"), "objective", r"'logit' for DeepLIFT"),
+    "deeplift_shap: baselines of the wrong shape": (
+        _explain(method="deeplift_shap", baselines=np.zeros((3, 2, 4, 4))), "baselines",
+        r"a set \(B, 2, 8, 8\).*\(3, 2, 4, 4\)"),
+    "gradient_shap: baselines of the wrong shape": (
+        _explain(method="gradient_shap", baselines=np.zeros((3, 4, 4))), "baselines",
+        r"one image of shape \(2, 8, 8\).*\(3, 4, 4\)"),
+    "gradient_shap: draws of the wrong shape": (
+        _explain(method="gradient_shap", n_samples=2,
+                 draws={"baseline_index": np.zeros((2, 3), int), "alpha": np.zeros((2, 2))}),
+        "draws.baseline_index", r"shape \(N, n_samples\) = \(2, 2\).*\(2, 3\)"),
 }
 
 

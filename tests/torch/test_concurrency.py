@@ -27,6 +27,7 @@ METHODS: list[tuple[str, str | None]] = [
     ("gradcam", "layer3"),
     ("guided_gradcam", "layer3"),
     ("lrp", None),
+    ("deeplift", None),
 ]
 CALLS = 3
 

@@ -22,7 +22,8 @@ import attrib
 from .conftest import assert_unchanged, snapshot
 
 METHODS = [("saliency", None), ("gradient_x_input", None), ("guided_backprop", None),
-           ("deconvnet", None), ("gradcam", "conv2"), ("guided_gradcam", "conv1"), ("lrp", None)]
+           ("deconvnet", None), ("gradcam", "conv2"), ("guided_gradcam", "conv1"), ("lrp", None),
+           ("deeplift", None)]
 
 
 class _Small(nn.Module):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from .ablationcam import AblationCAM
 from .attention_rollout import AttentionRollout
 from .deconvnet import Deconvnet
+from .deeplift import DeepLIFT
+from .deeplift_shap import DeepLIFTSHAP
 from .eigencam import EigenCAM
 from .generic_attention import GenericAttention
 from .gradcam import GradCAM
 from .gradcam_pp import GradCAMPlusPlus
+from .gradient_shap import GradientSHAP
 from .gradient_x_input import GradientXInput
 from .guided_backprop import GuidedBackprop
 from .guided_gradcam import GuidedGradCAM
@@ -27,9 +30,9 @@ SEED_METHODS = (Saliency, GradientXInput, Deconvnet, GuidedBackprop, GradCAM, Gu
 #: the CAM family (pytorch-grad-cam's methods)
 CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM, AblationCAM)
 #: methods that run many passes in chunks (Captum's methods)
-MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
+MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion, GradientSHAP)
 #: methods of rule sets beyond rectifiers (zennit's family)
-RULE_METHODS = (LRP,)
+RULE_METHODS = (LRP, DeepLIFT, DeepLIFTSHAP)
 #: methods computed from captured attention (vision transformers)
 ATTENTION_METHODS = (AttentionRollout, GenericAttention)
 

@@ -22,7 +22,7 @@ from ._batched import (
     spatial_axes,
 )
 
-__all__ = ["IntegratedGradients", "RULES", "quadrature", "blur_baseline"]
+__all__ = ["IntegratedGradients", "RULES", "quadrature", "blur_baseline", "make_baselines"]
 
 #: the quadrature rules, with Captum's names
 RULES: tuple[str, ...] = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
@@ -74,6 +74,40 @@ def blur_baseline(x: np.ndarray, layout: str) -> np.ndarray:
     sigma = min(x.shape[axis] for axis in axes) / 10.0
     radii = [min(int(np.ceil(3 * sigma)), x.shape[axis] - 1) for axis in axes]
     return gaussian_blur(x, sigma, layout, radii, mode="reflect")
+
+
+def make_baselines(baseline: Any, x: np.ndarray, model: Any, seed: int = 0) -> np.ndarray:
+    """The baseline of each image of ``x`` (shape and dtype of ``x``) for a ``baseline=`` option.
+
+    ``"zeros"``, ``"blur"`` (:func:`blur_baseline`), ``"uniform"`` (noise in each
+    image's value range, drawn with ``seed``) or an array broadcastable to ``x``;
+    ``model`` gives the layout and converts framework tensors.
+    """
+    if isinstance(baseline, str):
+        if baseline == "zeros":
+            return np.zeros_like(x)
+        if baseline == "blur":
+            return blur_baseline(x, model.layout).astype(x.dtype)
+        rng = np.random.default_rng(seed)
+        axes = tuple(range(1, x.ndim))
+        low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
+        noise = random_images(rng, x.shape, model.layout, kind="uniform")
+        return (low + (high - low) * noise).astype(x.dtype)
+    try:
+        array = np.asarray(model.to_numpy(baseline) if hasattr(baseline, "shape")
+                           and not isinstance(baseline, np.ndarray) else baseline)
+        if array.dtype.kind not in "fiu":
+            raise TypeError
+        base = np.broadcast_to(array, x.shape)
+    except (TypeError, ValueError):
+        raise argument_error(
+            "baseline", f"'zeros', 'blur', 'uniform' or a numeric array broadcastable to the "
+            f"inputs {x.shape}", shown(f"{type(baseline).__name__} of shape "
+                                      f"{getattr(baseline, 'shape', '?')}"),
+            kind=AttribTypeError) from None
+    if not np.all(np.isfinite(base)):
+        raise argument_error("baseline", "finite values", shown("an array with NaN or inf"))
+    return np.array(base, dtype=x.dtype)
 
 
 class IntegratedGradients(MultiPassMethod):
@@ -138,31 +172,7 @@ class IntegratedGradients(MultiPassMethod):
 
     def baselines(self, x: np.ndarray) -> np.ndarray:
         """The baseline of each image of ``x``, shape of ``x``, dtype of ``x``."""
-        if isinstance(self.baseline, str):
-            if self.baseline == "zeros":
-                return np.zeros_like(x)
-            if self.baseline == "blur":
-                return blur_baseline(x, self.model.layout).astype(x.dtype)
-            rng = np.random.default_rng(self.seed)
-            axes = tuple(range(1, x.ndim))
-            low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
-            noise = random_images(rng, x.shape, self.model.layout, kind="uniform")
-            return (low + (high - low) * noise).astype(x.dtype)
-        try:
-            array = np.asarray(self.model.to_numpy(self.baseline) if hasattr(self.baseline, "shape")
-                               and not isinstance(self.baseline, np.ndarray) else self.baseline)
-            if array.dtype.kind not in "fiu":
-                raise TypeError
-            base = np.broadcast_to(array, x.shape)
-        except (TypeError, ValueError):
-            raise argument_error(
-                "baseline", f"'zeros', 'blur', 'uniform' or a numeric array broadcastable to the "
-                f"inputs {x.shape}", shown(f"{type(self.baseline).__name__} of shape "
-                                          f"{getattr(self.baseline, 'shape', '?')}"),
-                kind=AttribTypeError) from None
-        if not np.all(np.isfinite(base)):
-            raise argument_error("baseline", "finite values", shown("an array with NaN or inf"))
-        return np.array(base, dtype=x.dtype)
+        return make_baselines(self.baseline, x, self.model, self.seed)
 
     def extra_inputs(self, x: np.ndarray) -> np.ndarray:
         """The baselines: their scores go through the model with the inputs' (completeness)."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from ._conformance import BackendConformance
 from ._expected import BUILTIN_METHODS, Expected, expected
-from ._reference import ReferenceModel, backward, forward, score_gradient
+from ._reference import ReferenceModel, backward, deeplift_backward, forward, score_gradient
 from ._specs import (
     MARGIN,
     Conv2d,
@@ -70,6 +70,7 @@ __all__ = [
     "ReferenceModel",
     "forward",
     "backward",
+    "deeplift_backward",
     "score_gradient",
     "expected",
     "Expected",

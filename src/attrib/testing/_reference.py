@@ -24,10 +24,10 @@ from .._targets import (
     weighted_score_gradient,
     weights_targets,
 )
-from ..rules import LinearOp, RuleSet, get_rule, rule_set
+from ..rules import LinearOp, RuleSet, get_rule, rescale, rule_set
 from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6, Trace, conv_forward, forward
 
-__all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel"]
+__all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel", "deeplift_backward"]
 
 
 def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray:
@@ -106,6 +106,9 @@ def backward(
     ``seed="relevance"`` the pass starts from ``grad_logits * logits``.
     """
     rules = rule_set(rule)
+    if rules.nonlinearity == "rescale":
+        raise argument_error("rule", "a rule set without a reference input here",
+                             shown(rules.name), "Use deeplift_backward(spec, trace, reference, ...)")
     if not rules.rectifier_only:
         return _relevance_backward(spec, trace, grad_logits, rules)
     rectifier_rule = get_rule(rules)
@@ -156,6 +159,33 @@ def _relevance_backward(spec: NetSpec, trace: Trace, grad_logits: np.ndarray,
             grad = (op.transpose(grad, None) if rules.pooling is None
                     else rules.pooling.reference(x, None, None, grad, op))
     return grad, layer_gradients
+
+
+def deeplift_backward(spec: NetSpec, trace: Trace, reference: Trace,
+                      grad_logits: np.ndarray) -> np.ndarray:
+    """DeepLIFT's multipliers at the input (:data:`attrib.rules.DEEPLIFT`), layer by layer.
+
+    Rectifiers take the rescale rule (:func:`attrib.rules.rescale`, the
+    derivative at the reference where the input did not change); convolutions,
+    dense layers and the average pool their transpose. ``reference`` is the
+    forward pass of the reference inputs.
+    """
+    grad = np.asarray(grad_logits, dtype=np.float64)
+    for layer in reversed(spec.layers):
+        x = trace.layer_inputs[layer.name]
+        if isinstance(layer, Conv2d):
+            grad = _conv_backward(grad, x, layer)
+        elif isinstance(layer, Dense):
+            grad = grad @ layer.weight.T
+        elif isinstance(layer, (ReLU, ReLU6)):
+            upper = 6.0 if isinstance(layer, ReLU6) else np.inf
+            x0 = reference.layer_inputs[layer.name]
+            dy = trace.activations[layer.name] - reference.activations[layer.name]
+            grad = grad * rescale(x - x0, dy, ((x0 > 0) & (x0 < upper)).astype(np.float64))
+        elif isinstance(layer, GlobalAvgPool):
+            h, w = x.shape[2], x.shape[3]
+            grad = np.broadcast_to(grad[:, :, None, None] / (h * w), x.shape).copy()
+    return grad
 
 
 def _to_layout(array: np.ndarray, layout: str) -> np.ndarray:
@@ -263,6 +293,17 @@ class ReferenceModel(Model):
         passes = 0
         input_gradient = None
         layer_grads: dict[str, np.ndarray] = {}
+        if rule.nonlinearity == "rescale":  # DeepLIFT: multipliers against the reference
+            if request.reference is None:
+                raise argument_error("reference", f"the reference inputs of rule set "
+                                     f"{rule.name!r}", None)
+            reference = forward(self.spec, _from_layout(self.to_numpy(request.reference),
+                                                        self._layout))
+            return GradientResult(
+                inputs=x_layout, logits=trace.logits, targets=targets,
+                input_gradient=_to_layout(deeplift_backward(self.spec, trace, reference, seed),
+                                          self._layout),
+                stats={"backward_passes": 1, "reference_logits": reference.logits})
         if request.input_gradient:
             grad, layer_grads = backward(self.spec, trace, seed, rule)
             input_gradient = _to_layout(grad, self._layout)

@@ -18,7 +18,7 @@ import numpy as np
 from .._errors import AttribError, check_choice
 from .._model import LAYOUTS, GradientRequest, Model
 from ._expected import BUILTIN_METHODS, Expected, expected
-from ._reference import _to_layout, backward, forward, score_gradient
+from ._reference import _to_layout, backward, deeplift_backward, forward, score_gradient
 from ._specs import Conv2d, Dense, NetSpec, default_specs
 
 __all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
@@ -688,9 +688,10 @@ def _check_randomized(conf: Conformance, case: Case) -> None:
 def _check_rule_sets(conf: Conformance, case: Case) -> None:
     """Rule sets beyond rectifiers: the input relevance equals the NumPy reference, or a clear error.
 
-    Every LRP composite (zᴮ with box bounds ±5), and a layer named in ``rules``.
+    Every LRP composite (zᴮ with box bounds ±5), a layer named in ``rules``, and
+    DeepLIFT's multipliers against a reference input.
     """
-    from ..rules import lrp_rule_set
+    from ..rules import DEEPLIFT, lrp_rule_set
 
     spec = case.spec
     model = conf.model(spec)
@@ -710,6 +711,18 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
         result = model.gradients(request)
         want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
         assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
+    # DeepLIFT: multipliers against a reference input (half the inputs, shifted)
+    reference_nchw = 0.5 * spec.inputs - 0.25
+    reference = _to_layout(reference_nchw, conf.layout).astype(x.dtype)
+    request = GradientRequest(inputs=x, targets=targets, rule=DEEPLIFT, reference=reference)
+    what = "gradients(rule='deeplift', reference=...)"
+    if not conf.rule_sets:
+        _expect_error(what, partial(model.gradients, request))
+        return
+    result = model.gradients(request)
+    want = deeplift_backward(spec, trace, forward(spec, reference_nchw),
+                             score_gradient(trace.logits, targets, "logit"))
+    assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
 
 
 def _check_attention(conf: Conformance, case: Case) -> None:

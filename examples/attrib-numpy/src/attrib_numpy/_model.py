@@ -22,7 +22,7 @@ from attrib.rules import rule_set
 
 from ._layers import Conv2d, Dense
 from ._network import Sequential
-from ._relevance import relevance
+from ._relevance import multipliers, relevance
 
 __all__ = ["NumpyModel"]
 
@@ -173,7 +173,14 @@ class NumpyModel(attrib.Model):
         passes = 0
         input_gradient = None
         layer_grads: dict[int, np.ndarray] = {}
-        if request.input_gradient and not rules.rectifier_only:  # LRP: attrib's rule references
+        if rules.nonlinearity == "rescale":  # DeepLIFT: multipliers against the reference
+            if request.reference is None:
+                raise argument_error("reference", "the reference inputs of rule set 'deeplift'",
+                                     None)
+            reference = self.to_numpy(request.reference)
+            input_gradient = multipliers(layers, x, reference, seed)
+            passes += 1
+        elif request.input_gradient and not rules.rectifier_only:  # LRP: attrib's rule references
             inputs = [x] + outputs[:-1]
             input_gradient = relevance(layers, inputs, caches, seed, logits, rules)
             passes += 1

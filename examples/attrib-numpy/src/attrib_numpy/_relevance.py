@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from attrib.rules import LinearOp, RuleSet
+from attrib.rules import LinearOp, RuleSet, rescale
 
 from ._layers import Conv2d, Dense, GlobalAvgPool, Layer
 
-__all__ = ["relevance"]
+__all__ = ["relevance", "multipliers"]
 
 
 def _conv_op(layer: Conv2d, x_shape: tuple[int, ...]) -> LinearOp:
@@ -55,5 +55,32 @@ def relevance(layers: list[tuple[str, Layer]], inputs: list[np.ndarray], caches:
                           lambda g, _w, c=caches[i], lay=layer: lay.backward(g, c, "vanilla"))
             grad = rules.pooling.reference(x, None, None, grad, op)
         else:  # Flatten, or pooling without a rule: the true derivative
+            grad = layer.backward(grad, caches[i], "vanilla")
+    return grad
+
+
+def multipliers(layers: list[tuple[str, Layer]], x: np.ndarray, reference: np.ndarray,
+                seed: np.ndarray) -> np.ndarray:
+    """DeepLIFT's multipliers at the input (:data:`attrib.rules.DEEPLIFT`) against ``reference``.
+
+    One forward pass each for the inputs and the reference; rectifiers take the
+    rescale rule (:func:`attrib.rules.rescale`), every other layer its true derivative.
+    """
+    ins, ins0, caches = [], [], []
+    h, h0 = x, reference
+    for _, layer in layers:
+        ins.append(h)
+        ins0.append(h0)
+        h, cache = layer.forward(h)
+        caches.append(cache)
+        h0, _ = layer.forward(h0)
+    grad = seed
+    for i in range(len(layers) - 1, -1, -1):
+        layer = layers[i][1]
+        if layer.rectifier:
+            z, z0 = ins[i], ins0[i]
+            dy = layer.forward(z)[0] - layer.forward(z0)[0]
+            grad = grad * rescale(z - z0, dy, layer.forward(z0)[1].astype(np.float64))
+        else:
             grad = layer.backward(grad, caches[i], "vanilla")
     return grad
