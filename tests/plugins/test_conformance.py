@@ -28,6 +28,7 @@ class TestTorchConformance(BackendConformance):
     build = staticmethod(build_torch)
     to_native = staticmethod(torch_tensor)
     rule_sets = True
+    deeplift = True
 
 
 @_selected("jax")
@@ -47,3 +48,4 @@ class TestNumpyExampleConformance(BackendConformance):
     layout = "NCHW"
     build = staticmethod(build_numpy)
     rule_sets = True
+    deeplift = True

@@ -150,7 +150,7 @@ def test_suite_catches_a_broken_backend(mutate: Any, failing: str) -> None:
 
 
 def test_suite_passes_the_numpy_example_as_a_function() -> None:
-    assert at.check_backend("numpy", build_numpy, rule_sets=True) == \
+    assert at.check_backend("numpy", build_numpy, rule_sets=True, deeplift=True) == \
         len(at.cases(at.Conformance("numpy", build_numpy)))
 
 

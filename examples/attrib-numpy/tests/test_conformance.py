@@ -39,3 +39,4 @@ class TestNumpyBackend(BackendConformance):
     layout = "NCHW"
     build = staticmethod(build)
     rule_sets = True
+    deeplift = True

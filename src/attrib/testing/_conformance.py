@@ -35,6 +35,9 @@ class BackendConformance:
         Whether the backend implements rule sets beyond rectifiers (LRP);
         the suite then checks them against the NumPy reference, else that
         they raise a clear :class:`attrib.AttribError`.
+    deeplift : bool
+        Whether the backend implements DeepLIFT's rule set (multipliers against
+        a reference input); checked the same way.
     rtol, atol : float
         Tolerances, see :class:`attrib.testing.Conformance`.
     """
@@ -46,6 +49,7 @@ class BackendConformance:
     wrap_options: ClassVar[Mapping[str, Any]] = {}
     parameter_free_layers: ClassVar[bool] = True
     rule_sets: ClassVar[bool] = False
+    deeplift: ClassVar[bool] = False
     rtol: ClassVar[float] = 1e-4
     atol: ClassVar[float] = 1e-5
     _conformance: ClassVar[Conformance | None] = None
@@ -74,7 +78,7 @@ class BackendConformance:
                 specs=cls.specs, to_native=to_native, wrap_options=dict(cls.wrap_options),
                 registry=cls().registry(),
                 parameter_free_layers=cls.parameter_free_layers, rule_sets=cls.rule_sets,
-                rtol=cls.rtol, atol=cls.atol,
+                deeplift=cls.deeplift, rtol=cls.rtol, atol=cls.atol,
             )
         conformance = cls._conformance
         assert conformance is not None

@@ -53,6 +53,10 @@ class Conformance:
         Whether the backend implements rule sets beyond rectifiers
         (:mod:`attrib.rules`, LRP): checked against the NumPy reference when
         True; otherwise the suite checks that they raise :class:`attrib.AttribError`.
+    deeplift : bool
+        Whether the backend implements DeepLIFT's rule set (:data:`attrib.rules.DEEPLIFT`,
+        multipliers against ``GradientRequest.reference``): checked against the
+        NumPy reference when True; otherwise it must raise :class:`attrib.AttribError`.
     parameter_free_layers : bool
         Whether layers without weights (rectifiers, pooling) can be tapped.
         Flax linen backends see only modules that own variables: set it to
@@ -72,6 +76,7 @@ class Conformance:
     registry: Any = None
     parameter_free_layers: bool = True
     rule_sets: bool = False
+    deeplift: bool = False
     rtol: float = 1e-4
     atol: float = 1e-5
     dtype: Any = np.float32
@@ -167,6 +172,7 @@ def check_backend(
     registry: Any = None,
     parameter_free_layers: bool = True,
     rule_sets: bool = False,
+    deeplift: bool = False,
     rtol: float = 1e-4,
     atol: float = 1e-5,
 ) -> int:
@@ -184,7 +190,8 @@ def check_backend(
     conf = Conformance(backend, build, layout=layout, methods=methods, specs=specs,
                        to_native=to_native, wrap_options=dict(wrap_options or {}),
                        registry=registry, parameter_free_layers=parameter_free_layers,
-                       rule_sets=rule_sets, rtol=rtol, atol=atol)
+                       rule_sets=rule_sets, deeplift=deeplift, rtol=rtol,
+                       atol=atol)
     failures = []
     all_cases = cases(conf)
     for case in all_cases:
@@ -716,7 +723,7 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
     reference = _to_layout(reference_nchw, conf.layout).astype(x.dtype)
     request = GradientRequest(inputs=x, targets=targets, rule=DEEPLIFT, reference=reference)
     what = "gradients(rule='deeplift', reference=...)"
-    if not conf.rule_sets:
+    if not conf.deeplift:
         _expect_error(what, partial(model.gradients, request))
         return
     result = model.gradients(request)
