@@ -16,7 +16,6 @@ torch = pytest.importorskip("torch")
 import attrib  # noqa: E402
 from attrib.models import photographs  # noqa: E402
 
-torch.set_num_threads(2)
 #: ImageNet classes 281-285 are the domestic cats
 CATS = {"tabby, tabby cat", "tiger cat", "Persian cat", "Siamese cat, Siamese", "Egyptian cat"}
 COFFEE = {"espresso", "cup", "coffee mug"}

@@ -32,7 +32,6 @@ CASES += [("scorecam", "layer2", {"batch_size": 128}), ("ablationcam", "layer2",
 
 
 def test_float64_parity_of_the_cam_family() -> None:
-    torch.set_num_threads(2)
     with jax.enable_x64(True):
         torch_model = _torch_resnet("resnet18", torch.float64)
         module, variables = attrib_jax.from_torch(torch_model)

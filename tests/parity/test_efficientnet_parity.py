@@ -35,7 +35,6 @@ from attrib.preprocess import resize_and_center_crop  # noqa: E402
 
 from .test_resnet_parity import _relative  # noqa: E402
 
-torch.set_num_threads(2)
 TARGETS = [285, 967]  # Egyptian cat, espresso
 SIZE = 32
 

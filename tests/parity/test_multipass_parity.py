@@ -23,7 +23,6 @@ import attrib  # noqa: E402
 import attrib_jax  # noqa: E402
 from attrib_jax._model import clear_cache, trace_count  # noqa: E402
 
-torch.set_num_threads(2)
 TARGETS = [5, 8]
 #: batch 2, batch_size 4: 6 rows go in chunks of 3 (IG at 3 steps, SmoothGrad), 10 rows in
 #: 4, 4 and 2 padded to 4 (IG at 5 steps), 18 occluded rows in 4, 4, 4, 4 and 2 padded

@@ -24,8 +24,6 @@ import attrib  # noqa: E402
 import attrib_jax  # noqa: E402
 from support.batchnorm import perturb_batchnorm  # noqa: E402
 
-torch.set_num_threads(2)
-
 #: (method, layer) pairs: every built-in method, Grad-CAM at layer4 and layer3
 CASES: list[tuple[str, str | None]] = [
     ("saliency", None),

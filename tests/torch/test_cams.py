@@ -95,7 +95,6 @@ def _models() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
 
 @pytest.fixture(scope="module")
 def models() -> dict[str, tuple[torch.nn.Module, torch.Tensor]]:
-    torch.set_num_threads(2)
     return _models()
 
 

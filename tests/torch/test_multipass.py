@@ -21,7 +21,6 @@ import attrib  # noqa: E402
 from attrib.methods.integrated_gradients import RULES, quadrature  # noqa: E402
 from support.batchnorm import perturb_batchnorm  # noqa: E402
 
-torch.set_num_threads(2)
 TARGETS = [3, 7]
 
 
