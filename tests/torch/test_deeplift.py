@@ -30,7 +30,6 @@ from attrib.rules import (  # noqa: E402
 
 from .lrp_models import informative  # noqa: E402
 
-torch.set_num_threads(2)
 TARGETS = [1, 7]
 
 

@@ -22,7 +22,6 @@ import attrib  # noqa: E402
 from attrib.methods.gradient_shap import Draws  # noqa: E402
 from support.batchnorm import perturb_batchnorm  # noqa: E402
 
-torch.set_num_threads(2)
 TARGETS = [3, 7]
 
 
