@@ -105,6 +105,10 @@ def test_several_seeds_report_the_spread(torch_cascade: evaluate.RandomizationRe
     with pytest.raises(attrib.AttribError, match="seed"):
         evaluate.model_randomization(attrib.demo_model("torch"), np.zeros((1, 3, 64, 64), np.float32),
                                      method="saliency", seed=[])
+    with pytest.raises(attrib.AttribError, match=r"batchnorm: expected one of \['reset', 'redraw'\], "
+                                                 r"got 'paper'"):
+        evaluate.model_randomization(attrib.demo_model("torch"), np.zeros((1, 3, 64, 64), np.float32),
+                                     method="saliency", batchnorm="paper")
 
 
 def test_independent_randomization_matches_cascade_at_the_first_step(
