@@ -146,8 +146,11 @@ def explain_dataset(
     del local  # the actors build their own models
     renamed = {image_column: IMAGE_KEY, **({label_column: LABEL_KEY} if has_labels else {})}
     keep = list(renamed)
-    ds = ds.select_columns(keep).rename_columns(renamed) if any(k != v for k, v in renamed.items()) \
-        else ds.select_columns(keep)
+    # only when needed: a projection is one Ray task per block (from_items makes a block per row)
+    if sorted(columns) != sorted(keep):
+        ds = ds.select_columns(keep)
+    if any(k != v for k, v in renamed.items()):
+        ds = ds.rename_columns(renamed)
     # blocks of exactly batch_size rows: every actor batch is the one-process run's batch (a
     # model's floats can depend on the batch's size, e.g. torch's kernels for one sample)
     ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
