@@ -147,7 +147,7 @@ def explain_dataset(
     renamed = {image_column: IMAGE_KEY, **({label_column: LABEL_KEY} if has_labels else {})}
     keep = list(renamed)
     # only when needed: a projection is one Ray task per block (from_items makes a block per row)
-    if sorted(columns) != sorted(keep):
+    if set(columns) != set(keep):
         ds = ds.select_columns(keep)
     if any(k != v for k, v in renamed.items()):
         ds = ds.rename_columns(renamed)
