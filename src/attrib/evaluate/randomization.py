@@ -273,6 +273,7 @@ def model_randomization(
         raise argument_error("layers", "at least one layer with parameters (no empty block)",
                              layers)
     from_logits = list(blocks)[::-1]
+    options = {"batchnorm": batchnorm} if _takes_batchnorm(wrapped) else {}
     originals = explain_all(wrapped, inputs, methods, target=target, layer=layer)
     targets = originals[methods[0]].targets
     steps = []
@@ -287,7 +288,7 @@ def model_randomization(
     for k, i in iterator:
         labels = from_logits[:k + 1] if cascade else [from_logits[k]]
         copy = wrapped.randomized([n for label in labels for n in blocks[label]], seed=seeds[i],
-                                  batchnorm=batchnorm)
+                                  **options)
         if i == 0:
             steps.append(from_logits[k])
         explained = explain_all(copy, inputs, methods, target=targets, layer=layer)
@@ -303,6 +304,17 @@ def model_randomization(
         maps={m: np.stack(v) for m, v in maps.items()},
         image=_first_image(wrapped, inputs), seeds=seeds, per_seed=per_seed,
     )
+
+
+def _takes_batchnorm(model: Model) -> bool:
+    """Whether the backend's ``randomized`` takes ``batchnorm`` (backends written before it do not).
+
+    A backend without it randomises as it always did; its BatchNorm treatment is its own.
+    """
+    import inspect
+
+    parameters = inspect.signature(model.randomized).parameters.values()
+    return any(p.name == "batchnorm" or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _seed_list(seed: Any) -> tuple[int, ...]:
