@@ -6,11 +6,16 @@ mid-way when the driver writes batch 1; then the node running the actor is
 removed and (with ``replace``) a new 1-CPU node joins, as an autoscaler would.
 Prints whether the job finished, and which stored rows hold which input rows.
 
-Found (ray 2.60, 7 runs with ``replace``): the job always finished by itself
-(~11 s), but in 2 runs the store differed from the one-process store (in one,
-rows 12-19 held other rows): Ray Data's reconstruction after the node loss did
-not keep the dataset's order. Without ``replace`` the job waited forever (the
-restarted actor and the re-run read tasks each need the one CPU left).
+Found before the fix (ray 2.60, 7 runs with ``replace``): the job always
+finished by itself (~11 s), but in 2 runs the store differed from the
+one-process store (in one, rows 12-19 held other rows). The cause: attrib set
+``preserve_order`` on the process-wide DataContext, but a dataset's run reads
+its own copy (taken when the dataset was made), so batches came in order of
+completion — after a retry or a rebuilt block, not the dataset's order.
+Without ``replace`` the job waited forever (the restarted actor and the re-run
+read tasks each need the one CPU left); now it stops with an AttribError once
+the capacity has been lost for ``attrib.ray.LOST_GRACE_S`` seconds, and this
+script then adds a node and calls again, which resumes the store.
 
 Usage::
 
@@ -61,6 +66,8 @@ try:
     print("finished", time.time() - t)
 except Exception as e:
     print("FAILED", type(e), str(e)[:2000], time.time() - t)
+    print("written before the error", len(attrib.open_maps(tmp + "/ray.zarr")), flush=True)
+    cluster.add_node(num_cpus=1)  # the capacity comes back: the same call resumes
     st = attrib.ray.explain_dataset(ds, functools.partial(slow_model, 0.25, record), method="saliency", out=tmp + "/ray.zarr", batch_size=4, progress=False)
     print("resumed", time.time() - t)
 files = lambda root: {str(p.relative_to(root)): p.read_bytes() for p in sorted(__import__("pathlib").Path(root).rglob("*")) if p.is_file()}

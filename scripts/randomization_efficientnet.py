@@ -4,9 +4,11 @@ Adebayo et al. (2018), "Sanity Checks for Saliency Maps", on a real ImageNet
 network: re-draw the parameters from the logits down, one **block** at a time
 (classifier; head = conv_head + bn2; blocks.6 ... blocks.0; stem = conv_stem
 + bn1: 10 steps, as the paper randomises Inception v3 block by block), with
-attrib's redraw (:func:`attrib._randomize.redrawn`: every parameter of a
-layer, BatchNorm's scale and shift included, drawn around 0 with the array's
-own std; BatchNorm's running statistics kept), and compare each method's map
+attrib's redraw (:func:`attrib._randomize.redrawn`: convolution and dense
+parameters drawn around 0 with the array's own std) and BatchNorm treated as
+``--batchnorm`` says: ``reset`` (default, the paper's code: γ = 1, β = 0,
+running statistics kept) or ``redraw`` (γ and β drawn like the rest; the
+previous default), and compare each method's map
 with the original one (Spearman rank correlation of |map|, the paper's
 metric, and the others of :func:`attrib.evaluate.similarities`), explaining
 the original model's top class. Several seeds; torch and JAX from the same
@@ -15,9 +17,13 @@ seeds give the same copies.
 Run one seed per call (each takes ~2 min per backend on 2 cores), then
 ``--report`` to write the table and figure::
 
-    python scripts/randomization_efficientnet.py --backend torch --seed 0
+    python scripts/randomization_efficientnet.py --backend torch --seed 0 [--batchnorm reset]
     ...
     python scripts/randomization_efficientnet.py --report --out docs/figures
+
+Results go to ``benchmarks/results/randomization_efficientnet/<batchnorm>/``;
+each record also counts the photographs whose randomised map is constant (a
+constant map has no ranks: its Spearman correlation is 0 by definition).
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ def maps(model, x, targets, layer):
     return result
 
 
-def run(backend: str, seed: int) -> None:
+def run(backend: str, seed: int, batchnorm: str) -> None:
     net = efficientnet_lite0(backend)
     wrapped = attrib.wrap(net.model, backend=backend)
     x = net.preprocess(list(photographs().values()))
@@ -72,40 +78,45 @@ def run(backend: str, seed: int) -> None:
     blocks = groups(list(wrapped.parameter_layers()), sep)
     from_logits = blocks[::-1]
     scores: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    constant: dict[str, list[int]] = {m: [] for m in METHODS}
     first: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     chosen: list[str] = []
     start = time.time()
     for name, layers in from_logits:
         chosen.extend(layers)
-        copy = wrapped.randomized(chosen, seed=seed)
+        copy = wrapped.randomized(chosen, seed=seed, batchnorm=batchnorm)
         randomised = maps(copy, x, targets, net.layer)
         for m in METHODS:
             for key, values in similarities(originals[m], randomised[m]).items():
                 scores[m].setdefault(key, []).append(float(np.mean(values)))
-            first[m].append(np.abs(np.asarray(attrib.evaluate._maps.two_d(randomised[m],
-                                                                           absolute=True)[0])))
+            flat = np.asarray(attrib.evaluate._maps.two_d(randomised[m], absolute=True))
+            constant[m].append(int(np.sum(np.ptp(flat.reshape(len(flat), -1), axis=1) == 0)))
+            first[m].append(np.abs(flat[0]))
         print(f"{backend} seed {seed} after {name}: " + ", ".join(
             f"{m} {scores[m]['spearman_abs'][-1]:.3f}" for m in METHODS),
             f"({time.time() - start:.0f} s)", flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    record = {"backend": backend, "seed": seed, "steps": [n for n, _ in from_logits],
-              "targets": np.asarray(targets).tolist(), "scores": scores, "ig_steps": IG_STEPS}
-    (RESULTS / f"{backend}_seed{seed}.json").write_text(json.dumps(record, indent=1))
+    results = RESULTS / batchnorm
+    results.mkdir(parents=True, exist_ok=True)
+    record = {"backend": backend, "seed": seed, "batchnorm": batchnorm,
+              "steps": [n for n, _ in from_logits], "targets": np.asarray(targets).tolist(),
+              "scores": scores, "constant_maps": constant, "ig_steps": IG_STEPS}
+    (results / f"{backend}_seed{seed}.json").write_text(json.dumps(record, indent=1))
     if seed == 0:
-        np.savez_compressed(RESULTS / f"{backend}_maps.npz",
+        np.savez_compressed(results / f"{backend}_maps.npz",
                             **{m: np.stack([np.abs(attrib.evaluate._maps.two_d(originals[m],
                                             absolute=True)[0])] + first[m]) for m in METHODS},
                             image=net.deprocess(x[:1])[0])
 
 
-def report(out: Path) -> None:
+def report(out: Path, batchnorm: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    results = RESULTS / batchnorm
     records = {}
-    for path in sorted(RESULTS.glob("*_seed*.json")):
+    for path in sorted(results.glob("*_seed*.json")):
         r = json.loads(path.read_text())
         records.setdefault(r["backend"], []).append(r)
     lines = []
@@ -119,6 +130,14 @@ def report(out: Path) -> None:
             values = np.array([r["scores"][m]["spearman_abs"] for r in rs])
             lines.append(f"| {m} | " + " | ".join(
                 f"{mu:.2f} ± {sd:.2f}" for mu, sd in zip(values.mean(0), values.std(0))) + " |")
+        if all("constant_maps" in r for r in rs):
+            lines.append(f"\nconstant randomised maps (of 6 photographs × {len(rs)} seeds), per step:")
+            for m in METHODS:
+                counts = np.sum([r["constant_maps"][m] for r in rs], axis=0)
+                lines.append(f"- {m}: {counts.tolist()}")
+        gap = [np.array([r["scores"][m]["spearman_abs"][-1] for r in rs]).mean()
+               for m in ("guided_backprop", "gradcam")]
+        lines.append(f"\nall layers random: guided backprop − Grad-CAM = {gap[0] - gap[1]:.2f}")
     if "torch" in records and "jax" in records:
         seeds = sorted({r["seed"] for r in records["torch"]} & {r["seed"] for r in records["jax"]})
         worst = 0.0
@@ -133,7 +152,7 @@ def report(out: Path) -> None:
                      f"at any step: {worst:.2e}")
     text = "\n".join(lines)
     print(text)
-    (RESULTS / "table.md").write_text(text + "\n")
+    (results / "table.md").write_text(text + "\n")
     backend = "torch" if "torch" in records else next(iter(records))
     rs = records[backend]
     steps = rs[0]["steps"]
@@ -147,11 +166,12 @@ def report(out: Path) -> None:
     ax.set_xlabel("randomised from the logits down to")
     ax.axhline(0, color="gray", lw=0.5)
     ax.legend(fontsize=8)
-    ax.set_title(f"EfficientNet-Lite0, cascading randomisation, 6 photographs, {len(rs)} seeds "
-                 f"({backend})")
+    ax.set_title(f"EfficientNet-Lite0, cascading randomisation (BatchNorm: {batchnorm}), "
+                 f"6 photographs, {len(rs)} seeds ({backend})", fontsize=9)
     out.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out / "evaluate_randomization_efficientnet.png", dpi=110)
-    saved = np.load(RESULTS / f"{backend}_maps.npz")
+    suffix = "" if batchnorm == "reset" else f"_{batchnorm}"
+    fig.savefig(out / f"evaluate_randomization_efficientnet{suffix}.png", dpi=110)
+    saved = np.load(results / f"{backend}_maps.npz")
     fig2, axes = plt.subplots(len(METHODS), len(steps) + 2,
                               figsize=(1.3 * (len(steps) + 2), 1.4 * len(METHODS)),
                               layout="constrained")
@@ -167,7 +187,7 @@ def report(out: Path) -> None:
         for a in axes[i]:
             a.set_xticks([])
             a.set_yticks([])
-    fig2.savefig(out / "evaluate_randomization_efficientnet_maps.png", dpi=90)
+    fig2.savefig(out / f"evaluate_randomization_efficientnet{suffix}_maps.png", dpi=90)
 
 
 if __name__ == "__main__":
@@ -176,11 +196,12 @@ if __name__ == "__main__":
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--report", action="store_true")
     parser.add_argument("--out", default="docs/figures")
+    parser.add_argument("--batchnorm", default="reset", choices=("reset", "redraw"))
     args = parser.parse_args()
     if args.report:
-        report(Path(args.out))
+        report(Path(args.out), args.batchnorm)
     else:
         import torch
 
         torch.set_num_threads(2)
-        run(args.backend, args.seed)
+        run(args.backend, args.seed, args.batchnorm)

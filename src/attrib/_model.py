@@ -272,7 +272,7 @@ class Model(ABC):
         """
         raise self._no_randomization()
 
-    def randomized(self, layers: Sequence[str], seed: int = 0) -> Model:
+    def randomized(self, layers: Sequence[str], seed: int = 0, batchnorm: str = "reset") -> Model:
         """An adapter over an independent copy of the model with ``layers`` re-drawn.
 
         The parameters of each named layer are replaced by truncated-normal
@@ -287,6 +287,12 @@ class Model(ABC):
             Names from :meth:`parameter_layers`.
         seed : int
             Same seed, same copy.
+        batchnorm : {"reset", "redraw"}
+            BatchNorm layers among ``layers``: ``"reset"`` (default, as
+            Adebayo et al.'s code re-runs the initialisers of the trainable
+            variables) sets γ = 1 and β = 0 and keeps the moving mean and
+            variance; ``"redraw"`` draws γ and β like any parameter. A backend
+            without BatchNorm layers checks the value and ignores it.
 
         Returns
         -------

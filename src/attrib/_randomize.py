@@ -9,6 +9,13 @@ parameter array is replaced by draws from a normal of mean 0 and the
 scale of the layer (and so of the activations after it) is kept, the learnt
 structure is gone, and the draw does not depend on the framework.
 
+BatchNorm layers are treated as Adebayo et al.'s code treats them
+(``adebayoj/sanity_checks_saliency``, ``reinitlayerlist``: it re-runs the
+initialisers of a block's *trainable* variables): with ``batchnorm="reset"``
+(the default) γ becomes 1 and β 0 (TF's ones / zeros initialisers) and the
+moving mean and variance (not trainable) are kept; ``batchnorm="redraw"``
+draws γ and β like every other parameter.
+
 The draw is reproducible across backends: the generator is seeded from
 ``(seed, layer name with "/" read as ".", parameter role)`` and the values are drawn in the
 *output-first* layout (torch's ``(out, in, kh, kw)`` / ``(out, in)``);
@@ -23,7 +30,11 @@ import zlib
 
 import numpy as np
 
-__all__ = ["redrawn", "parameter_role", "TRUNCATION"]
+__all__ = ["redrawn", "parameter_role", "TRUNCATION", "BATCHNORM_MODES", "check_batchnorm",
+           "reset_batchnorm"]
+
+#: What a randomised copy does to a BatchNorm layer's γ and β (see the module docstring).
+BATCHNORM_MODES = ("reset", "redraw")
 
 #: draws beyond this many standard deviations are drawn again
 TRUNCATION: float = 2.0
@@ -82,6 +93,21 @@ def redrawn(value: np.ndarray, *, seed: int, layer: str, name: str,
         outside = np.abs(draw) > TRUNCATION
     new = (draw * std).astype(array.dtype)
     return np.ascontiguousarray(new.transpose(np.argsort(order)))
+
+
+def check_batchnorm(batchnorm: object) -> str:
+    """``batchnorm`` if it is one of :data:`BATCHNORM_MODES`, else a clear AttribError."""
+    from ._errors import check_choice
+
+    return check_choice("batchnorm", batchnorm, BATCHNORM_MODES,
+                        suggestion="'reset': γ = 1, β = 0, moving statistics kept (Adebayo et "
+                                   "al.'s code); 'redraw': drawn like the other parameters.")
+
+
+def reset_batchnorm(value: np.ndarray, name: str) -> np.ndarray:
+    """A BatchNorm parameter re-initialised: γ (``weight`` / ``scale``) ones, β (``bias``) zeros."""
+    array = np.asarray(value)
+    return np.ones_like(array) if parameter_role(name) == "weight" else np.zeros_like(array)
 
 
 def _output_first(ndim: int) -> tuple[int, ...]:

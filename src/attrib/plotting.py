@@ -233,14 +233,18 @@ def _display_images(image: Any, n: int, explanations: Sequence[Explanation]) -> 
 
 def _class_text(targets: np.ndarray | None, index: int, class_names: Any,
                 logits: np.ndarray | None = None) -> str:
-    """The class name of sample ``index``; with ``logits``, followed by its softmax probability."""
+    """The class name of sample ``index``; with ``logits``, followed by its softmax probability.
+
+    A name listing synonyms after commas (ImageNet's ``"lampshade, lamp shade"``)
+    shows its first one, so the title fits over its panel.
+    """
     if targets is None or index >= len(targets):
         return ""
     target = int(targets[index])
     text = f"class {target}"
     if class_names is not None:
         try:
-            text = f"{class_names[target]}"
+            text = str(class_names[target]).split(", ")[0]
         except (IndexError, KeyError, TypeError):
             pass
     if logits is not None and index < len(logits):

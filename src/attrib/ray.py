@@ -10,18 +10,27 @@ is called.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-from ._dataset._actors import plan_actors
+from ._dataset._actors import ActorPlan, plan_actors
 from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums
 from ._dataset._run import progress_bar, with_class_names, write_outputs
 from ._dataset._store import MapStore
-from ._errors import argument_error, shown
+from ._errors import AttribError, argument_error, shown
 
 __all__ = ["explain_dataset"]
+
+#: Seconds without a new batch after which the driver checks that the alive nodes still hold
+#: the actors' plan (a node lost for good leaves Ray Data waiting forever, silently).
+STALL_CHECK_S = 5.0
+#: Seconds the capacity must stay lost (no replacement node joined) before the run stops.
+LOST_GRACE_S = 30.0
 
 
 def _ray_data() -> Any:
@@ -137,8 +146,11 @@ def explain_dataset(
     del local  # the actors build their own models
     renamed = {image_column: IMAGE_KEY, **({label_column: LABEL_KEY} if has_labels else {})}
     keep = list(renamed)
-    ds = ds.select_columns(keep).rename_columns(renamed) if any(k != v for k, v in renamed.items()) \
-        else ds.select_columns(keep)
+    # only when needed: a projection is one Ray task per block (from_items makes a block per row)
+    if set(columns) != set(keep):
+        ds = ds.select_columns(keep)
+    if any(k != v for k, v in renamed.items()):
+        ds = ds.rename_columns(renamed)
     # blocks of exactly batch_size rows: every actor batch is the one-process run's batch (a
     # model's floats can depend on the batch's size, e.g. torch's kernels for one sample)
     ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
@@ -146,18 +158,105 @@ def explain_dataset(
                                fn_constructor_kwargs=options, batch_size=batch_size,
                                batch_format="numpy", compute=data.ActorPoolStrategy(size=plan.size),
                                **plan.remote_args())
-    context = data.DataContext.get_current()
+    # The store is written in the dataset's order: Ray Data hands the batches on in the order of
+    # their tasks only with preserve_order, read from the *dataset's own* DataContext (a copy of
+    # the current one, taken when the user made the dataset; setting DataContext.get_current()
+    # here did nothing, and after a retry or a lost node batches came in order of completion and
+    # were written at other rows). The context is shared with the user's dataset: put it back.
+    context = explained.context
     keep_order = context.execution_options.preserve_order
-    context.execution_options.preserve_order = True  # the store is written in the dataset's order
+    context.execution_options.preserve_order = True
     try:
         with progress_bar(None, f"attrib.ray ({method})", progress) as bar:
             batches = ({k: np.asarray(v) for k, v in batch.items()}
-                       for batch in explained.iter_batches(batch_size=batch_size, batch_format="numpy"))
+                       for batch in _watched(explained, batch_size, plan))
             write_outputs(store, batches, bar, first_batch=first, offset=offset)
     finally:
         context.execution_options.preserve_order = keep_order
     store.finish()
     return store
+
+
+def _watched(explained: Any, batch_size: int, plan: ActorPlan) -> Iterator[dict[str, Any]]:
+    """``explained``'s batches in order; an AttribError if the cluster lost the capacity they need.
+
+    Ray Data's iterator is pulled in a thread. While no batch arrives, the
+    alive nodes are checked every :data:`STALL_CHECK_S` seconds against
+    ``plan``; once they have not held it for :data:`LOST_GRACE_S` seconds (a
+    node removed and none joined) the run stops with an error: the batches
+    written so far stay in the store, and the same call resumes from them.
+    """
+    items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
+    stop = threading.Event()
+
+    def put(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
+        try:
+            for batch in explained.iter_batches(batch_size=batch_size, batch_format="numpy"):
+                if not put(("batch", batch)):
+                    return
+        except BaseException as error:  # handed to the driver's thread
+            put(("error", error))
+            return
+        put(("end", None))
+
+    thread = threading.Thread(target=pull, name="attrib.ray batches", daemon=True)
+    thread.start()
+    lost_since: float | None = None
+    try:
+        while True:
+            try:
+                kind, value = items.get(timeout=STALL_CHECK_S)
+            except queue.Empty:
+                lost = _lost_capacity(plan)
+                if lost is None:
+                    lost_since = None
+                    continue
+                lost_since = time.monotonic() if lost_since is None else lost_since
+                if time.monotonic() - lost_since >= LOST_GRACE_S:
+                    raise argument_error(
+                        "ds", "a cluster that keeps the resources the run was planned for",
+                        shown(f"nodes lost mid-run: {lost}; no batch for "
+                              f"{time.monotonic() - lost_since + STALL_CHECK_S:.0f} s"),
+                        "The batches written so far are in the store: add nodes (or lower "
+                        "concurrency / num_cpus) and call explain_dataset again with the same "
+                        "out= to resume.") from None
+                continue
+            lost_since = None
+            if kind == "end":
+                return
+            if kind == "error":
+                raise value
+            yield value
+    finally:
+        stop.set()
+        if thread.is_alive():  # stopped early: stop Ray Data's executor too (best effort)
+            executor = getattr(explained, "_current_executor", None)
+            if executor is not None:
+                executor.shutdown(force=True)
+            thread.join(timeout=5.0)
+
+
+def _lost_capacity(plan: ActorPlan) -> str | None:
+    """None if the alive nodes still hold ``plan`` with a CPU to read; else what is missing."""
+    nodes = _alive_nodes()
+    cpus = sum(float(node.get("CPU", 0.0)) for node in nodes)
+    try:
+        plan_actors(plan.size, plan.num_cpus, plan.num_gpus, nodes)
+    except AttribError:
+        return (f"{len(nodes)} alive node(s) with {cpus:g} CPUs cannot run {plan.size} actor(s) "
+                f"of num_cpus={plan.num_cpus:g} and leave a CPU to read the dataset")
+    if cpus < 1.0:
+        return f"{len(nodes)} alive node(s) with {cpus:g} CPUs leave none to read the dataset"
+    return None
 
 
 def _alive_nodes() -> list[dict[str, float]]:

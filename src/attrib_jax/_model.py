@@ -218,18 +218,22 @@ class JaxModel(Model):
             return ordered + [name for name in owners if name not in ordered]
         return owners
 
-    def randomized(self, layers: Sequence[str], seed: int = 0) -> JaxModel:
+    def randomized(self, layers: Sequence[str], seed: int = 0, batchnorm: str = "reset") -> JaxModel:
         """A :class:`JaxModel` over new variables (same module), ``layers`` re-drawn.
 
-        See :meth:`attrib.Model.randomized` for the distribution; kernels
-        are drawn output-first and transposed, so the Flax twin of a torch
-        model gets the same weights. The user's variables are not modified
-        (JAX arrays are immutable; untouched leaves are shared); an nnx
-        module is split and merged into a new module.
+        See :meth:`attrib.Model.randomized` for the distribution and
+        ``batchnorm``; kernels are drawn output-first and transposed, so the
+        Flax twin of a torch model gets the same weights. BatchNorm layers are
+        those with batch statistics (linen's ``batch_stats`` collection, nnx's
+        ``BatchStat`` variables; kept as they are); an ``(apply_fn, params)``
+        pair has none. The user's variables are not modified (JAX arrays are
+        immutable; untouched leaves are shared); an nnx module is split and
+        merged into a new module.
         """
-        from attrib._randomize import check_layers, redrawn
+        from attrib._randomize import check_batchnorm, check_layers, redrawn, reset_batchnorm
 
         names = set(check_layers(layers, list(self.parameter_layers()), self.backend))
+        norms = self._batchnorm_layers() if check_batchnorm(batchnorm) == "reset" else set()
 
         def rebuild(tree: Any, path: tuple[str, ...]) -> Any:
             if hasattr(tree, "items"):
@@ -237,8 +241,9 @@ class JaxModel(Model):
             layer = "/".join(path[:-1])
             if layer not in names:
                 return tree
-            new = redrawn(np.asarray(tree, dtype=np.float64), seed=seed, layer=layer,
-                          name=path[-1], channels_last=True)
+            value = np.asarray(tree, dtype=np.float64)
+            new = (reset_batchnorm(value, path[-1]) if layer in norms else
+                   redrawn(value, seed=seed, layer=layer, name=path[-1], channels_last=True))
             return jnp.asarray(new, dtype=tree.dtype)
 
         params = rebuild(self._parameter_tree(), ())
@@ -257,6 +262,19 @@ class JaxModel(Model):
             return JaxModel(nnx.merge(graphdef, fresh, rest), method=self._method,
                             output=self._output, **self._call_kwargs)
         return JaxModel((self._native[0], params), output=self._output)
+
+    def _batchnorm_layers(self) -> set[str]:
+        """Paths of the layers with batch statistics (BatchNorm), e.g. ``"blocks/0/0/bn1"``."""
+        kind = self._forward.kind
+        if kind == "linen":
+            stats = self._native[1].get("batch_stats", {})
+        elif kind == "nnx":
+            from flax import nnx
+
+            stats = nnx.to_pure_dict(nnx.split(self._native, nnx.BatchStat, ...)[1])
+        else:
+            return set()
+        return {layer for layer, _, _ in _parameter_leaves(stats)}
 
     def _parameter_tree(self) -> Any:
         """The parameters as nested dicts of arrays (linen ``params``, nnx ``Param`` state)."""

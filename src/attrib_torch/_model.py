@@ -151,25 +151,30 @@ class TorchModel(Model):
         return [name for name, module in self._model.named_modules()
                 if name and any(True for _ in module.parameters(recurse=False))]
 
-    def randomized(self, layers: Sequence[str], seed: int = 0) -> TorchModel:
+    def randomized(self, layers: Sequence[str], seed: int = 0, batchnorm: str = "reset") -> TorchModel:
         """A :class:`TorchModel` over ``copy.deepcopy`` of the module, ``layers`` re-drawn.
 
-        See :meth:`attrib.Model.randomized` for the distribution. The user's
-        module is only read.
+        See :meth:`attrib.Model.randomized` for the distribution and
+        ``batchnorm`` (BatchNorm layers: any ``nn.modules.batchnorm._BatchNorm``,
+        timm's ``BatchNormAct2d`` included; their running statistics are kept).
+        The user's module is only read.
         """
         import copy
 
-        from attrib._randomize import check_layers, redrawn
+        from attrib._randomize import check_batchnorm, check_layers, redrawn, reset_batchnorm
 
         names = check_layers(layers, list(self.parameter_layers()), self.backend)
+        reset = check_batchnorm(batchnorm) == "reset"
         with preserved(self._model):
             clone = copy.deepcopy(self._model)
         modules = dict(clone.named_modules())
         with torch.no_grad():
             for layer in names:
+                norm = reset and isinstance(modules[layer], nn.modules.batchnorm._BatchNorm)
                 for pname, param in modules[layer].named_parameters(recurse=False):
                     value = param.detach().cpu().double().numpy()
-                    new = redrawn(value, seed=seed, layer=layer, name=pname)
+                    new = (reset_batchnorm(value, pname) if norm
+                           else redrawn(value, seed=seed, layer=layer, name=pname))
                     param.copy_(torch.from_numpy(new))  # copy_ casts to its dtype and device
         return TorchModel(clone)
 

@@ -104,6 +104,21 @@ def test_seed_figure_layout_titles_and_pixels(tmp_path, explanations, images):
     save_and_check(fig, tmp_path / "figs" / "seed.png", titles)
 
 
+def test_a_class_name_with_synonyms_shows_the_first_so_the_title_fits(tmp_path, explanations,
+                                                                       images):
+    # ImageNet's names list synonyms after commas: "Original (lampshade, lamp shade 0.24)" ran
+    # past its panel and was clipped at the figure's edge
+    names = {3: "lampshade, lamp shade", 7: "tabby, tabby cat"}
+    fig = plots.seed_figure(images, {"gradcam": explanations["gradcam"]}, class_names=names,
+                            probabilities=True)
+    logits = np.asarray(explanations["gradcam"].logits, dtype=np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p = p / p.sum(1, keepdims=True)
+    save_and_check(fig, tmp_path / "synonyms.png",
+                   [f"Original (lampshade {p[0, 3]:.2f})", "Grad-CAM",
+                    f"Original (tabby {p[1, 7]:.2f})", "Grad-CAM"])
+
+
 def test_seed_figure_original_panel_is_the_given_image(tmp_path, explanations):
     checker = np.indices((H, W)).sum(axis=0) % 2
     image = np.repeat(checker[None, ..., None], 3, axis=-1).astype(np.float64).repeat(N, 0)

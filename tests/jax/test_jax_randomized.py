@@ -66,13 +66,21 @@ def test_function_params_randomized_copy() -> None:
         model.randomized(["dens"], seed=1)
 
 
-def test_resnet18_and_its_flax_twin_get_the_same_randomised_copy() -> None:
+@pytest.mark.parametrize("batchnorm", ["reset", "redraw"])
+def test_resnet18_and_its_flax_twin_get_the_same_randomised_copy(batchnorm: str) -> None:
     torch = pytest.importorskip("torch")
     torchvision = pytest.importorskip("torchvision")
     import attrib_jax
 
     torch.manual_seed(0)
     net = torchvision.models.resnet18(weights=None).eval()
+    with torch.no_grad():  # BatchNorm as trained: γ, β and running statistics away from 1 and 0
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.weight.uniform_(0.5, 1.5)
+                module.bias.normal_(0.0, 0.2)
+                module.running_mean.normal_(0.0, 0.2)
+                module.running_var.uniform_(0.5, 2.0)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     t, j = attrib.wrap(net), attrib.wrap(attrib_jax.from_torch(net))
     torch_layers = list(t.parameter_layers())
@@ -80,20 +88,28 @@ def test_resnet18_and_its_flax_twin_get_the_same_randomised_copy() -> None:
     chosen = torch_layers[-4:]  # fc, layer4.1.bn2, layer4.1.conv2, layer4.1.bn1
     x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
     x_t = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-    rt = t.randomized(chosen, seed=2)
-    rj = j.randomized([name.replace(".", "/") for name in chosen], seed=2)
+    rt = t.randomized(chosen, seed=2, batchnorm=batchnorm)
+    rj = j.randomized([name.replace(".", "/") for name in chosen], seed=2, batchnorm=batchnorm)
     a, b = rt.forward(x_t), rj.forward(x)
     assert not np.allclose(a, t.forward(x_t), atol=1e-3)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(a).max()))
     # only the chosen layers' parameters differ; buffers (running statistics) are kept
     copied = rt.native.state_dict()
     for key, value in state.items():
-        layer = key.rsplit(".", 1)[0]
-        is_parameter = key.rsplit(".", 1)[1] in ("weight", "bias")
-        changed = not torch.equal(copied[key], value)
-        constant = bool((value == value.flatten()[0]).all())  # std 0: drawn as zeros
-        if constant and is_parameter and layer in chosen:
-            assert not copied[key].any(), key
+        layer, name = key.rsplit(".", 1)
+        is_parameter = name in ("weight", "bias")
+        norm = "bn" in layer.rsplit(".", 1)[-1]
+        if batchnorm == "reset" and norm and is_parameter and layer in chosen:
+            # Adebayo et al.'s code re-runs the initialisers: γ = 1, β = 0 (in both backends)
+            expected = 1.0 if name == "weight" else 0.0
+            assert bool((copied[key] == expected).all()), key
+            flax = rj.native[1]["params"]
+            for part in layer.split("."):
+                flax = flax[part]
+            leaf = np.asarray(flax["scale" if name == "weight" else "bias"])
+            np.testing.assert_array_equal(leaf, np.full(leaf.shape, expected, leaf.dtype))
             continue
-        assert changed == (layer in chosen and is_parameter), key
+        assert (not torch.equal(copied[key], value)) == (layer in chosen and is_parameter), key
         assert torch.equal(net.state_dict()[key], value), f"the user's {key} changed"
+    with pytest.raises(attrib.AttribError, match=r"batchnorm: expected one of \['reset', 'redraw'\]"):
+        t.randomized(chosen, seed=2, batchnorm="zero")

@@ -105,6 +105,10 @@ def test_several_seeds_report_the_spread(torch_cascade: evaluate.RandomizationRe
     with pytest.raises(attrib.AttribError, match="seed"):
         evaluate.model_randomization(attrib.demo_model("torch"), np.zeros((1, 3, 64, 64), np.float32),
                                      method="saliency", seed=[])
+    with pytest.raises(attrib.AttribError, match=r"batchnorm: expected one of \['reset', 'redraw'\], "
+                                                 r"got 'paper'"):
+        evaluate.model_randomization(attrib.demo_model("torch"), np.zeros((1, 3, 64, 64), np.float32),
+                                     method="saliency", batchnorm="paper")
 
 
 def test_independent_randomization_matches_cascade_at_the_first_step(
@@ -255,3 +259,19 @@ def test_backends_without_randomized_say_so(scenes: attrib.DemoData) -> None:
                                       targets=np.zeros(1, dtype=np.int64)))
     with pytest.raises(attrib.AttribError, match="does not support randomised copies"):
         evaluate.model_randomization(model, np.zeros((1, 3, 4, 4), np.float32), method="saliency")
+
+
+def test_a_backend_whose_randomized_predates_batchnorm_still_runs(monkeypatch) -> None:
+    # third-party backends written before batchnorm= keep working (their own BatchNorm treatment)
+    from attrib_torch._model import TorchModel
+
+    original = TorchModel.randomized
+
+    def old_style(self, layers, seed=0):
+        return original(self, layers, seed)
+
+    monkeypatch.setattr(TorchModel, "randomized", old_style)
+    x = np.random.default_rng(0).uniform(size=(2, 3, 64, 64)).astype(np.float32)
+    result = evaluate.model_randomization(attrib.demo_model("torch"), x, method="saliency",
+                                          layers=["fc"])
+    assert result.steps == ("fc",)

@@ -48,8 +48,9 @@ def add_dataset_commands(commands: Any) -> None:
                      help="side of the thumbnails kept for 'attrib report' (default 112)")
     run.add_argument("--ray", action="store_true",
                      help="run on Ray (the cluster in RAY_ADDRESS, else a local one); needs attrib[ray]")
-    run.add_argument("--concurrency", type=int, default=1, metavar="N",
-                     help="Ray actors (with --ray; default 1)")
+    run.add_argument("--concurrency", default="1", metavar="N|auto",
+                     help="Ray actors (with --ray; default 1); 'auto': one per CPU of the cluster, "
+                          "fewer where that would leave reading no CPU")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
 
     report = commands.add_parser(
@@ -156,8 +157,7 @@ def _explain_dataset(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size: expected a positive number, got {args.batch_size}")
     if args.thumbnail < 8:
         raise CLIError(f"--thumbnail: expected at least 8 pixels, got {args.thumbnail}")
-    if args.concurrency < 1 or (args.concurrency > 1 and not args.ray):
-        raise CLIError("--concurrency: expected a positive number of Ray actors, with --ray")
+    args.concurrency = _concurrency(args.concurrency, args.ray)
     files = image_files(args.folder)
     loaded = load_model(args.model, args.backend, args.weights, args.size, args.normalize)
     labels = folder_labels(files, loaded.class_names)
@@ -220,3 +220,20 @@ def run_dataset_command(args: argparse.Namespace) -> int:
     if args.command == "report":
         return _report(args)
     return _explain_dataset(args)
+
+
+def _concurrency(given: str, ray: bool) -> int | str:
+    """``--concurrency`` as ``attrib.ray.explain_dataset`` takes it: a positive int or ``"auto"``."""
+    value: int | str = given.strip().lower()
+    if value != "auto":
+        try:
+            value = int(given)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise CLIError(f"--concurrency: expected a positive number of Ray actors or 'auto', "
+                           f"got {given!r}")
+    if value != 1 and not ray:
+        raise CLIError(f"--concurrency: expected 1 without --ray (actors run on Ray), got {given!r}; "
+                       f"add --ray")
+    return value

@@ -45,12 +45,17 @@ def add_evaluate_parser(commands: Any) -> None:
     evaluate.add_argument("--backend", metavar="NAME", help="torch (default) or jax")
     evaluate.add_argument("--layer", metavar="NAME", help="layer for Grad-CAM (default: conv4)")
     evaluate.add_argument("-n", type=int, default=64, metavar="N",
-                          help="number of demo scenes (default: 64)")
+                          help="number of demo scenes (default: 64); with a pretrained model, "
+                               "of photographs (the first N of the 6)")
     evaluate.add_argument("--seed", type=int, default=0,
                           help="seed of the scenes, the randomised weights and the random map")
     evaluate.add_argument("--repeats", type=int, default=5, metavar="R",
                           help="randomisation draws averaged per layer, seeds SEED ... SEED+R-1 "
                                "(default: 5; one draw is noisy)")
+    evaluate.add_argument("--batchnorm", choices=("reset", "redraw"), default="reset",
+                          help="BatchNorm layers in model randomisation: 'reset' (gamma 1, beta 0, "
+                               "moving statistics kept: Adebayo et al.'s code; default) or "
+                               "'redraw' (drawn like the other parameters)")
     evaluate.add_argument("--steps", type=int, default=16,
                           help="deletion / insertion steps (default: 16)")
     evaluate.add_argument("--out", default="attrib-evaluate", metavar="DIR",
@@ -81,7 +86,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     cascade = evaluate.model_randomization(loaded.model, inputs, method=methods, layer=layer,
                                            seed=range(args.seed, args.seed + args.repeats),
-                                           progress=True)
+                                           batchnorm=args.batchnorm, progress=True)
     print(cascade.table(), end="\n\n")
     written.append(save_figure(cascade.plot(), out / "model_randomization.png"))
 
@@ -121,14 +126,14 @@ def _run_pretrained(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.method)
     net = load(args.model, args.backend or "torch")
-    inputs = net.preprocess(list(photographs().values()))
+    inputs = net.preprocess(list(photographs().values())[:args.n])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     cascade = evaluate.model_randomization(net.model, inputs, method=methods,
                                            layer=args.layer or net.layer, backend=net.backend,
                                            layers=net.blocks(),
                                            seed=range(args.seed, args.seed + args.repeats),
-                                           progress=True)
+                                           batchnorm=args.batchnorm, progress=True)
     print(f"{net.spec.title} on {len(inputs)} photographs ({net.backend})")
     print(cascade.table(), end="\n\n")
     path = save_figure(cascade.plot(), out / "model_randomization.png")

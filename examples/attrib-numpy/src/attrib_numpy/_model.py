@@ -101,15 +101,17 @@ class NumpyModel(attrib.Model):
         """The Conv2d and Dense layers, input first."""
         return [name for name, layer in self._net.layers if isinstance(layer, (Conv2d, Dense))]
 
-    def randomized(self, layers: Sequence[str], seed: int = 0) -> NumpyModel:
+    def randomized(self, layers: Sequence[str], seed: int = 0, batchnorm: str = "reset") -> NumpyModel:
         """A :class:`NumpyModel` over a deep copy of the network, ``layers`` re-drawn.
 
         The draw is :func:`attrib._randomize.redrawn` (Dense weights are
-        ``(in, out)``, so they are drawn output-first and transposed).
+        ``(in, out)``, so they are drawn output-first and transposed). The
+        network has no BatchNorm: ``batchnorm`` is checked and changes nothing.
         """
-        from attrib._randomize import check_layers, redrawn
+        from attrib._randomize import check_batchnorm, check_layers, redrawn
 
         names = set(check_layers(layers, list(self.parameter_layers()), self.backend))
+        check_batchnorm(batchnorm)
         clone = copy.deepcopy(self._net)
         for name, layer in clone.layers:
             if name in names:
