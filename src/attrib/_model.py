@@ -57,6 +57,12 @@ class GradientRequest:
         give the plain class target). Backends check it with
         :func:`attrib._targets.resolve_target_weights` and return as
         ``GradientResult.targets`` each row's class of largest weight.
+    target : attrib.targets.Target or None
+        When set, ``targets`` and ``target_weights`` are ignored: the score of
+        each sample is ``target.score`` of the model's output (a mask over a
+        dense output, weights, cosine to a reference, boxes), evaluated as
+        :mod:`attrib.targets` describes. ``GradientResult.targets`` is then
+        ``target.labels(N)`` and ``GradientResult.scores`` the (N,) scores.
     """
 
     inputs: Any
@@ -67,6 +73,7 @@ class GradientRequest:
     layers: tuple[str, ...] = ()
     layer_gradients: bool = True
     target_weights: np.ndarray | None = None
+    target: Any = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +85,8 @@ class GradientResult:
     inputs : ndarray, shape (N, ...)
         The inputs as NumPy, in the model's layout.
     logits : ndarray, shape (N, classes)
+        With a :class:`attrib.targets.Target`: the output the target read
+        when it is one array (e.g. (N, C, H, W)), else ``scores`` as (N, 1).
     targets : ndarray of int64, shape (N,)
         The class whose score was differentiated for each sample.
     input_gradient : ndarray, shape of ``inputs``, or None
@@ -87,6 +96,8 @@ class GradientResult:
         The true gradient of the summed scores at each captured layer's output.
     stats : mapping
         Backend facts about the pass, e.g. ``{"rectifiers": 17, "backward_passes": 1}``.
+    scores : ndarray, shape (N,), or None
+        The explained score of each sample, set when the request had a ``target``.
     """
 
     inputs: np.ndarray
@@ -96,6 +107,7 @@ class GradientResult:
     activations: Mapping[str, np.ndarray] = field(default_factory=dict)
     layer_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
     stats: Mapping[str, Any] = field(default_factory=dict)
+    scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
