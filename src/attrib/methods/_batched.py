@@ -232,14 +232,17 @@ class MultiPassMethod(Attributor):
 
     def _target_forward(self, x: np.ndarray,
                         explained: Explained) -> tuple[np.ndarray, Forwarded | None]:
-        """:meth:`_forward` for a target: scores (N, 1) of ``x`` and of the extra rows, one call."""
+        """:meth:`_forward` for a target: scores (N, 1) of ``x`` and of the extra rows.
+
+        ``x`` goes first, alone: its pass checks the target against the output
+        (which settles how the target's rows are indexed for the extra rows).
+        """
         extra = self.extra_inputs(x)
-        n = len(x)
+        scores = explained.forward(self.model, x)
         if extra is None:
-            return explained.forward(self.model, x), None
-        samples = np.r_[np.arange(n), np.arange(len(extra)) % n]
-        scores = explained.rows(samples).forward(self.model, np.concatenate([x, extra]))
-        return scores[:n], Forwarded(extra, scores[n:])
+            return scores, None
+        samples = np.arange(len(extra)) % len(x)
+        return scores, Forwarded(extra, explained.rows(samples).forward(self.model, extra))
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Forwarded | None]:
         """The logits of ``x`` and the :meth:`extra_inputs` with theirs, from one forward call.
