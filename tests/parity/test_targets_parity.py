@@ -16,7 +16,7 @@ jax = pytest.importorskip("jax")
 nn = pytest.importorskip("flax.linen")
 
 import attrib  # noqa: E402
-from attrib.targets import Cosine, Mask, Weights  # noqa: E402
+from attrib.targets import Boxes, Cosine, Mask, Weights  # noqa: E402
 
 
 class FlaxSeg(nn.Module):
@@ -82,3 +82,46 @@ def test_targets_torch_equals_jax_in_float64() -> None:
         np.testing.assert_allclose(j.attribution.transpose(0, 3, 1, 2), t.attribution, rtol=0,
                                    atol=1e-10 * np.abs(t.attribution).max())
     assert not jax.config.jax_enable_x64, "x64 must not leak into other tests"
+
+
+class FlaxDenseDetector(nn.Module):
+    """The twin of ``tests/torch/test_targets_detection.py::_DenseDetector``, NHWC."""
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        import jax.numpy as jnp
+
+        h = nn.relu(nn.Conv(8, (3, 3), padding=((1, 1), (1, 1)), name="conv")(x))
+        out = nn.Conv(7, (4, 4), strides=(4, 4), padding="VALID", name="head")(h)
+        out = out.reshape(out.shape[0], -1, 7)  # (N, P, 7), cells row-major as in torch
+        cells = jnp.arange(out.shape[1])
+        corner = jnp.stack([cells % 4, cells // 4], 1).astype(out.dtype) * 4
+        boxes = jnp.concatenate([corner + out[..., :2], corner + 4 + jnp.exp(out[..., 2:4])], -1)
+        return boxes, out[..., 4:]
+
+
+def test_boxes_on_dense_outputs_torch_equals_jax_in_float64() -> None:
+    from support.detection import DenseDetector
+
+    model = DenseDetector().double().eval()
+    params = {name: {"kernel": np.transpose(getattr(model, name).weight.detach().numpy(),
+                                            (2, 3, 1, 0)),
+                     "bias": getattr(model, name).bias.detach().numpy()}
+              for name in ("conv", "head")}
+    x = np.random.default_rng(3).normal(size=(2, 3, 16, 16))
+    with torch.no_grad():
+        boxes, logits = model(torch.as_tensor(x))
+    target = Boxes(boxes[0, [1, 6]].numpy() + 0.25, logits[0, [1, 6]].argmax(-1).tolist(),
+                   iou=0.3)
+    with jax.enable_x64(True):
+        flax_model = (FlaxDenseDetector(), {"params": params})
+        for method, options in (("saliency", {}), ("gradcam", {"layer": "conv"})):
+            t = attrib.explain(model, x, method=method, target=target, **options)
+            j = attrib.explain(flax_model, x.transpose(0, 2, 3, 1), method=method,
+                               target=target, backend="jax", **options)
+            mine = j.attribution if j.attribution.ndim == 3 else j.attribution.transpose(0, 3, 1, 2)
+            assert np.abs(t.attribution).max() > 0, method
+            np.testing.assert_allclose(mine, t.attribution, rtol=0,
+                                       atol=1e-10 * np.abs(t.attribution).max(), err_msg=method)
+            np.testing.assert_allclose(j.logits, t.logits, rtol=1e-12)
+    assert not jax.config.jax_enable_x64
