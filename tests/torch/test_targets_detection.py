@@ -119,7 +119,7 @@ def test_dense_boxes_saliency_equals_autograd() -> None:
             ious = box_iou(box[None], b[n])[0]
             same = lg[n].argmax(-1) == label
             best = int(torch.where(same, ious, torch.full_like(ious, -1.0)).argmax())
-            if float(ious[best]) > 0.3 and bool(same[best]):
+            if float(ious[best].detach()) > 0.3 and bool(same[best]):
                 total = total + ious[best] + lg[n, best, label]
     total.backward()
     assert leaf.grad is not None and float(leaf.grad.abs().max()) > 0
