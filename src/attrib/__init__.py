@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
     from . import preprocess as preprocess
     from . import ray as ray
     from . import rules as rules
+    from . import targets as targets
     from . import testing as testing
     from ._api import explain, list_backends, list_methods, wrap
     from ._attributor import Attributor, GradientNeeds, MethodOutput
@@ -119,6 +120,8 @@ __all__ = [
     "DeepLIFTSHAP",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
     "rules",
+    # targets beyond a class index: Mask, Weights, Cosine, Boxes (attrib.targets)
+    "targets",
     "RuleSet",
     # results
     "Explanation",
@@ -246,7 +249,7 @@ _LAZY: dict[str, str] = {
 }
 #: subpackages and modules reachable as ``attrib.<name>`` without importing them first
 _SUBMODULES: tuple[str, ...] = ("evaluate", "plotting", "preprocess", "ray", "testing", "methods",
-                                "postprocess", "rules", "models")
+                                "postprocess", "rules", "models", "targets")
 
 
 def __getattr__(name: str) -> object:

@@ -16,6 +16,7 @@ from ._explanation import Explanation
 from ._model import GradientRequest, GradientResult, Model
 from ._targets import check_objective, complete_target_weights, split_target
 from .rules import RuleSet, rule_set
+from .targets import Target
 
 __all__ = ["Attributor", "GradientNeeds", "MethodOutput"]
 
@@ -53,7 +54,7 @@ class GradientNeeds:
         )
 
     def request(self, inputs: Any, targets: np.ndarray | None, objective: str,
-                target_weights: np.ndarray | None = None) -> GradientRequest:
+                target_weights: np.ndarray | None = None, target: Any = None) -> GradientRequest:
         """The :class:`GradientRequest` of these needs for ``inputs`` and the explained score."""
         rule_set(self.rule)  # a clear error for an unknown rule or rule set
         return GradientRequest(
@@ -67,6 +68,7 @@ class GradientNeeds:
             target_weights=target_weights,
             attention=self.attention,
             attention_gradients=self.attention_gradients,
+            target=target,
         )
 
 
@@ -118,6 +120,8 @@ class Attributor(ABC):
         self.registry = registry if registry is not None else default_registry()
         self.model: Model = self.registry.wrap(model, backend=backend)
         self.objective = check_objective(objective)
+        #: the attrib.targets.Target of the current call, for methods that score more inputs
+        self._target: Target | None = None
 
     @abstractmethod
     def needs(self) -> GradientNeeds:
@@ -156,10 +160,12 @@ class Attributor(ABC):
         ----------
         inputs : ndarray or framework tensor, shape (N, ...)
             A batch in the model's layout (NCHW for torch, NHWC for Flax).
-        target : None, int, sequence of N ints, or target weights
+        target : None, int, sequence of N ints, target weights, or an attrib.targets.Target
             ``None``: each sample's arg-max class; an int: that class for all;
             a float array (classes,) or (N, classes), or a mapping
-            ``{class_index: weight}``: the weighted sum of the class scores.
+            ``{class_index: weight}``: the weighted sum of the class scores;
+            :class:`attrib.targets.Mask`, ``Weights``, ``Cosine``, ``Boxes``:
+            a score of a dense, embedding or detection output.
 
         Returns
         -------
@@ -169,7 +175,8 @@ class Attributor(ABC):
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
-        request = needs.request(inputs, targets, self.objective, weights)
+        self._target = target if isinstance(target, Target) else None
+        request = needs.request(inputs, targets, self.objective, weights, self._target)
         result = self.model.gradients(request)
         check_finite(result)  # never a NaN map (issue 12)
         explanation = self._from_result(result, weights)
@@ -217,6 +224,9 @@ class Attributor(ABC):
         A mapping ``{class: weight}`` needs the number of classes: one forward
         pass of the first sample finds it.
         """
+        if isinstance(target, Target):
+            target.check_objective(self.objective)
+            return None, None
         targets, weights = split_target(target, n)
         if isinstance(weights, Mapping):
             classes = int(self.model.forward(inputs[:1]).shape[-1])

@@ -62,6 +62,12 @@ class GradientRequest:
         ``"rescale"`` (DeepLIFT's baseline, one per sample); ``None`` otherwise.
         The input quantity is then the multiplier ``m`` with
         ``sum m * (inputs - reference) = score(inputs) - score(reference)``.
+    target : attrib.targets.Target or None
+        When set, ``targets`` and ``target_weights`` are ignored: the score of
+        each sample is ``target.score`` of the model's output (a mask over a
+        dense output, weights, cosine to a reference, boxes), evaluated as
+        :mod:`attrib.targets` describes. ``GradientResult.targets`` is then
+        ``target.labels(N)`` and ``GradientResult.scores`` the (N,) scores.
     """
 
     inputs: Any
@@ -75,6 +81,7 @@ class GradientRequest:
     attention: tuple[str, ...] | str = ()
     attention_gradients: bool = False
     reference: Any = None
+    target: Any = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class GradientResult:
     inputs : ndarray, shape (N, ...)
         The inputs as NumPy, in the model's layout.
     logits : ndarray, shape (N, classes)
+        With a :class:`attrib.targets.Target`: the output the target read
+        when it is one array (e.g. (N, C, H, W)), else ``scores`` as (N, 1).
     targets : ndarray of int64, shape (N,)
         The class whose score was differentiated for each sample.
     input_gradient : ndarray, shape of ``inputs``, or None
@@ -100,6 +109,8 @@ class GradientResult:
         order the forward pass ran them (``softmax(q k^T * scale + mask)``).
     attention_gradients : mapping of layer name to ndarray, shape (N, heads, T, S)
         The true gradient of the summed scores at each captured attention.
+    scores : ndarray, shape (N,), or None
+        The explained score of each sample, set when the request had a ``target``.
     """
 
     inputs: np.ndarray
@@ -111,6 +122,7 @@ class GradientResult:
     stats: Mapping[str, Any] = field(default_factory=dict)
     attention: Mapping[str, np.ndarray] = field(default_factory=dict)
     attention_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
+    scores: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

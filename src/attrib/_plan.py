@@ -37,6 +37,7 @@ from ._attributor import Attributor, GradientNeeds
 from ._checks import check_finite, one_zero_warning, warn_zero, zero_gradients
 from ._explanation import Explanation
 from .rules import VANILLA, RuleSet, rule_set
+from .targets import Target
 
 __all__ = ["Pass", "plan", "explain_planned"]
 
@@ -116,7 +117,10 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
     runs: list[MappingProxyType[str, Any]] = []
     with one_zero_warning():  # a map that is zero everywhere: one warning for the call
         for shared in passes:
-            request = shared.needs.request(inputs, targets, first.objective, weights)
+            request = shared.needs.request(inputs, targets, first.objective, weights,
+                                           target if isinstance(target, Target) else None)
+            for method, _ in shared.members:
+                method._target = target if isinstance(target, Target) else None
             result = first.model.gradients(request)
             check_finite(result)
             runs.append(MappingProxyType({

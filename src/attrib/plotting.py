@@ -43,6 +43,8 @@ __all__ = [
     "saliency_figure",
     "grid_figure",
     "plot_explanation",
+    "segmentation_figure",
+    "detection_figure",
     "render",
     "save_figure",
 ]
@@ -540,6 +542,74 @@ def plot_explanation(explanation: Explanation, image: Any = None, ax: Axes | Non
                                        percentile=percentile)
         cls = _class_text(m.targets, sample, class_names)
         _show(ax_i, shown_picture, kwargs, f"{label} ({cls})" if cls else label)
+    return fig
+
+
+def _map_of(value: Any, index: int) -> np.ndarray:
+    """One (H, W) map from an Explanation (its sample ``index``) or an array."""
+    array = value.attribution if is_explanation(value) else np.asarray(value)
+    array = np.asarray(array[index] if array.ndim == 3 else array, dtype=np.float64)
+    if array.ndim != 2:
+        raise argument_error("explanation", "a CAM-style map (N, H, W) or (H, W)",
+                             shown(f"shape {np.shape(array)}"),
+                             "Reduce an input-space map first, e.g. attrib.grayscale(...).")
+    return array
+
+
+def segmentation_figure(image: Any, explanation: Any, mask: Any, *, index: int = 0,
+                        title: str = "", panel_size: float = 3.0) -> Figure:
+    """The image with the explained mask outlined, and the map over it with the same outline.
+
+    Parameters
+    ----------
+    image : ndarray (H, W, 3) in [0, 1] or uint8
+    explanation : Explanation or ndarray (N, H, W) / (H, W)
+        E.g. Grad-CAM with ``target=attrib.targets.Mask(category, mask)``.
+    mask : ndarray (H, W) (or (N, H, W)), the region the score was summed over
+    """
+    from .postprocess import minmax, overlay
+
+    heat = _map_of(explanation, index)
+    region = np.asarray(mask, dtype=np.float64)
+    region = region[index] if region.ndim == 3 else region
+    picture = np.asarray(image)
+    fig, axes = _figure(1, 2, panel_size)
+    for ax, shown_picture, name in ((axes[0, 0], picture, "image and mask"),
+                                    (axes[0, 1], overlay(picture, minmax(heat)),
+                                     title or "map over the mask")):
+        _show(ax, shown_picture, {}, name)
+        ax.contour(region, levels=[0.5], colors="white", linewidths=1.5)
+    return fig
+
+
+def detection_figure(image: Any, boxes: Any, maps: Sequence[Any], *,
+                     labels: Sequence[str] | None = None, index: int = 0,
+                     panel_size: float = 3.0) -> Figure:
+    """One panel per box: its map (e.g. Grad-CAM with ``Boxes([box], [label])``) and the box.
+
+    Parameters
+    ----------
+    image : ndarray (H, W, 3) in [0, 1] or uint8
+    boxes : array (K, 4), (x1, y1, x2, y2) in pixels
+    maps : sequence of K Explanations or (H, W) arrays, one per box
+    labels : sequence of K str, optional
+        Panel titles (e.g. class names and scores).
+    """
+    from .postprocess import minmax, overlay
+
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(maps) != len(boxes):
+        raise argument_error("maps", f"one map per box ({len(boxes)})", shown(f"{len(maps)} maps"))
+    picture = np.asarray(image)
+    fig, axes = _figure(1, len(boxes), panel_size)
+    plt = _pyplot()
+    for k, (box, value) in enumerate(zip(boxes, maps)):
+        ax = axes[0, k]
+        _show(ax, overlay(picture, minmax(_map_of(value, index))), {},
+              labels[k] if labels is not None else f"box {k}")
+        x1, y1, x2, y2 = box
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="white",
+                                   linewidth=2))
     return fig
 
 

@@ -45,6 +45,7 @@ from attrib._attention import ALL, check_attention
 from attrib._errors import (
     AttribError,
     AttribTypeError,
+    AttribValueError,
     AttribWarning,
     argument_error,
     did_you_mean,
@@ -154,8 +155,8 @@ class JaxModel(Model):
                  **call_kwargs: Any) -> None:
         self._native = model
         self._output = check_output(output)
-        self._forward: Forward = _selecting(make_forward(model, method, call_kwargs),
-                                            self._output)
+        self._raw: Forward = make_forward(model, method, call_kwargs)
+        self._forward: Forward = _selecting(self._raw, self._output)
         self._method = method
         self._call_kwargs = dict(call_kwargs)
 
@@ -184,7 +185,10 @@ class JaxModel(Model):
     def input_shape(self, inputs: Any) -> tuple[int, ...]:
         shape = _array_shape(inputs)
         # abstract evaluation (no computation, cached per shape): does the model take it?
-        self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
+        try:
+            self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
+        except _NotLogits:  # it does; whether its output suits the target is checked later
+            pass
         return shape
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
@@ -304,6 +308,13 @@ class JaxModel(Model):
                 shown(f"rule set {request.rule.name!r} (DeepLIFT's rescale rule)"),
                 "DeepLIFT runs on the torch backend and the NumPy reference (attrib.testing): "
                 "explain a torch model, or see docs/how-to/write-a-backend.md.")
+        if request.target is not None:
+            if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
+                raise argument_error(
+                    "target", f"a class target with rule set {request.rule.name!r} on the jax backend",
+                    shown(type(request.target).__name__),
+                    "LRP with an attrib.targets target runs on the torch backend.")
+            return self._target_gradients(request)
         if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
             from ._relevance import relevance_gradients  # LRP rule sets (jaxpr rewrite)
 
@@ -414,6 +425,58 @@ class JaxModel(Model):
             _SHAPES[key] = ((), sites, None)  # type: ignore[assignment]
         return sites
 
+    def _target_gradients(self, request: GradientRequest) -> GradientResult:
+        """:meth:`gradients` for an :class:`attrib.targets.Target`: its score, traced with jnp.
+
+        The target's arrays are program arguments: another mask, reference or
+        set of boxes of the same shapes reuses the compiled program.
+        """
+        target = request.target
+        target.check_objective(request.objective)
+        if request.attention:
+            raise argument_error("target", "a class target when attention is captured",
+                                 shown(type(target).__name__))
+        rule = get_rule(request.rule, "jax").name
+        layers = tuple(request.layers)
+        if layers:
+            self._check_layers(layers)
+        _array_shape(request.inputs)
+        numpy_inputs = np.asarray(request.inputs)
+        _check_finite(numpy_inputs)
+        x = jnp.asarray(request.inputs)
+        if rule != "vanilla":
+            check_supported()
+        forward = _targeting(self._raw, self._output, target)
+        output, layer_shapes = self._out_shape(x, layers, forward, target)
+        n = int(x.shape[0])
+        target.check(output, n, self.layout)
+        data = target.data(output, n, self.layout)
+        entry = _cached((forward.key, "gradients", rule, layers, request.objective,
+                         request.input_gradient, request.layer_gradients),
+                        lambda entry: _gradient_program(
+                            forward, entry, rule, layers, request.objective,
+                            request.input_gradient, request.layer_gradients, target))
+        eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
+        try:
+            out = entry.program(forward.params, x, eps, None, data)
+        except jax.errors.UnexpectedTracerError as error:
+            raise _lifted_layer_error(layers) from error
+        out = jax.device_get(out)
+        scores = np.asarray(out["targets"], dtype=np.float64)
+        logits = out["logits"]
+        input_gradient = out.get("input_gradient")
+        return GradientResult(
+            inputs=numpy_inputs,
+            logits=np.asarray(logits) if hasattr(logits, "shape") else scores[:, None],
+            targets=target.labels(n),
+            input_gradient=None if input_gradient is None else np.asarray(input_gradient),
+            activations={name: np.asarray(a) for name, a in out["activations"].items()},
+            layer_gradients={name: np.asarray(g) for name, g in out.get("layer_gradients", {}).items()},
+            stats={"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
+                   "downstream_rectifiers": int(out["downstream"])},
+            scores=scores,
+        )
+
     # -- the CAM family's primitives (issue 8) -----------------------------------------------
     def probe_layers(self, inputs: Any) -> list[LayerInfo]:
         """Every layer's output shape from one abstract evaluation (no computation), in call order.
@@ -515,25 +578,30 @@ class JaxModel(Model):
             _check_finite(np.asarray(inputs))
         return x
 
-    def _out_shape(self, x: Any,
-                   layers: tuple[str, ...] = ()) -> tuple[tuple[int, ...], dict[str, Any]]:
-        """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached)."""
-        key = _shape_key(self._forward, self._forward.params, x, layers)
+    def _out_shape(self, x: Any, layers: tuple[str, ...] = (), forward: Forward | None = None,
+                   target: Any = None) -> tuple[Any, dict[str, Any]]:
+        """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached).
+
+        With ``target`` (and its ``forward``): the output it reads, as
+        ``jax.ShapeDtypeStruct`` leaves, checked by ``target.check``.
+        """
+        forward = self._forward if forward is None else forward
+        key = _shape_key(forward, forward.params, x, layers)
         with _LOCK:
             known = _SHAPES.get(key)
         if known is not None:
             return known[0], known[1]
         # one trace, outside the lock (another thread may do the same meanwhile); with
         # no layer it is the very jaxpr the gradient program evaluates, which reuses it
-        fn = self._forward.fn
+        fn = forward.fn
         try:
             if layers:
                 program = None
                 logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
-                                              self._forward.params, x)
+                                              forward.params, x)
             else:
                 program = trace(lambda p, x, e: fn(p, x, e, layers),
-                                self._forward.params, _abstract(x), {})
+                                forward.params, _abstract(x), {})
                 logits, acts = jax.tree_util.tree_unflatten(
                     program.out_tree, list(program.closed.out_avals))
         except AttribError:
@@ -552,12 +620,16 @@ class JaxModel(Model):
             raise argument_error("layer", "a submodule that is called in the forward pass",
                                  missing[0], "It has variables but its __call__ never ran; "
                                  "tap a module that is called.")
+        if target is not None:  # checked by the caller (also when the shapes are cached)
+            with _LOCK:
+                _SHAPES[key] = (logits, acts, program)
+            return logits, acts
         shape = tuple(getattr(logits, "shape", ()))
         if len(shape) != 2:
-            raise argument_error(
+            raise _NotLogits.of(argument_error(
                 "inputs", "a batch (N, ...) on which the model returns logits (N, classes)",
                 shown(f"shape {tuple(x.shape)}, on which the model returns shape {shape}"),
-                "Inputs are NHWC for Flax; add a batch axis if it is missing.")
+                "Inputs are NHWC for Flax; add a batch axis if it is missing."))
         if shape[0] != x.shape[0]:
             raise argument_error(
                 "inputs", "a batch (N, H, W, C) in NHWC layout", shown(
@@ -579,6 +651,14 @@ class JaxModel(Model):
         _, rule, layers, objective, want_input, want_layers = config
         return _cached(key, lambda entry: _gradient_program(
             forward, entry, rule, layers, objective, want_input, want_layers))
+
+
+class _NotLogits(AttribValueError):
+    """The model took the inputs but returned no (N, classes) logits (a target may still fit)."""
+
+    @classmethod
+    def of(cls, error: AttribError) -> _NotLogits:
+        return cls(str(error))
 
 
 def _array_shape(inputs: Any) -> tuple[int, ...]:
@@ -662,6 +742,33 @@ def _selecting(forward: Forward, output: Any) -> Forward:
     return replace(forward, fn=selected, key=(forward.key, "output", _hashable(output)))
 
 
+def _targeting(forward: Forward, output: Any, target: Any) -> Forward:
+    """``forward`` returning the output ``target`` reads (``target.select``)."""
+    fn = forward.fn
+
+    def selected(params: Any, x: Any, eps: Any, layers: tuple[str, ...] = (),
+                 scales: Any = None) -> tuple[Any, dict[str, Any]]:
+        value, acts = fn(params, x, eps, layers, scales=scales)
+        return target.select(value, output, lambda v: hasattr(v, "shape")), acts
+
+    return replace(forward, fn=selected,
+                   key=(forward.key, "output", _hashable(output), "target", target.key()))
+
+
+def _target_values(target: Any, logits: Any, data: Any, objective: str) -> Any:
+    """Per-sample scores (N,) of ``target`` on the model's output, in jnp (traced)."""
+    values = logits
+    if objective != "logit" and hasattr(logits, "shape"):
+        axis = target.class_axis("NHWC", logits.ndim)
+        values = (jax.nn.log_softmax if objective == "log_softmax" else jax.nn.softmax)(
+            logits, axis=axis)
+    floating = next(leaf for leaf in jax.tree_util.tree_leaves(logits)
+                    if jnp.issubdtype(leaf.dtype, jnp.floating))
+    cast = {name: a.astype(floating.dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+            for name, a in data.items()}
+    return target.score(values, cast, jnp, "NHWC")
+
+
 def _scaled_program(forward: Forward, entry: _Entry, layer: str) -> Any:
     def run(params: Any, x: Any, scale: Any) -> Any:
         entry.traces += 1
@@ -706,11 +813,14 @@ def _forward_program(forward: Forward, entry: _Entry) -> Any:
 
 
 def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[str, ...],
-                      objective: str, want_input: bool, want_layers: bool) -> Any:
+                      objective: str, want_input: bool, want_layers: bool,
+                      target: Any = None) -> Any:
     """The jitted ``(params, x, eps, targets or None, weights or None) -> dict`` of one request.
 
     ``eps`` holds zeros shaped like each tapped layer's output; ``weights``
     (N, classes), when given, replaces ``targets`` by the weighted score.
+    With ``target`` (an :class:`attrib.targets.Target`), ``weights`` holds its
+    data arrays and the ``targets`` output the per-sample scores.
     """
 
     def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> dict[str, Any]:
@@ -725,6 +835,9 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
         def score(rule_: str) -> Any:
             def fn(x: Any, eps: Any) -> tuple[Any, Any]:
                 logits, acts = program.call(rule_, params, x, eps)
+                if target is not None:
+                    per = _target_values(target, logits, weights, objective)
+                    return jnp.sum(per), (logits, per, acts)
                 if weights is not None:
                     chosen = jnp.argmax(weights, axis=1)
                     return (jnp.sum(_weighted_values(logits, objective) * weights.astype(logits.dtype)),

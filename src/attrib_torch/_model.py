@@ -29,6 +29,7 @@ from attrib._model import LayerInfo
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
 from attrib.rules import RuleSet, get_rule, rule_set
+from attrib.targets import Target
 
 from ._attention import captured_attention, prefix_tokens
 from ._capture import Tap, check_layers, tapped
@@ -218,12 +219,20 @@ class TorchModel(Model):
                 self._rectifier_path == "auto" and _hides_rectifiers(self._model))
             mode = RectifierMode(state) if ruled and use_mode else None
             grads = request.attention_gradients
-            logits, taps, attended = self._forward(x, layers, mode, attention, grads)
-            graph = RectifierGraph(logits, state, (rule,)) if ruled and mode is None else None
+            target = request.target
+            scores: np.ndarray | None = None
+            logits, taps, attended = self._forward(x, layers, mode, attention, grads, target)
+            if target is not None:  # the score's graph holds every output the target reads
+                targets, score, scores = _target_score(request, logits)
+            root = logits if target is None else score
+            graph = RectifierGraph(root, state, (rule,)) if ruled and mode is None else None
             if graph is not None and graph.opaque:  # e.g. a torch.compile'd function inside
                 graph, mode = None, RectifierMode(state)
-                logits, taps, attended = self._forward(x, layers, mode, attention, grads)
-            targets, score = _explained(request, logits)
+                logits, taps, attended = self._forward(x, layers, mode, attention, grads, target)
+                if target is not None:
+                    targets, score, scores = _target_score(request, logits)
+            if target is None:
+                targets, score = _explained(request, logits)
             rectifiers = graph.count if graph is not None else mode.count if mode else 0
             if ruled:
                 stats["rectifiers"] = rectifiers
@@ -256,7 +265,8 @@ class TorchModel(Model):
         gradients = dict(zip((id(tap) for tap in wanted), tap_gradients))
         return GradientResult(
             inputs=_numpy(x),
-            logits=_numpy(logits),
+            logits=_numpy(logits) if isinstance(logits, torch.Tensor) or scores is None
+            else scores[:, None],
             targets=targets,
             input_gradient=input_gradient,
             activations={tap.name: _numpy(tap.activation) for tap in taps
@@ -269,6 +279,7 @@ class TorchModel(Model):
             attention_gradients={tap.name: gradients[id(tap)].reshape(tap.activation.shape)
                                  for tap in attended
                                  if id(tap) in gradients and tap.activation is not None},
+            scores=scores,
         )
 
     def _relevance(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
@@ -290,9 +301,17 @@ class TorchModel(Model):
         state = RuleState(rules)
         with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
             mode = RelevanceMode(state, names)
-            logits, taps, _ = self._forward(x, layers, mode)
+            logits, taps, _ = self._forward(x, layers, mode, target=request.target)
             mode.check()
-            targets, score = _explained(request, logits)
+            scores: np.ndarray | None = None
+            if request.target is not None:
+                targets, score, scores = _target_score(request, logits)
+                if rules.seed == "relevance" and not isinstance(logits, torch.Tensor):
+                    raise argument_error(
+                        "rules", "a rule set without relevance seeding for this target",
+                        shown(f"{rules.name!r} on an output of type {type(logits).__name__}"))
+            else:
+                targets, score = _explained(request, logits)
             outputs = [tap.output for tap in taps
                        if request.layer_gradients and tap.output is not None]
             layer_grads: list[torch.Tensor] = []
@@ -313,7 +332,8 @@ class TorchModel(Model):
         wanted = [tap for tap in taps if request.layer_gradients and tap.output is not None]
         return GradientResult(
             inputs=_numpy(x),
-            logits=_numpy(logits),
+            logits=_numpy(logits) if isinstance(logits, torch.Tensor) or scores is None
+            else scores[:, None],
             targets=targets,
             input_gradient=_numpy(input_grad),
             activations={tap.name: _numpy(tap.activation) for tap in taps
@@ -321,6 +341,7 @@ class TorchModel(Model):
             layer_gradients={tap.name: _numpy(g) for tap, g in zip(wanted, layer_grads)},
             stats={"rule": rules.name, "rules": dict(mode.counts), "rectifiers": mode.count,
                    "rectifier_path": "mode", "backward_passes": passes},
+            scores=scores,
         )
 
     def _deeplift(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
@@ -336,6 +357,11 @@ class TorchModel(Model):
         if request.layers:
             raise argument_error("layers", f"no layer captures with rule set {rules.name!r}",
                                  request.layers)
+        if request.target is not None:
+            raise argument_error("target", f"a class target with rule set {rules.name!r}",
+                                 shown(type(request.target).__name__),
+                                 "DeepLIFT explains class scores; use integrated gradients for "
+                                 "an attrib.targets target.")
         with torch.inference_mode(False):
             x = self._tensor(request.inputs)
             reference = self._tensor(request.reference)
@@ -443,8 +469,10 @@ class TorchModel(Model):
     def _forward(
         self, x: torch.Tensor, layers: tuple[str, ...], mode: RectifierMode | RelevanceMode | None,
         attention: tuple[str, ...] | str = (), attention_gradients: bool = False,
-    ) -> tuple[torch.Tensor, list[Tap], list[Tap]]:
-        """Logits, the taps of ``layers`` and the captured attention of one forward pass."""
+        target: Target | None = None,
+    ) -> tuple[Any, list[Tap], list[Tap]]:
+        """Logits (or the output ``target`` reads), the taps of ``layers`` and the captured
+        attention of one forward pass."""
         def count() -> int:
             return mode.count if mode is not None else 0
 
@@ -452,9 +480,9 @@ class TorchModel(Model):
                 captured_attention(self._model, attention, count, attention_gradients) as attended:
             if mode is not None:
                 with mode:
-                    logits = self._logits(x)
+                    logits = self._logits(x, target)
             else:
-                logits = self._logits(x)
+                logits = self._logits(x, target)
         return logits, taps, attended.taps if attended is not None else []
 
     def _backward(
@@ -503,11 +531,16 @@ class TorchModel(Model):
         check_model_device(device)
         return as_tensor(inputs, device, dtype)
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: torch.Tensor, target: Target | None = None) -> Any:
+        """The logits (N, classes); with ``target``, the checked output it reads (any shape)."""
         try:
             # a model may rectify its input in place: never in place on the leaf
-            logits = select_output(self._model(x.clone() if x.requires_grad else x),
-                                   self._output, lambda v: isinstance(v, torch.Tensor))
+            value = self._model(x.clone() if x.requires_grad else x)
+            if target is not None:
+                chosen = target.select(value, self._output, lambda v: isinstance(v, torch.Tensor))
+                target.check(chosen, int(x.shape[0]), self.layout)
+                return chosen
+            logits = select_output(value, self._output, lambda v: isinstance(v, torch.Tensor))
         except AttribError:  # ours, e.g. from a layer tap: already clear
             raise
         except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
@@ -594,6 +627,47 @@ def _explained(request: GradientRequest, logits: torch.Tensor) -> tuple[np.ndarr
         return weights_targets(weights), _weighted_score(logits, weights, request.objective)
     targets = resolve_targets(request.targets, _numpy(logits))
     return targets, _score(logits, targets, request.objective)
+
+
+def _target_score(request: GradientRequest,
+                  output: Any) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
+    """Labels (N,), the summed score and the (N,) scores of ``request.target`` on ``output``.
+
+    The target's score is written against the array API (see :mod:`attrib.targets`):
+    here it runs on torch tensors, so autograd differentiates it.
+    """
+    target = request.target
+    target.check_objective(request.objective)
+    n = int(request.inputs.shape[0])
+    values = output
+    if isinstance(output, torch.Tensor):
+        if not output.is_floating_point():
+            raise argument_error("model", "a floating-point output", shown(f"dtype {output.dtype}"))
+        if request.objective != "logit":
+            axis = target.class_axis("NCHW", output.ndim)
+            values = (F.log_softmax if request.objective == "log_softmax" else F.softmax)(
+                output, dim=axis)
+    reference = _first_floating(output)
+    data = {name: torch.as_tensor(array, device=reference.device,
+                                  dtype=reference.dtype if array.dtype.kind == "f" else None)
+            for name, array in target.data(output, n, "NCHW").items()}
+    scores = target.score(values, data, torch, "NCHW")
+    return target.labels(n), scores.sum(), _numpy(scores).astype(np.float64)
+
+
+def _first_floating(output: Any) -> torch.Tensor:
+    """The first floating tensor in ``output`` (a tensor, or nested sequences / mappings)."""
+    stack = [output]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, torch.Tensor) and item.is_floating_point():
+            return item
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    raise argument_error("model", "an output with floating-point values",
+                         shown(f"an output of type {type(output).__name__}"))
 
 
 def _score(logits: torch.Tensor, targets: np.ndarray, objective: str) -> torch.Tensor:

@@ -283,3 +283,21 @@ def test_every_built_in_method_has_a_panel_title_and_the_demo_shows_them_by_fami
     order = _methods()
     assert order[:4] == ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
     assert order.index("gradcam_pp") < order.index("ablationcam") < order.index("integrated_gradients")
+
+
+def test_segmentation_and_detection_figures() -> None:
+    from attrib.plotting import detection_figure, segmentation_figure
+
+    image = np.random.default_rng(0).random((16, 20, 3))
+    maps = np.random.default_rng(1).random((2, 16, 20))
+    mask = np.zeros((16, 20))
+    mask[4:10, 5:15] = 1
+    fig = segmentation_figure(image, maps, mask)
+    axes = [ax for ax in fig.axes if ax.images]
+    assert len(axes) == 2 and all(ax.collections for ax in axes)  # the mask's outline on both
+    fig = detection_figure(image, [[1, 2, 8, 9], [5, 5, 15, 12]], [maps[0], maps[1]],
+                           labels=["a", "b"])
+    assert [ax.get_title() for ax in fig.axes if ax.images] == ["a", "b"]
+    assert all(len(ax.patches) == 1 for ax in fig.axes if ax.images)
+    with pytest.raises(AttribError, match=r"^maps: expected one map per box \(2\)"):
+        detection_figure(image, [[1, 2, 8, 9], [5, 5, 15, 12]], [maps[0]])

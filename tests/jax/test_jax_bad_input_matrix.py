@@ -46,6 +46,17 @@ def _function() -> Any:
     return (lambda p, x: module.apply(p, x), VARIABLES)
 
 
+def _t() -> Any:
+    import attrib.targets
+
+    return attrib.targets
+
+
+def _dense(t: Any) -> Any:
+    """Logits (N, 5) as a dense output (N, 4, 4, 5)."""
+    return jnp.broadcast_to(t[:, None, None, :], (t.shape[0], 4, 4, t.shape[1]))
+
+
 def _explain(inputs: Any = None, model: Any = None, **kwargs: Any) -> Callable[[], Any]:
     kwargs.setdefault("method", "saliency")
     kwargs.setdefault("backend", "jax")
@@ -100,6 +111,19 @@ ERRORS: dict[str, tuple[Callable[[], Any], str, str]] = {
                                  r"finite logits"),
     "model returns inf logits": (_explain(model=_model(lambda t: t / 0.0),
                                           method="guided_backprop"), "model", r"finite logits"),
+    "Mask on a classifier's (N, classes)": (_explain(target=_t().Mask(1)), "target",
+                                            r"dense output \(N, H, W, C\).*\(2, 5\)"),
+    "Mask: mask of the wrong shape": (_explain(model=_model(_dense), target=_t().Mask(
+        1, np.ones((3, 4)))), "mask", r"\(4, 4\).*\(3, 4\)"),
+    "Mask: category out of range": (_explain(model=_model(_dense), target=_t().Mask(9)),
+                                    "category", r"\[0, 4\].*got 9"),
+    "Weights of the wrong shape": (_explain(target=_t().Weights(np.ones(6))), "weights",
+                                   r"\(2, 5\) or \(5,\).*\(6,\)"),
+    "Cosine: reference of the wrong length": (_explain(target=_t().Cosine(np.ones(3))),
+                                              "reference", r"\(5,\).*\(3,\)"),
+    "Boxes on a model that returns no boxes": (
+        _explain(target=_t().Boxes(np.array([[0., 0, 4, 4]]), [1])), "target",
+        r"detection model's output"),
     "model raises inside its forward": (_explain(model=_model(_raise)), "inputs",
                                         r"ValueError: boom inside the model"),
     "lrp: unknown composite": (_explain(method="lrp", composite="epsilon_pluss"), "composite",

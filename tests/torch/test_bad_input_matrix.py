@@ -35,6 +35,12 @@ def _x(n: int = 2) -> torch.Tensor:
     return batch(n=n, dtype=torch.float32)
 
 
+def _targets() -> Any:
+    import attrib.targets
+
+    return attrib.targets
+
+
 def _explain(inputs: Any = None, model: nn.Module | None = None, **kwargs: Any) -> Case:
     def build() -> tuple[Callable[[], Any], nn.Module]:
         net = model if model is not None else _net()
@@ -322,6 +328,50 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
                                        r"'median'"),
     "attention: discard_ratio 1": (_attn(method="attention_rollout",
                                             discard_ratio=1.0), "discard_ratio", r"\[0, 1\)"),
+    # attrib.targets (issue 21): dense, embedding and detection targets
+    "Mask on a classifier's (N, classes)": (_explain(target=_targets().Mask(1)), "target",
+                                            r"dense output \(N, C, H, W\).*\(2, 5\)"),
+    "Mask: mask of the wrong shape": (
+        _explain(model=_Output(lambda t: t[:, :, None, None].expand(-1, -1, 4, 4)).eval(),
+                 target=_targets().Mask(1, np.ones((3, 4)))), "mask", r"\(4, 4\).*\(3, 4\)"),
+    "Mask: category out of range": (
+        _explain(model=_Output(lambda t: t[:, :, None, None].expand(-1, -1, 4, 4)).eval(),
+                 target=_targets().Mask(7)), "category", r"\[0, 4\].*got 7"),
+    "Mask: empty mask": (
+        _explain(model=_Output(lambda t: t[:, :, None, None].expand(-1, -1, 4, 4)).eval(),
+                 target=_targets().Mask(1, np.zeros((4, 4)))), "mask", r"non-zero.*sample"),
+    "Mask: unknown reduce": (lambda: (lambda: _targets().Mask(1, reduce="max"), _net()),
+                             "reduce", r"'sum'.*'max'"),
+    "Mask: one category per sample": (
+        _explain(model=_Output(lambda t: t[:, :, None, None].expand(-1, -1, 4, 4)).eval(),
+                 target=_targets().Mask([1, 2, 3])), "category", r"one category per sample"),
+    "Weights of the wrong shape": (_explain(target=_targets().Weights(np.ones((2, 6)))),
+                                   "weights", r"\(2, 5\) or \(5,\).*\(2, 6\)"),
+    "Weights with NaN": (lambda: (lambda: _targets().Weights([1.0, np.nan]), _net()), "weights",
+                         r"finite"),
+    "Cosine: reference of the wrong length": (_explain(target=_targets().Cosine(np.ones(4))),
+                                              "reference", r"\(5,\).*\(4,\)"),
+    "Cosine: zero reference": (lambda: (lambda: _targets().Cosine(np.zeros(5)), _net()),
+                               "reference", r"non-zero"),
+    "Cosine with softmax": (_explain(target=_targets().Cosine(np.ones(5)), objective="softmax"),
+                            "objective", r"\['logit'\].*Cosine"),
+    "Boxes on a model that returns no boxes": (
+        _explain(target=_targets().Boxes(np.array([[0., 0, 4, 4]]), [1])), "target",
+        r"detection model's output.*\(2, 5\)"),
+    "Boxes: labels and boxes of different lengths": (
+        lambda: (lambda: _targets().Boxes(np.array([[0., 0, 4, 4]]), [1, 2]), _net()), "labels",
+        r"one label per box \(1 boxes\).*2 labels"),
+    "Boxes: boxes not (K, 4)": (lambda: (lambda: _targets().Boxes(np.ones((2, 3)), [1, 2]),
+                                         _net()), "boxes", r"\(K, 4\).*\(2, 3\)"),
+    "Boxes: x2 < x1": (lambda: (lambda: _targets().Boxes(np.array([[4., 0, 2, 4]]), [1]), _net()),
+                       "boxes", r"x2 > x1"),
+    "Boxes: IoU threshold out of range": (
+        lambda: (lambda: _targets().Boxes(np.array([[0., 0, 4, 4]]), [1], iou=1.5), _net()),
+        "iou", r"\[0, 1\).*1\.5"),
+    "Ablation-CAM with a Mask": (
+        _explain(model=_Output(lambda t: t[:, :, None, None].expand(-1, -1, 4, 4)).eval(),
+                 method="ablationcam", layer="conv", target=_targets().Mask(1)), "target",
+        r"class index.*Score-CAM"),
     # LRP rule sets (issue 23)
     "lrp: unknown composite": (_explain(method="lrp", composite="epsilon_plus_flatt"),
                                "composite", r"Did you mean 'epsilon_plus_flat'"),

@@ -35,33 +35,53 @@ from .._errors import AttribTypeError, argument_error
 from .._explanation import Explanation
 from .._model import GradientRequest, GradientResult, Model
 from .._targets import resolve_target_weights, resolve_targets, weighted_scores, weights_targets
+from ..targets import Target
 
 
 @dataclass(frozen=True)
 class Explained:
-    """The score explained for each of N samples: classes, or target weights (N, classes)."""
+    """The score explained for each of N samples: classes, target weights (N, classes), or a target.
+
+    With an :class:`attrib.targets.Target`, "logits" are the per-row scores
+    as (N, 1) (see :meth:`forward`): the output a target reads need not be
+    one array.
+    """
 
     targets: np.ndarray
     weights: np.ndarray | None
     objective: str
+    target: Target | None = None
 
     def rows(self, samples: np.ndarray) -> Explained:
         """The explained score of each row of a batch whose row ``i`` is sample ``samples[i]``."""
         weights = None if self.weights is None else self.weights[samples]
-        return Explained(self.targets[samples], weights, self.objective)
+        target = None if self.target is None else self.target.rows(samples, len(self.targets))
+        return Explained(self.targets[samples], weights, self.objective, target)
 
-    def as_target(self) -> np.ndarray:
+    def as_target(self) -> Any:
         """What :meth:`Attributor.attribute` takes as ``target`` for these rows."""
+        if self.target is not None:
+            return self.target
         return self.targets if self.weights is None else self.weights
 
     def request(self, inputs: Any, **needs: Any) -> GradientRequest:
         """A gradient request for ``inputs`` (one row per entry) explaining this score."""
         return GradientRequest(inputs=inputs, targets=self.targets, objective=self.objective,
-                               target_weights=self.weights, **needs)
+                               target_weights=self.weights, target=self.target, **needs)
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """The per-row scores (N,) of ``logits``, float64."""
+        if self.target is not None:
+            return np.asarray(logits, dtype=np.float64)[:, 0]
         return weighted_scores(logits, self.targets, self.weights, self.objective)
+
+    def forward(self, model: Model, inputs: Any) -> np.ndarray:
+        """``model.forward(inputs)``; with a target, its scores (N, 1) from a pass without backward."""
+        if self.target is None:
+            return model.forward(inputs)
+        result = model.gradients(self.request(inputs, input_gradient=False))
+        assert result.scores is not None, "the backend returned no scores for the target"
+        return np.asarray(result.scores, dtype=np.float64)[:, None]
 
 
 #: bytes of model input per chunk when ``batch_size`` is not given
@@ -210,6 +230,20 @@ class MultiPassMethod(Attributor):
         """
         return None
 
+    def _target_forward(self, x: np.ndarray,
+                        explained: Explained) -> tuple[np.ndarray, Forwarded | None]:
+        """:meth:`_forward` for a target: scores (N, 1) of ``x`` and of the extra rows.
+
+        ``x`` goes first, alone: its pass checks the target against the output
+        (which settles how the target's rows are indexed for the extra rows).
+        """
+        extra = self.extra_inputs(x)
+        scores = explained.forward(self.model, x)
+        if extra is None:
+            return scores, None
+        samples = np.arange(len(extra)) % len(x)
+        return scores, Forwarded(extra, explained.rows(samples).forward(self.model, extra))
+
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, Forwarded | None]:
         """The logits of ``x`` and the :meth:`extra_inputs` with theirs, from one forward call.
 
@@ -233,6 +267,14 @@ class MultiPassMethod(Attributor):
         shape = self.model.input_shape(inputs)
         x = self.model.to_numpy(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
+        if isinstance(target, Target):
+            explained = Explained(target.labels(shape[0]), None, self.objective, target)
+            logits, extra = self._target_forward(x, explained)
+            output, stats = self.run(x, logits, explained, extra)
+            if output.attribution.size and not np.any(output.attribution):
+                warn_zero(self.name, ["the inputs"])
+            return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
+                                     stats={**output.stats, **stats}, target_weights=None)
         if (targets is not None or weights is not None) and self.folds_forward(x):
             explained = self._explained(targets, weights, None)
             output, stats = self.run(x, None, explained)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import argument_error, check_choice
+from .._errors import argument_error, check_choice, shown
 from .._model import Model
 from .._targets import objective_scores
 from ._cam import CAM, LayerData, check_batch_size, chunks
@@ -90,6 +90,12 @@ class AblationCAM(CAM):
 
     def weights(self, data: LayerData) -> np.ndarray:
         result = data.result
+        if self._target is not None:
+            raise argument_error(
+                "target", "a class index or class weights for Ablation-CAM",
+                shown(repr(self._target)),
+                "Its ablated passes score logits (N, classes); use Score-CAM or Grad-CAM for "
+                "masks, embeddings and boxes.")
         n, c = data.activation.shape[:2]
         original = objective_scores(result.logits, result.targets, self.objective)
         ablated = np.empty(n * c, dtype=np.float64)

@@ -184,7 +184,7 @@ class IntegratedGradients(MultiPassMethod):
         n = len(x)
         if extra is None:
             baselines = self.baselines(x)
-            extra = Forwarded(baselines, self.model.forward(baselines))
+            extra = Forwarded(baselines, explained.forward(self.model, baselines))
         baseline = extra.rows
         diff = x.astype(np.float64) - baseline.astype(np.float64)
         step_in_dtype = diff.astype(x.dtype)  # interpolated images in the inputs' dtype (as Captum)

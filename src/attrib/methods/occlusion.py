@@ -122,7 +122,8 @@ class Occlusion(MultiPassMethod):
             for row, r in enumerate(rows):
                 batch[row][region(*windows[r // n])] = self.baseline
             picked = padded(rows % n, size)
-            occluded = explained.rows(picked).scores(self.model.forward(padded(batch, size)))
+            chosen = explained.rows(picked)
+            occluded = chosen.scores(chosen.forward(self.model, padded(batch, size)))
             drop = score[rows % n] - occluded[: stop - start]
             for row, r in enumerate(rows):
                 t, left = windows[r // n]
@@ -131,5 +132,6 @@ class Occlusion(MultiPassMethod):
         shape = [n, height, width]
         channel_axis = 1 if self.model.layout == "NCHW" else 3
         shape.insert(channel_axis, 1)
-        attribution = np.broadcast_to(mean.reshape(shape), x.shape).astype(logits.dtype)
+        dtype = logits.dtype if explained.target is None else x.dtype
+        attribution = np.broadcast_to(mean.reshape(shape), x.shape).astype(dtype)
         return MethodOutput(attribution=attribution), {"windows": len(windows)}

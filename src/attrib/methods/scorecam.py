@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import check_choice
+from .._model import GradientRequest
 from .._resize import resize_bilinear
 from .._targets import objective_scores
 from ._cam import CAM, LayerData, check_batch_size, chunks
@@ -83,6 +84,13 @@ class ScoreCAM(CAM):
             masks = masks[:, None] if channels_first else masks[..., None]
             masked = x[samples]  # a copy (fancy indexing), multiplied in place in its dtype
             np.multiply(masked, masks, out=masked, casting="same_kind")
+            if self._target is not None:  # an attrib.targets.Target: its scores, no backward
+                scored = self.model.gradients(GradientRequest(
+                    inputs=masked, target=self._target.rows(samples, n),
+                    objective=self.objective, input_gradient=False))
+                assert scored.scores is not None, "the backend returned no scores for the target"
+                scores[index] = scored.scores
+                continue
             logits = self.model.forward(masked)
             scores[index] = objective_scores(logits, result.targets[samples], self.objective)
         self._count("masked_batches", len(pairs))

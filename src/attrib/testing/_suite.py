@@ -18,7 +18,7 @@ import numpy as np
 from .._errors import AttribError, check_choice
 from .._model import LAYOUTS, GradientRequest, Model
 from ._expected import BUILTIN_METHODS, Expected, expected
-from ._reference import _to_layout, backward, deeplift_backward, forward, score_gradient
+from ._reference import _from_layout, _to_layout, backward, deeplift_backward, forward, score_gradient
 from ._specs import Conv2d, Dense, NetSpec, default_specs
 
 __all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
@@ -138,8 +138,8 @@ def cases(conf: Conformance) -> list[Case]:
                 Case("explain", spec), Case("randomized", spec)]
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
-        out += [Case("target_weights", spec), Case("multipass", spec), Case("rule_sets", spec),
-                Case("attention", spec)]
+        out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
+                Case("rule_sets", spec), Case("attention", spec)]
         if spec.is_image and conf.gradcam_layers(spec):
             out.append(Case("cam", spec))
         for method in conf.methods or ():
@@ -506,6 +506,87 @@ def _check_target_weights(conf: Conformance, case: Case) -> None:
         x, {spec.classes: 1.0}))
 
 
+def _dense_spec(spec: NetSpec) -> NetSpec:
+    """``spec`` cut after its last 4-D layer: a fully convolutional net, output (N, C, h, w)."""
+    trace = forward(spec, spec.inputs)
+    last = max(i for i, layer in enumerate(spec.layers)
+               if trace.activations[layer.name].ndim == 4)
+    layers = spec.layers[: last + 1]
+    channels = trace.activations[layers[-1].name].shape[1]
+    return NetSpec(f"{spec.name}-dense", layers, spec.inputs, classes=channels,
+                   gradcam_layers=tuple(n for n in spec.gradcam_layers
+                                        if n in {layer.name for layer in layers}))
+
+
+def _check_targets(conf: Conformance, case: Case) -> None:
+    """``GradientRequest.target`` (:mod:`attrib.targets`): each score against its NumPy reference.
+
+    Image specs are cut to a fully convolutional net (:class:`Mask`,
+    :class:`Weights` of the output's shape); vector specs check
+    :class:`Weights` and :class:`Cosine`. Scores, input gradients under a
+    rule and true layer gradients are compared, and a bad target raises.
+    """
+    from ..targets import Cosine, Mask, Weights, reference_scores
+
+    spec = _dense_spec(case.spec) if case.spec.is_image else case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    trace = forward(spec, spec.inputs)
+    out = _to_layout(trace.logits, conf.layout)  # the output as the backend returns it
+    n = len(x)
+    rng = np.random.default_rng(7)
+    if spec.is_image:
+        spatial = trace.logits.shape[2:]
+        mask = np.zeros(spatial)
+        mask[: spatial[0] // 2 + 1, 1:] = 1.0
+        per_sample = rng.random((n, *spatial)) > 0.4
+        per_sample[:, 0, 0] = True
+        categories = list(range(n))
+        targets: list[tuple[Any, str]] = [
+            (Mask(categories, mask), "log_softmax"), (Mask(1, per_sample, reduce="mean"), "logit"),
+            (Weights(np.round(rng.normal(size=out.shape[1:]), 2)), "logit")]
+    else:
+        targets = [(Weights(np.round(rng.normal(size=(n, spec.classes)), 2)), "log_softmax"),
+                   (Cosine(np.round(rng.normal(size=spec.classes), 2)), "logit")]
+    layers = conf.tapped(spec)
+    for target, objective in targets:
+        for rule in ("vanilla", "guided"):
+            scores, seed = reference_scores(target, out, objective, conf.layout)
+            seed = _from_layout(seed, conf.layout)
+            grad, _ = backward(spec, trace, seed, rule)
+            _, true_layer_grads = backward(spec, trace, seed, "vanilla")
+            result = model.gradients(GradientRequest(
+                inputs=x, objective=objective, rule=rule, input_gradient=True,
+                layers=layers, layer_gradients=True, target=target))
+            what = f"gradients(target={target!r}, objective={objective!r}, rule={rule!r})"
+            assert_close(result.scores, scores, f"{what}.scores", conf)
+            _assert_equal(result.targets, target.labels(n), f"{what}.targets")
+            assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+                         f"{what}.input_gradient", conf)
+            for name in layers:
+                assert_close(result.layer_gradients.get(name),
+                             _to_layout(true_layer_grads[name], conf.layout),
+                             f"{what}.layer_gradients[{name!r}]", conf)
+    # through a method, and bad targets
+    saliency = conf.registry.method("saliency")(model, registry=conf.registry)
+    target = targets[0][0]
+    _, seed = reference_scores(target, out, "logit", conf.layout)
+    grad, _ = backward(spec, trace, _from_layout(seed, conf.layout), "vanilla")
+    assert_close(saliency.attribute(x, target).attribution, _to_layout(grad, conf.layout),
+                 f"saliency(target={target!r})", conf)
+    if spec.is_image:
+        _expect_error("Mask with a mask of the wrong shape", lambda: saliency.attribute(
+            x, Mask(0, np.ones((spatial[0] + 1, spatial[1])))))
+        _expect_error("Mask with a category out of range", lambda: saliency.attribute(
+            x, Mask(spec.classes)))
+    else:
+        _expect_error("Mask on (N, classes)", lambda: saliency.attribute(x, Mask(0)))
+        _expect_error("Cosine with a reference of the wrong length", lambda: saliency.attribute(
+            x, Cosine(np.ones(spec.classes + 1))))
+    _expect_error("Weights of the wrong shape", lambda: saliency.attribute(
+        x, Weights(np.ones((n + 1, 7)))))
+
+
 def _check_multipass(conf: Conformance, case: Case) -> None:
     """Integrated gradients, SmoothGrad and occlusion, chunked, against the NumPy reference.
 
@@ -759,6 +840,7 @@ def _check_attention(conf: Conformance, case: Case) -> None:
 
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
+    "targets": _check_targets,
     "capture": _check_capture,
     "method": _check_method,
     "explain": _check_explain,

@@ -19,6 +19,7 @@ import attrib
 from attrib._errors import argument_error, check_choice, did_you_mean, shown
 from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
 from attrib.rules import rule_set
+from attrib.targets import reference_scores
 
 from ._layers import Conv2d, Dense
 from ._network import Sequential
@@ -151,7 +152,11 @@ class NumpyModel(attrib.Model):
             outputs.append(h)
             caches.append(cache)
         logits = h
-        if request.target_weights is not None:
+        scores = None
+        if request.target is not None:  # its NumPy reference gradient seeds the backward pass
+            scores, seed = reference_scores(request.target, logits, objective, self.layout)
+            targets = request.target.labels(len(x))
+        elif request.target_weights is not None:
             weights = resolve_target_weights(request.target_weights, logits)
             targets = weights_targets(weights)
             seed = weighted_score_gradient(logits, weights, objective)
@@ -210,6 +215,7 @@ class NumpyModel(attrib.Model):
             layer_gradients={names[i]: layer_grads[i] for i in indices if i in layer_grads},
             stats={"backward_passes": passes,
                    "rectifiers": sum(1 for _, layer in layers if layer.rectifier)},
+            scores=scores,
         )
 
 
