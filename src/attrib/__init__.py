@@ -51,6 +51,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
         LRP,
         AblationCAM,
         AttentionRollout,
+        AttnLRP,
         Deconvnet,
         EigenCAM,
         GenericAttention,
@@ -109,6 +110,7 @@ __all__ = [
     "SmoothGrad",
     "Occlusion",
     "LRP",
+    "AttnLRP",
     "AttentionRollout",
     "GenericAttention",
     # rule sets: what the backward pass does per kind of operation (attrib.rules)
@@ -216,6 +218,7 @@ _LAZY: dict[str, str] = {
     "SmoothGrad": ".methods",
     "XGradCAM": ".methods",
     "LRP": ".methods",
+    "AttnLRP": ".methods",
     "AttentionRollout": ".methods",
     "GenericAttention": ".methods",
     "RuleSet": ".rules",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .ablationcam import AblationCAM
 from .attention_rollout import AttentionRollout
+from .attnlrp import AttnLRP
 from .deconvnet import Deconvnet
 from .eigencam import EigenCAM
 from .generic_attention import GenericAttention
@@ -29,7 +30,7 @@ CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM
 #: methods that run many passes in chunks (Captum's methods)
 MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion)
 #: methods of rule sets beyond rectifiers (zennit's family)
-RULE_METHODS = (LRP,)
+RULE_METHODS = (LRP, AttnLRP)
 #: methods computed from captured attention (vision transformers)
 ATTENTION_METHODS = (AttentionRollout, GenericAttention)
 
