@@ -195,3 +195,20 @@ def test_numpy_references_match_torch_rules() -> None:
         rs = torch.autograd.grad(Softmax.apply(x, rules, state), x, torch.tensor(a[..., ::-1].copy()))[0]
         np.testing.assert_allclose(rs.numpy(), rules.softmax(a, a[..., ::-1]), rtol=1e-12,
                                    atol=1e-14)
+
+
+def test_layer_norm_rule_matches_numpy_reference() -> None:
+    """LayerNorm under the rules (through the relevance mode) equals TransformerRules.layer_norm."""
+    from attrib_torch._rectifiers import RuleState
+    from attrib_torch._relevance import RelevanceMode
+
+    g = np.random.default_rng(3)
+    x, w, b, r = g.normal(size=(2, 5, 8)), g.normal(size=8), g.normal(size=8), g.normal(size=(2, 5, 8))
+    rule_set = attnlrp_rule_set(False, 1e-3)
+    tx = torch.tensor(x, requires_grad=True)
+    with RelevanceMode(RuleState(rule_set), {}):
+        out = F.layer_norm(tx, (8,), torch.tensor(w), torch.tensor(b), 1e-5)
+    got = torch.autograd.grad(out, tx, torch.tensor(r))[0].numpy()
+    assert rule_set.transformer is not None
+    expected = rule_set.transformer.layer_norm(x, w, b, r, eps=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
