@@ -86,6 +86,7 @@ __all__ = [
     "DECONVNET", "rule_set", "get_rule", "lrp_rule_set", "stabilized_divide", "box",
     "NONLINEARITY_RULES", "RESCALE_TINY", "DEEPLIFT", "rescale", "max_pool_multipliers",
     "product_multipliers",
+    "TransformerRules", "attnlrp_rule_set",
 ]
 
 #: kinds of operation a rule set names (see the module docstring)
@@ -412,6 +413,10 @@ class RuleSet:
         ``"gradient"`` or ``"rescale"`` (DeepLIFT: every nonlinearity compares the
         input's activations with the reference's; the request must carry a
         ``reference`` and the input quantity is the multiplier).
+    transformer : TransformerRules or None
+        Rules of softmax, matrix products of two activations, LayerNorm,
+        elementwise non-linearities (GELU, SiLU) and added constants (a
+        position embedding): AttnLRP / CP-LRP (:func:`attnlrp_rule_set`).
     """
 
     name: str
@@ -426,6 +431,7 @@ class RuleSet:
     strict: bool = False
     seed: str = "gradient"
     nonlinearity: str = "gradient"
+    transformer: TransformerRules | None = None
     _layer_rules: Mapping[str, LinearRule] = field(init=False, repr=False, compare=False,
                                                    hash=False)
 
@@ -440,7 +446,7 @@ class RuleSet:
     def rectifier_only(self) -> bool:
         """Whether only the rectifier rule differs from the true gradient (vanilla/guided/deconvnet)."""
         return (self.rectifier != "pass" and not self.strict and self.seed == "gradient"
-                and self.nonlinearity == "gradient"
+                and self.nonlinearity == "gradient" and self.transformer is None
                 and self.normalisation == "gradient" and not self.layers
                 and all(rule is None for rule in (self.convolution, self.dense, self.first,
                                                    self.pooling, self.addition)))
@@ -523,6 +529,91 @@ def product_multipliers(a: np.ndarray, a0: np.ndarray, b: np.ndarray,
     ``½(b + b0)(a - a0) + ½(a + a0)(b - b0) = ab - a0 b0``.
     """
     return 0.5 * (b + b0), 0.5 * (a + a0)
+
+
+@dataclass(frozen=True)
+class TransformerRules:
+    """AttnLRP's rules for the operations of transformers (Achtibat et al. 2024), as data.
+
+    Each rule has a NumPy reference; with ``epsilon = 0`` every one equals
+    lxt's gradient-times-input formulation (relevance ``R = x ⊙ g`` at every tensor).
+
+    Attributes
+    ----------
+    conservative : bool
+        ``False`` (AttnLRP): the softmax rule ``R_in = x ⊙ (R − s ⊙ Σ R)``
+        (:meth:`softmax`); ``True`` (CP-LRP, Ali et al. 2022): the attention
+        is a constant, no relevance enters the softmax, and the values ``v``
+        of ``A @ v`` take all of it.
+    epsilon : float
+        Stabiliser of the product rule, LayerNorm's and added constants' ε-rule.
+    """
+
+    conservative: bool = False
+    epsilon: float = 1e-6
+
+    def softmax(self, x: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+        """Relevance at the logits ``x`` (…, T) of ``s = softmax(x)`` given ``relevance`` at ``s``."""
+        if self.conservative:
+            return np.zeros_like(x)
+        e = np.exp(x - x.max(axis=-1, keepdims=True))
+        s = e / e.sum(axis=-1, keepdims=True)
+        return x * (relevance - s * relevance.sum(axis=-1, keepdims=True))
+
+    def product(self, a: np.ndarray, b: np.ndarray, relevance: np.ndarray,
+                scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Relevance at ``a`` (…, T, K) and ``b`` (…, K, S) of ``z = scale * a @ b``.
+
+        The uniform ε-rule (AttnLRP eq. 7): each operand takes half of LRP-ε's
+        relevance; under CP-LRP ``a`` (the attention) takes none, ``b`` all.
+        """
+        s = stabilized_divide(relevance, scale * (a @ b), self.epsilon)
+        share_a, share_b = (0.0, 1.0) if self.conservative else (0.5, 0.5)
+        ra = share_a * a * (scale * s @ np.swapaxes(b, -1, -2))
+        rb = share_b * b * (scale * np.swapaxes(a, -1, -2) @ s)
+        return ra, rb
+
+    def layer_norm(self, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+                   relevance: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+        """LayerNorm over the last axis with ``1/σ`` held constant (the identity rule on the
+        normalisation), then LRP-ε on that linear map ``(x − mean x) / σ * w + b``."""
+        sigma = np.sqrt(x.var(axis=-1, keepdims=True) + eps)
+        w = np.ones(x.shape[-1]) if weight is None else weight
+        z = (x - x.mean(axis=-1, keepdims=True)) / sigma * w + (0.0 if bias is None else bias)
+        g = stabilized_divide(relevance, z, self.epsilon) * w / sigma
+        return x * (g - g.mean(axis=-1, keepdims=True))
+
+    @staticmethod
+    def elementwise(x: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+        """The identity rule (AttnLRP eq. 9) of GELU / SiLU: relevance passes unchanged."""
+        return relevance
+
+    def constant(self, x: np.ndarray, c: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+        """``x + c`` with ``c`` a parameter (a position embedding): LRP-ε, ``c`` as the bias."""
+        return x * stabilized_divide(relevance, x + c, self.epsilon)
+
+
+def attnlrp_rule_set(cp: bool = False, epsilon: float = 1e-6) -> RuleSet:
+    """AttnLRP (``cp=False``) or CP-LRP (``cp=True``): LRP-ε on linear layers and
+    convolutions, the sum rule on residual additions and :class:`TransformerRules`.
+
+    ``epsilon = 0`` is lxt's gradient-times-input formulation, rule for rule.
+
+    References
+    ----------
+    Achtibat et al. (2024). AttnLRP: attention-aware layer-wise relevance
+    propagation for transformers. ICML. Ali et al. (2022). XAI for transformers:
+    better explanations through conservative propagation. ICML.
+    """
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon >= 0 \
+            or not np.isfinite(epsilon):
+        raise argument_error("epsilon", "a finite number >= 0", epsilon)
+    eps = float(epsilon)
+    return RuleSet(
+        name=f"{'cp_lrp' if cp else 'attnlrp'}:epsilon={eps:g}", rectifier="pass",
+        convolution=Epsilon(eps), dense=Epsilon(eps), pooling=Norm(eps), addition=Norm(eps),
+        normalisation="merge", strict=True, seed="relevance",
+        transformer=TransformerRules(conservative=bool(cp), epsilon=eps))
 
 
 def rule_set(rule: str | RuleSet) -> RuleSet:

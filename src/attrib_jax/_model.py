@@ -308,6 +308,11 @@ class JaxModel(Model):
                 shown(f"rule set {request.rule.name!r} (DeepLIFT's rescale rule)"),
                 "DeepLIFT runs on the torch backend and the NumPy reference (attrib.testing): "
                 "explain a torch model, or see docs/how-to/write-a-backend.md.")
+        if isinstance(request.rule, RuleSet) and request.rule.transformer is not None:
+            raise argument_error(
+                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP)",
+                shown(f"rule set {request.rule.name!r} (AttnLRP's transformer rules)"),
+                "AttnLRP runs on the torch backend: explain a torch model.")
         if request.target is not None:
             if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
                 raise argument_error(

@@ -58,7 +58,9 @@ from attrib.rules import (
     ZPlus,
 )
 
+from ._attention import _mha_parameters
 from ._rectifiers import NOT_A_RECTIFIER, RuleState, rectified
+from ._transformer_rules import AddConstant, Elementwise, LayerNormRule, multi_head, sdpa
 
 __all__ = ["RelevanceMode", "linear_relevance"]
 
@@ -370,6 +372,10 @@ class RelevanceMode(TorchFunctionMode):
             self.counts["rectifier"] += 1
             return routed
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        if self.rules.transformer is not None and isinstance(x, torch.Tensor) and _activation(x):
+            routed = self._transformer(func, args, kwargs, x)
+            if routed is not NOT_A_RECTIFIER:
+                return routed
         kind, structural = _kind(func)
         if kind is not None and isinstance(x, torch.Tensor) and _activation(x):
             return self._route(kind, func, args, kwargs, x)
@@ -391,6 +397,60 @@ class RelevanceMode(TorchFunctionMode):
                 "max pooling, the sum of two activations, reshapes, concatenation and dropout "
                 "in eval mode")
         return out
+
+    def _transformer(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                     x: torch.Tensor) -> Any:
+        """The operations of :class:`attrib.rules.TransformerRules`, or ``NOT_A_RECTIFIER``."""
+        rules, state = self.rules.transformer, self.state
+        assert rules is not None
+        if func is F.layer_norm:
+            shape = _arg(args, kwargs, 1, "normalized_shape", None)
+            weight = _arg(args, kwargs, 2, "weight", None)
+            bias = _arg(args, kwargs, 3, "bias", None)
+            eps = float(_arg(args, kwargs, 4, "eps", 1e-5))
+            dims = tuple(range(-len(tuple(shape)), 0))
+            sigma = torch.sqrt(x.detach().var(dim=dims, keepdim=True, unbiased=False) + eps)
+
+            def frozen(inp: torch.Tensor) -> torch.Tensor:
+                out = (inp - inp.mean(dim=dims, keepdim=True)) / sigma
+                if weight is not None:
+                    out = out * weight.detach()
+                return out if bias is None else out + bias.detach()
+
+            self.counts["layer_norm"] += 1
+            return LayerNormRule.apply(x, lambda inp: func(inp, *args[1:], **{
+                k: v for k, v in kwargs.items() if k != "input"}), frozen, rules, state)
+        if func in (F.gelu, F.silu):
+            self.counts["elementwise"] += 1
+            return Elementwise.apply(x, lambda inp: func(inp, *args[1:], **{
+                k: v for k, v in kwargs.items() if k != "input"}), state)
+        if func is F.scaled_dot_product_attention:
+            values = {key: _arg(args, kwargs, i, key, None) for i, key in enumerate(
+                ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
+                 "enable_gqa"))}
+            self.counts["attention"] += 1
+            return sdpa(values, rules, state)
+        if func is F.multi_head_attention_forward:
+            call = dict(zip(_mha_parameters(func), args))
+            call.update(kwargs)
+            self.counts["attention"] += 1
+
+            def linear(inp: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
+                return self._route("dense", F.linear, (inp, w, b), {}, inp)
+
+            return multi_head(call, linear, rules, state)
+        kind, _ = _kind(func)
+        if kind == "addition":
+            other = _arg(args, kwargs, 1, "other", None)
+            alpha = args[2] if len(args) > 2 else kwargs.get("alpha", 1)
+            if isinstance(other, torch.Tensor) and not _activation(other) and alpha == 1 \
+                    and torch.broadcast_shapes(x.shape, other.shape) == x.shape:
+                self.counts["constant"] += 1
+                out = AddConstant.apply(x, other.detach(), rules, state)
+                if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
+                    return x.copy_(out)
+                return out
+        return NOT_A_RECTIFIER
 
     def _route(self, kind: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                x: torch.Tensor) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .ablationcam import AblationCAM
 from .attention_rollout import AttentionRollout
+from .attnlrp import AttnLRP
 from .deconvnet import Deconvnet
 from .deeplift import DeepLIFT
 from .deeplift_shap import DeepLIFTSHAP
@@ -32,7 +33,7 @@ CAM_METHODS = (GradCAMPlusPlus, XGradCAM, LayerCAM, HiResCAM, ScoreCAM, EigenCAM
 #: methods that run many passes in chunks (Captum's methods)
 MULTIPASS_METHODS = (IntegratedGradients, SmoothGrad, Occlusion, GradientSHAP)
 #: methods of rule sets beyond rectifiers (zennit's family)
-RULE_METHODS = (LRP, DeepLIFT, DeepLIFTSHAP)
+RULE_METHODS = (LRP, AttnLRP, DeepLIFT, DeepLIFTSHAP)
 #: methods computed from captured attention (vision transformers)
 ATTENTION_METHODS = (AttentionRollout, GenericAttention)
 

@@ -1,0 +1,214 @@
+"""AttnLRP and CP-LRP on torchvision's unmodified ``vit_b_16`` against lxt 2.1 (issue 22).
+
+lxt (BSD-3, a test-only dependency) computes relevance as gradient × input on
+monkey-patched classes. Its ``lxt.efficient`` package ``__init__`` fails with
+transformers 5 (its BERT map imports a removed module), so its rule and ViT
+modules are loaded here from their files. CP-LRP is compared with the map
+lxt ships for torchvision's ViT (``vit_torch.cp_LRP``); AttnLRP proper with
+that map whose attention is lxt's own AttnLRP wrapper (``wrap_attention_forward``:
+``divide_gradient`` of query and key by 4, value by 2, the softmax's true
+gradient). The patched classes are restored after each reference.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import types
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attrib
+from attrib.rules import TransformerRules, attnlrp_rule_set
+
+from .conftest import assert_unchanged, snapshot
+
+torchvision = pytest.importorskip("torchvision")
+pytest.importorskip("lxt")
+
+TARGETS = [1, 7]
+
+
+def _rel(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+@pytest.fixture(scope="module")
+def lxt_modules() -> Iterator[dict[str, Any]]:
+    """lxt's ``efficient.rules``, ``efficient.patches`` and ``efficient.models.vit_torch``."""
+    import lxt
+    root = Path(lxt.__file__).parent / "efficient"
+    saved = {k: sys.modules.get(k) for k in ("lxt.efficient", "lxt.efficient.models",
+                                             "lxt.efficient.rules", "lxt.efficient.patches",
+                                             "lxt.efficient.models.vit_torch")}
+    for name, path in (("lxt.efficient", root), ("lxt.efficient.models", root / "models")):
+        package = types.ModuleType(name)
+        package.__path__ = [str(path)]
+        sys.modules[name] = package
+    loaded = {}
+    for name, path in (("rules", root / "rules.py"), ("patches", root / "patches.py"),
+                       ("vit_torch", root / "models" / "vit_torch.py")):
+        full = "lxt.efficient.models.vit_torch" if name == "vit_torch" else f"lxt.efficient.{name}"
+        spec = importlib.util.spec_from_file_location(full, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[full] = module
+        spec.loader.exec_module(module)
+        loaded[name] = module
+    yield loaded
+    for key, value in saved.items():
+        if value is None:
+            sys.modules.pop(key, None)
+        else:
+            sys.modules[key] = value
+
+
+@pytest.fixture(scope="module")
+def vit() -> nn.Module:
+    """torchvision ``vit_b_16`` at 32² (4 patches + the class token), random weights, float64;
+    the head (zeroed by torchvision) and the class token re-initialised."""
+    torch.manual_seed(0)
+    model = torchvision.models.vit_b_16(image_size=32, num_classes=10).double().eval()
+    nn.init.normal_(model.heads.head.weight, std=0.05)
+    nn.init.normal_(model.heads.head.bias, std=0.05)
+    nn.init.normal_(model.class_token, std=0.5)
+    return model
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+
+def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any], cp: bool) -> np.ndarray:
+    """lxt's relevance (gradient × input) for ``TARGETS``, its patches undone afterwards."""
+    patches = lxt["patches"]
+    patch_map = dict(lxt["vit_torch"].cp_LRP)
+    if not cp:
+        def attn_lrp(self: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor,
+                     value: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+            assert query is key is value and self.batch_first
+            n, t, e = query.shape
+            h = self.num_heads
+            q, k, v = F.linear(query, self.in_proj_weight, self.in_proj_bias).chunk(3, dim=-1)
+            q, k, v = (u.reshape(n, t, h, e // h).transpose(1, 2) for u in (q, k, v))
+            # lxt's AttnLRP attention wrapper (patches.wrap_attention_forward), verbatim rules
+            wrapped = patches.wrap_attention_forward(
+                lambda module, q, k, v: F.scaled_dot_product_attention(q, k, v))
+            out = wrapped(self, q, k, v).transpose(1, 2).reshape(n, t, e)
+            return F.linear(out, self.out_proj.weight, self.out_proj.bias), None
+
+        patch_map[nn.MultiheadAttention] = lambda cls: patches.patch_method(attn_lrp, cls)
+    classes = list(patch_map)
+    saved = [(cls, dict(vars(cls))) for cls in classes]
+    try:
+        for cls, patch in patch_map.items():
+            assert patch(cls)
+        x = x.clone().requires_grad_(True)
+        logits = model(x)
+        logits[torch.arange(len(TARGETS)), TARGETS].sum().backward()
+        assert x.grad is not None
+        return (x * x.grad).detach().numpy()
+    finally:
+        for cls, attributes in saved:
+            for name in ("forward", "original_forward"):
+                if name in attributes:
+                    setattr(cls, name, attributes[name])
+                elif name in vars(cls):
+                    delattr(cls, name)
+
+
+@pytest.mark.parametrize("cp", [False, True], ids=["attnlrp", "cp_lrp"])
+def test_equals_lxt(vit: nn.Module, images: torch.Tensor, lxt_modules: dict[str, Any],
+                    cp: bool) -> None:
+    before = snapshot(vit)
+    ours = attrib.explain(vit, images, method="attnlrp", cp=cp, epsilon=0.0,
+                          target=TARGETS).attribution
+    assert_unchanged(vit, before)
+    classes = (nn.GELU, nn.LayerNorm, nn.MultiheadAttention)
+    originals = [vars(cls)["forward"] for cls in classes]
+    expected = _lxt_relevance(vit, images, lxt_modules, cp)
+    assert [vars(cls)["forward"] for cls in classes] == originals  # lxt's patches undone
+    assert not any("original_forward" in vars(cls) for cls in classes)
+    assert ours.shape == expected.shape == (2, 3, 32, 32)
+    # float64: 3.6e-8 / 4.2e-8 measured, all from lxt's identity rule on GELU dividing by
+    # x + 1e-10; with that 1e-10 set to 0 the two agree to rounding (4e-12 / 1.1e-11)
+    assert _rel(ours, expected) < 1e-7, _rel(ours, expected)
+    identity = lxt_modules["rules"].identity_rule_implicit_fn.forward
+    defaults = identity.__defaults__
+    try:
+        identity.__defaults__ = (0.0,)
+        exact = _lxt_relevance(vit, images, lxt_modules, cp)
+    finally:
+        identity.__defaults__ = defaults
+    assert _rel(ours, exact) < 1e-9, _rel(ours, exact)
+
+
+def test_attnlrp_differs_from_cp(vit: nn.Module, images: torch.Tensor) -> None:
+    full, cp = (attrib.explain(vit, images, method="attnlrp", cp=c, epsilon=0.0,
+                               target=TARGETS).attribution for c in (False, True))
+    assert _rel(full, cp) > 0.05  # relevance through the softmax changes the map
+
+
+def test_cp_lrp_conserves(images: torch.Tensor) -> None:
+    """CP-LRP with ε = 0, zero biases, zero position embedding and class token: Σ R = logit.
+
+    (AttnLRP's softmax rule does not conserve: Σ x ⊙ (R − s ΣR) ≠ ΣR.)
+    """
+    torch.manual_seed(2)
+    model = torchvision.models.vit_b_16(image_size=32, num_classes=10).double().eval()
+    nn.init.normal_(model.heads.head.weight, std=0.05)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or name.endswith("pos_embedding") or name == "class_token":
+                p.zero_()
+    logits = model(images)[torch.arange(2), TARGETS].detach().numpy()
+    relevance = attrib.explain(model, images, method="attnlrp", cp=True, epsilon=0.0,
+                               target=TARGETS).attribution
+    np.testing.assert_allclose(relevance.sum(axis=(1, 2, 3)), logits, rtol=1e-9)
+
+
+def test_numpy_references_match_torch_rules() -> None:
+    """Each torch rule equals its NumPy reference in attrib.rules (random inputs, float64)."""
+    from attrib_torch._rectifiers import RuleState
+    from attrib_torch._transformer_rules import Product, Softmax
+
+    g = np.random.default_rng(0)
+    a, b, r = g.normal(size=(2, 3, 4)), g.normal(size=(2, 4, 5)), g.normal(size=(2, 3, 5))
+    for conservative in (False, True):
+        rules = TransformerRules(conservative=conservative, epsilon=1e-3)
+        state = RuleState(attnlrp_rule_set(conservative, 1e-3))
+        ta, tb = (torch.tensor(u, requires_grad=True) for u in (a, b))
+        ra, rb = torch.autograd.grad(Product.apply(ta, tb, 0.5, rules, state), (ta, tb),
+                                     torch.tensor(r))
+        ea, eb = rules.product(a, b, r, scale=0.5)
+        np.testing.assert_allclose(ra.numpy(), ea, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(rb.numpy(), eb, rtol=1e-12, atol=1e-14)
+        x = torch.tensor(a, requires_grad=True)
+        rs = torch.autograd.grad(Softmax.apply(x, rules, state), x, torch.tensor(a[..., ::-1].copy()))[0]
+        np.testing.assert_allclose(rs.numpy(), rules.softmax(a, a[..., ::-1]), rtol=1e-12,
+                                   atol=1e-14)
+
+
+def test_layer_norm_rule_matches_numpy_reference() -> None:
+    """LayerNorm under the rules (through the relevance mode) equals TransformerRules.layer_norm."""
+    from attrib_torch._rectifiers import RuleState
+    from attrib_torch._relevance import RelevanceMode
+
+    g = np.random.default_rng(3)
+    x, w, b, r = g.normal(size=(2, 5, 8)), g.normal(size=8), g.normal(size=8), g.normal(size=(2, 5, 8))
+    rule_set = attnlrp_rule_set(False, 1e-3)
+    tx = torch.tensor(x, requires_grad=True)
+    with RelevanceMode(RuleState(rule_set), {}):
+        out = F.layer_norm(tx, (8,), torch.tensor(w), torch.tensor(b), 1e-5)
+    got = torch.autograd.grad(out, tx, torch.tensor(r))[0].numpy()
+    assert rule_set.transformer is not None
+    expected = rule_set.transformer.layer_norm(x, w, b, r, eps=1e-5)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
