@@ -33,6 +33,7 @@ from .._attributor import Attributor, GradientNeeds, MethodOutput
 from .._checks import warn_zero
 from .._errors import AttribTypeError, argument_error
 from .._explanation import Explanation
+from .._layout import spatial_axes as layout_spatial_axes
 from .._model import GradientRequest, GradientResult, Model
 from .._targets import resolve_target_weights, resolve_targets, weighted_scores, weights_targets
 
@@ -144,12 +145,13 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
-def spatial_axes(layout: str, ndim: int) -> tuple[int, int]:
-    """The (H, W) axes of an image batch of ``ndim`` dimensions in ``layout``."""
-    if ndim != 4:
-        raise argument_error("inputs", "images (N, C, H, W) or (N, H, W, C) for this option",
-                             f"an array with {ndim} dimensions")
-    return (2, 3) if layout == "NCHW" else (1, 2)
+def spatial_axes(layout: str, ndim: int) -> tuple[int, ...]:
+    """The spatial axes of a batch of ``ndim`` dimensions in ``layout``: (H, W), (L,), (D, H, W)."""
+    if not 3 <= ndim <= 5:
+        raise argument_error(
+            "inputs", "images (N, C, H, W), signals (N, C, L) or volumes (N, C, D, H, W) (channels "
+            "last in a channels-last model) for this option", f"an array with {ndim} dimensions")
+    return layout_spatial_axes(layout, ndim)
 
 
 def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
@@ -158,12 +160,16 @@ def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
 
     The same generator state gives the same value at the same (sample,
     channel, row, column) in either layout, so seeded noise is the same on
-    a torch (NCHW) and a jax (NHWC) backend.
+    a torch (NCHW) and a jax (NHWC) backend; also for signals (N, L, C) and
+    volumes (N, D, H, W, C), drawn as (N, C, L) and (N, C, D, H, W).
     """
     draw = rng.standard_normal if kind == "normal" else rng.random
     if layout == "NHWC" and len(shape) == 4:
         n, h, w, c = shape
         return np.asarray(draw((n, c, h, w))).transpose(0, 2, 3, 1)
+    if layout == "NHWC" and len(shape) in (3, 5):
+        first = (shape[0], shape[-1], *shape[1:-1])
+        return np.moveaxis(np.asarray(draw(first)), 1, -1)
     return np.asarray(draw(shape))
 
 
