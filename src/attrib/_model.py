@@ -134,6 +134,11 @@ class Model(ABC):
     #: images (integrated gradients, SmoothGrad, occlusion) then pad their last chunk so
     #: every chunk has the same shape
     compiles_per_shape: ClassVar[bool] = False
+    #: whether the backend runs models that take several inputs, ``model(x1, x2, ...)``:
+    #: ``inputs`` may then be a tuple of arrays everywhere (``input_shape`` returns one
+    #: shape per input; ``to_numpy``, ``GradientResult.inputs`` and ``input_gradient``
+    #: hold one array per input, in order; see :mod:`attrib._inputs`)
+    several_inputs: ClassVar[bool] = False
 
     @property
     @abstractmethod

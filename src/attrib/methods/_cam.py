@@ -29,6 +29,7 @@ import numpy as np
 
 from .._attributor import Attributor, GradientNeeds, MethodOutput
 from .._errors import AttribTypeError, argument_error, check_choice
+from .._inputs import as_tuple, first_shape
 from .._model import GradientResult
 from .._resize import resize_linear
 from ._default_layer import default_layer
@@ -100,6 +101,8 @@ class CAM(Attributor):
     """
 
     needs_layer = True
+    #: several inputs: the map explains the layer, upsampled to the first input's size
+    several_inputs = True
     #: whether the method needs the gradient at the layer (else a capture-only pass)
     uses_gradients: ClassVar[bool] = True
 
@@ -140,7 +143,7 @@ class CAM(Attributor):
     def _prepare(self, inputs: Any) -> None:
         if self._requested is not None:
             return
-        shape = tuple(self.model.input_shape(inputs))
+        shape = first_shape(self.model, inputs, self.name, self.several_inputs)
         if shape not in self._defaults:
             reshape = self._reshape if not callable(self._reshape) else None
             self._defaults[shape] = default_layer(self.model, inputs, reshape, self.name)
@@ -166,7 +169,7 @@ class CAM(Attributor):
 
     def compute(self, result: GradientResult) -> MethodOutput:
         layout = self.model.layout
-        size = input_hw(result.inputs.shape, layout, self.name)
+        size = input_hw(as_tuple(result.inputs)[0].shape, layout, self.name)
         self._stats = {}
         maps: dict[str, np.ndarray] = {}
         small: np.ndarray | None = None

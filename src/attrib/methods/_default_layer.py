@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._errors import AttribError, argument_error
+from .._inputs import first_shape
 from .._model import GradientRequest, Model
 from ._grid import Grid, find_grid, input_hw
 
@@ -41,7 +42,7 @@ _TOKEN_CANDIDATES = 32
 
 def default_layer(model: Model, inputs: Any, reshape: Any, method: str) -> str:
     """The default layer of ``model`` for ``inputs`` (see the module's rule)."""
-    size = input_hw(tuple(model.input_shape(inputs)), model.layout, method)
+    size = input_hw(first_shape(model, inputs, method, True), model.layout, method)
     spatial: list[tuple[str, Grid]] = []
     for info in reversed(model.probe_layers(inputs)):
         if info.resamples:

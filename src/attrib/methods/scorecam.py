@@ -55,6 +55,7 @@ class ScoreCAM(CAM):
 
     name = "scorecam"
     uses_gradients = False
+    several_inputs = False  # it masks the input
 
     def __init__(self, model: Any, *, layer: str | Sequence[str] | None = None,
                  reshape: Any = None, combine: str = "mean", batch_size: int = 32,
