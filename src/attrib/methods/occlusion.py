@@ -155,7 +155,8 @@ class Occlusion(MultiPassMethod):
             occluded = explained.rows(picked).scores(self.model.forward(padded(batch, size)))
             drop = score[rows % n] - occluded[: stop - start]
             for row, r in enumerate(rows):
-                total[(r % n, *cover(windows[r // n]))] += drop[row]
+                index: tuple[Any, ...] = (int(r % n), *cover(windows[r // n]))
+                total[index] += drop[row]
         mean = total / count
         shape = [n, *extent]
         shape.insert(channel_axis(self.model.layout, x.ndim), 1)
