@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # every name loaded on first use (below), for type checkers a
     from ._model import LAYOUTS, GradientRequest, GradientResult, LayerInfo, Model
     from ._registry import Registry
     from ._report import write_report
-    from ._resize import resize_bilinear
+    from ._resize import resize_bilinear, resize_linear
     from ._rules import RULES, GuidedActivation
     from ._targets import (
         OBJECTIVES,
@@ -160,6 +160,7 @@ __all__ = [
     "weighted_scores",
     "LayerInfo",
     "resize_bilinear",
+    "resize_linear",
     # errors
     "AttribError",
     "AttribValueError",
@@ -201,6 +202,7 @@ _LAZY: dict[str, str] = {
     "Model": "._model",
     "Registry": "._registry",
     "resize_bilinear": "._resize",
+    "resize_linear": "._resize",
     "RULES": "._rules",
     "GuidedActivation": "._rules",
     "get_rule": ".rules",

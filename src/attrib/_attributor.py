@@ -13,6 +13,7 @@ from ._attention import merge_attention
 from ._checks import check_finite, check_finite_map, warn_zero, zero_gradients
 from ._errors import argument_error, did_you_mean, shown
 from ._explanation import Explanation
+from ._inputs import each, first_shape
 from ._model import GradientRequest, GradientResult, Model
 from ._targets import check_objective, complete_target_weights, split_target
 from .rules import RuleSet, rule_set
@@ -106,6 +107,9 @@ class Attributor(ABC):
     name: ClassVar[str]
     #: whether the method taps a layer and so needs ``layer=``
     needs_layer: ClassVar[bool] = False
+    #: whether the method explains several inputs, ``inputs=(x1, x2, ...)`` (see
+    #: :mod:`attrib._inputs`)
+    several_inputs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -158,8 +162,10 @@ class Attributor(ABC):
 
         Parameters
         ----------
-        inputs : ndarray or framework tensor, shape (N, ...)
-            A batch in the model's layout (NCHW for torch, NHWC for Flax).
+        inputs : ndarray or framework tensor, shape (N, ...), or a tuple of them
+            A batch in the model's layout (NCHW for torch, NHWC for Flax); a
+            tuple for a model that takes several inputs (methods with
+            :attr:`several_inputs`; the map is then a tuple, one per input).
         target : None, int, sequence of N ints, target weights, or an attrib.targets.Target
             ``None``: each sample's arg-max class; an int: that class for all;
             a float array (classes,) or (N, classes), or a mapping
@@ -171,7 +177,7 @@ class Attributor(ABC):
         -------
         Explanation
         """
-        shape = self.model.input_shape(inputs)
+        shape = first_shape(self.model, inputs, self.name, self.several_inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
@@ -229,7 +235,7 @@ class Attributor(ABC):
             return None, None
         targets, weights = split_target(target, n)
         if isinstance(weights, Mapping):
-            classes = int(self.model.forward(inputs[:1]).shape[-1])
+            classes = int(self.model.forward(each(lambda x: x[:1], inputs)).shape[-1])
             weights = complete_target_weights(weights, n, classes)
         return targets, weights
 

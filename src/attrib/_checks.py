@@ -10,6 +10,7 @@ from contextvars import ContextVar
 import numpy as np
 
 from ._errors import AttribWarning, argument_error, shown
+from ._inputs import as_tuple
 from ._model import GradientRequest, GradientResult
 
 __all__ = ["check_finite", "check_finite_map", "zero_gradients", "warn_zero", "one_zero_warning"]
@@ -42,8 +43,11 @@ def check_finite(result: GradientResult) -> None:
             "The model's forward pass produced them (check its weights and the scaling of "
             "the inputs); a map of a non-finite score would be NaN.",
         )
-    gradients = {"input gradient": result.input_gradient, **{
-        f"gradient at layer {name!r}": g for name, g in result.layer_gradients.items()}}
+    inputs = as_tuple(result.input_gradient)
+    gradients = {("input gradient" if len(inputs) == 1 else f"gradient at input {i}"): g
+                 for i, g in enumerate(inputs)}
+    gradients.update({f"gradient at layer {name!r}": g
+                      for name, g in result.layer_gradients.items()})
     for what, gradient in gradients.items():
         if gradient is not None and not np.all(np.isfinite(gradient)):
             raise argument_error(
@@ -61,12 +65,13 @@ def check_finite_map(method: str, attribution: np.ndarray) -> None:
     Happens only for values near the dtype's range (e.g. a float32 gradient
     of 1e30 times an input of 1e10 in gradient x input).
     """
-    if not np.all(np.isfinite(attribution)):
-        raise argument_error(
-            "inputs", f"values whose {method} map fits in {attribution.dtype}",
-            shown(f"a map that overflows to inf in sample(s) {_bad_samples(attribution)[:10]}"),
-            "Rescale the inputs (or run the model in float64).",
-        )
+    for part in as_tuple(attribution):
+        if not np.all(np.isfinite(part)):
+            raise argument_error(
+                "inputs", f"values whose {method} map fits in {part.dtype}",
+                shown(f"a map that overflows to inf in sample(s) {_bad_samples(part)[:10]}"),
+                "Rescale the inputs (or run the model in float64).",
+            )
 
 
 def zero_gradients(request: GradientRequest, result: GradientResult) -> list[str]:
@@ -79,7 +84,7 @@ def zero_gradients(request: GradientRequest, result: GradientResult) -> list[str
     found = []
     gradient = result.input_gradient
     if request.input_gradient and request.rule == "vanilla" and gradient is not None \
-            and gradient.size and not np.any(gradient):
+            and all(g.size and not np.any(g) for g in as_tuple(gradient)):
         found.append("the inputs")
     found += [f"layer {name!r}" for name, g in result.layer_gradients.items()
               if np.size(g) and not np.any(g)]

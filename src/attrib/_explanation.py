@@ -12,9 +12,11 @@ import numpy as np
 __all__ = ["Explanation"]
 
 
-def _frozen(array: np.ndarray | None) -> np.ndarray | None:
+def _frozen(array: Any) -> Any:
     if array is None:
         return None
+    if isinstance(array, tuple):  # several inputs: one read-only array per input
+        return tuple(_frozen(a) for a in array)
     array = np.array(array, copy=True)
     array.setflags(write=False)
     return array
@@ -26,9 +28,11 @@ class Explanation:
 
     Attributes
     ----------
-    attribution : ndarray
+    attribution : ndarray, or tuple of ndarray
         The map. Input-space methods: the input's shape and layout, e.g.
         (N, C, H, W) for torch. Grad-CAM: (N, H, W), upsampled to the input.
+        Several inputs (``inputs=(x1, x2)``): input-space methods give a tuple
+        of maps, one per input, each of its input's shape.
     method, backend : str
         Names as :func:`attrib.list_methods` / :func:`attrib.list_backends` give them.
     layer : str or None
@@ -41,8 +45,8 @@ class Explanation:
         ``"NCHW"`` or ``"NHWC"``: the layout of ``inputs`` and input-space maps.
     objective : str
         The score differentiated: ``"logit"``, ``"log_softmax"`` or ``"softmax"``.
-    inputs : ndarray
-        The explained inputs, as NumPy, in ``layout``.
+    inputs : ndarray, or tuple of ndarray
+        The explained inputs, as NumPy, in ``layout`` (a tuple for several inputs).
     layer_attribution : ndarray or None
         Grad-CAM at the layer's own resolution, (N, h, w).
     parts : mapping of str to ndarray
@@ -133,12 +137,15 @@ class Explanation:
         return buffer.getvalue()
 
     def __len__(self) -> int:
-        return int(self.attribution.shape[0])
+        first = self.attribution[0] if isinstance(self.attribution, tuple) else self.attribution
+        return int(first.shape[0])
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""
+        maps = self.attribution if isinstance(self.attribution, tuple) else (self.attribution,)
+        shown = ", ".join(f"<{m.dtype} {tuple(m.shape)}>" for m in maps)
         return (
             f"Explanation(method={self.method!r}, backend={self.backend!r}{layer}, "
-            f"attribution=<{self.attribution.dtype} {tuple(self.attribution.shape)}>, "
+            f"attribution={shown if len(maps) == 1 else f'({shown})'}, "
             f"targets={self.targets.tolist()}, layout={self.layout!r})"
         )

@@ -164,6 +164,11 @@ class Model(ABC):
     #: whether :meth:`gradients` captures attention (``GradientRequest.attention``);
     #: a backend that does not leaves it False and the attention methods say so
     captures_attention: ClassVar[bool] = False
+    #: whether the backend runs models that take several inputs, ``model(x1, x2, ...)``:
+    #: ``inputs`` may then be a tuple of arrays everywhere (``input_shape`` returns one
+    #: shape per input; ``to_numpy``, ``GradientResult.inputs`` and ``input_gradient``
+    #: hold one array per input, in order; see :mod:`attrib._inputs`)
+    several_inputs: ClassVar[bool] = False
 
     @property
     @abstractmethod

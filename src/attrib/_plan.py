@@ -36,6 +36,7 @@ from typing import Any
 from ._attributor import Attributor, GradientNeeds
 from ._checks import check_finite, one_zero_warning, warn_zero, zero_gradients
 from ._explanation import Explanation
+from ._inputs import first_shape
 from .rules import VANILLA, RuleSet, rule_set
 from .targets import Target
 
@@ -108,7 +109,9 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
     and ``alone`` (the methods that ran their own passes).
     """
     first = methods[0]
-    n = first.model.input_shape(inputs)[0]
+    refusing = [m.name for m in methods if not m.several_inputs]  # of several inputs
+    n = first_shape(first.model, inputs, refusing[0] if refusing else first.name,
+                    not refusing)[0]
     targets, weights = first._split_target(inputs, target, n)
     passes, alone = plan(methods, inputs)
     described: dict[str, Any] = {}  # filled once every pass ran; shared read-only by every result

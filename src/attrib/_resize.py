@@ -1,10 +1,10 @@
-"""Bilinear resizing of (N, h, w) maps with half-pixel centres, in NumPy."""
+"""Linear resizing of maps (N, *spatial) with half-pixel centres, in NumPy: 1-D, 2-D, 3-D."""
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["resize_bilinear"]
+__all__ = ["resize_bilinear", "resize_linear"]
 
 
 def _axis_weights(size_in: int, size_out: int,
@@ -59,3 +59,40 @@ def resize_bilinear(maps: np.ndarray, size: tuple[int, int], *,
     right *= wx
     out += right
     return out.reshape(len(maps), height, width).astype(dtype, copy=False)
+
+
+def resize_linear(maps: np.ndarray, size: tuple[int, ...], *,
+                  align_corners: bool = False) -> np.ndarray:
+    """Resize maps (N, *spatial) to (N, *size) by (multi)linear interpolation, any number of axes.
+
+    One spatial axis: linear, as ``F.interpolate(mode="linear")``; two: exactly
+    :func:`resize_bilinear`; three: trilinear, as ``F.interpolate(mode="trilinear")``
+    (half-pixel centres, or ``align_corners=True``). The interpolation is
+    separable: one axis after the other, the last axis first (the order of
+    torch's kernels), so the values agree with torch to rounding.
+
+    >>> resize_linear(np.array([[0.0, 1.0]]), (4,))
+    array([[0.  , 0.25, 0.75, 1.  ]])
+    >>> resize_linear(np.ones((1, 2, 2, 2)), (3, 3, 3)).shape
+    (1, 3, 3, 3)
+    """
+    maps = np.asarray(maps)
+    size = tuple(int(s) for s in size)
+    if maps.ndim != len(size) + 1 or not size:
+        raise ValueError(f"maps: expected shape (N, *spatial) with {len(size)} spatial axes, "
+                         f"got {maps.shape}")
+    if len(size) == 2:
+        return resize_bilinear(maps, (size[0], size[1]), align_corners=align_corners)
+    if tuple(maps.shape[1:]) == size:
+        return maps.copy()
+    dtype = maps.dtype if np.issubdtype(maps.dtype, np.floating) else np.float64
+    out = maps.astype(dtype, copy=False)
+    for axis in range(maps.ndim - 1, 0, -1):
+        if out.shape[axis] == size[axis - 1]:
+            continue
+        lo, hi, weight = _axis_weights(out.shape[axis], size[axis - 1], align_corners)
+        shape = [1] * out.ndim
+        shape[axis] = -1
+        w = weight.astype(dtype).reshape(shape)
+        out = np.take(out, lo, axis=axis) * (1 - w) + np.take(out, hi, axis=axis) * w
+    return np.ascontiguousarray(out, dtype=dtype)

@@ -29,6 +29,7 @@ import numpy as np
 from . import postprocess as pp
 from ._errors import AttribTypeError, argument_error, check_choice, shown
 from ._kinds import is_explanation
+from ._signal_plots import signal_figure, volume_figure
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -47,6 +48,8 @@ __all__ = [
     "detection_figure",
     "render",
     "save_figure",
+    "signal_figure",
+    "volume_figure",
 ]
 
 #: How a map can be drawn (see :func:`render`).

@@ -17,6 +17,9 @@ or to callables that replace them (``Model.forward_substituted``; under
   the tapped submodule *on the copy* by a wrapper, so the user's module is
   never edited;
 - ``(apply_fn, params)``: ``apply_fn(params, x)``; no layer names.
+
+Several inputs (``x`` a tuple of arrays) are passed as several arguments:
+``module.apply(variables, *x)``, ``model(*x)``, ``apply_fn(params, *x)``.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any
 import jax
 
 from attrib._errors import AttribError, AttribTypeError, argument_error, shown
+from attrib._inputs import as_tuple
 
 __all__ = ["Forward", "make_forward"]
 
@@ -173,7 +177,8 @@ def _linen_forward(module: Any, variables: Any, method: Any,
             return output + eps[name] if eps is not None else output
 
         with nn.intercept_methods(tap):
-            logits = module.apply(variables, x, method=method, mutable=False, **kwargs)
+            logits = module.apply(variables, *as_tuple(x), method=method, mutable=False,
+                                  **kwargs)
         return logits, activations
 
     return Forward("linen", variables, fn, ("linen", _hashable(module),
@@ -243,7 +248,7 @@ def _nnx_forward(model: Any, method: Any, call_kwargs: Mapping[str, Any]) -> For
             _replace(parent, last, _Tap(_child(parent, last), name, activations, eps, scales))
         call = copy if method is None else (getattr(copy, method) if isinstance(method, str)
                                             else lambda *a, **k: method(copy, *a, **k))
-        return call(x, **kwargs), activations
+        return call(*as_tuple(x), **kwargs), activations
 
     return Forward("nnx", state, fn, ("nnx", graphdef, _options_key(method, kwargs)),
                    _nnx_names(model))
@@ -268,7 +273,7 @@ def _function_forward(apply_fn: Callable[..., Any], params: Any) -> Forward:
                 "(gradcam, guided_gradcam) need a Flax module: pass (module, variables) or an "
                 "nnx.Module"
             )
-        return apply_fn(params, x), {}
+        return apply_fn(params, *as_tuple(x)), {}
 
     return Forward("function", params, fn, ("function", _hashable(apply_fn)), ())
 

@@ -51,6 +51,7 @@ from attrib._errors import (
     did_you_mean,
     shown,
 )
+from attrib._inputs import as_tuple, check_batch, each, several
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
@@ -150,6 +151,7 @@ class JaxModel(Model):
     backend = "jax"
     compiles_per_shape = True
     captures_attention = True
+    several_inputs = True  # inputs=(x1, x2, ...): apply(params, x1, x2, ...), one gradient each
 
     def __init__(self, model: Any, *, method: Any = None, output: Any = None,
                  **call_kwargs: Any) -> None:
@@ -182,18 +184,18 @@ class JaxModel(Model):
         """
         return self._forward.names
 
-    def input_shape(self, inputs: Any) -> tuple[int, ...]:
+    def input_shape(self, inputs: Any) -> Any:
         shape = _array_shape(inputs)
         # abstract evaluation (no computation, cached per shape): does the model take it?
         try:
-            self._out_shape(jax.ShapeDtypeStruct(shape, inputs.dtype))
+            self._out_shape(each(lambda x: jax.ShapeDtypeStruct(tuple(x.shape), x.dtype), inputs))
         except _NotLogits:  # it does; whether its output suits the target is checked later
             pass
         return shape
 
-    def to_numpy(self, inputs: Any) -> np.ndarray:
+    def to_numpy(self, inputs: Any) -> Any:
         self.input_shape(inputs)
-        array = np.asarray(inputs)
+        array = each(np.asarray, inputs)
         _check_finite(array)
         return array
 
@@ -331,9 +333,9 @@ class JaxModel(Model):
         # one check of the inputs and one transfer; the model's acceptance of
         # them is the (cached) abstract evaluation below
         _array_shape(request.inputs)
-        numpy_inputs = np.asarray(request.inputs)
+        numpy_inputs = each(np.asarray, request.inputs)
         _check_finite(numpy_inputs)
-        x = jnp.asarray(request.inputs)
+        x = each(jnp.asarray, request.inputs)
         if rule != "vanilla":
             check_supported()
         entry = self._entry("gradients", rule, layers, request.objective,
@@ -375,7 +377,7 @@ class JaxModel(Model):
             inputs=numpy_inputs,
             logits=np.asarray(out["logits"]),
             targets=np.asarray(out["targets"], dtype=np.int64),
-            input_gradient=None if input_gradient is None else np.asarray(input_gradient),
+            input_gradient=None if input_gradient is None else each(np.asarray, input_gradient),
             activations={name: np.asarray(a) for name, a in out["activations"].items()},
             layer_gradients={name: np.asarray(g) for name, g in out.get("layer_gradients", {}).items()},
             stats=stats,
@@ -576,6 +578,9 @@ class JaxModel(Model):
 
     def _device_inputs(self, inputs: Any) -> Any:
         self.input_shape(inputs)
+        if several(inputs):
+            _check_finite(each(np.asarray, inputs))
+            return each(jnp.asarray, inputs)
         if isinstance(inputs, np.ndarray):
             _check_finite(inputs)
         x = jnp.asarray(inputs)
@@ -583,15 +588,16 @@ class JaxModel(Model):
             _check_finite(np.asarray(inputs))
         return x
 
-    def _out_shape(self, x: Any, layers: tuple[str, ...] = (), forward: Forward | None = None,
+    def _out_shape(self, inputs: Any, layers: tuple[str, ...] = (), forward: Forward | None = None,
                    target: Any = None) -> tuple[Any, dict[str, Any]]:
-        """Logit shape and tapped layer shapes for inputs like ``x`` (one ``eval_shape``, cached).
+        """Logit shape and tapped layer shapes for inputs like ``inputs`` (one ``eval_shape``, cached).
 
         With ``target`` (and its ``forward``): the output it reads, as
         ``jax.ShapeDtypeStruct`` leaves, checked by ``target.check``.
         """
         forward = self._forward if forward is None else forward
-        key = _shape_key(forward, forward.params, x, layers)
+        key = _shape_key(forward, forward.params, inputs, layers)
+        x = as_tuple(inputs)[0]  # the first input: the batch size, the messages
         with _LOCK:
             known = _SHAPES.get(key)
         if known is not None:
@@ -603,10 +609,10 @@ class JaxModel(Model):
             if layers:
                 program = None
                 logits, acts = jax.eval_shape(lambda p, x: fn(p, x, None, layers),
-                                              forward.params, x)
+                                              forward.params, inputs)
             else:
                 program = trace(lambda p, x, e: fn(p, x, e, layers),
-                                forward.params, _abstract(x), {})
+                                forward.params, _abstract(inputs), {})
                 logits, acts = jax.tree_util.tree_unflatten(
                     program.out_tree, list(program.closed.out_avals))
         except AttribError:
@@ -614,6 +620,14 @@ class JaxModel(Model):
         except jax.errors.UnexpectedTracerError as error:
             raise _lifted_layer_error(layers) from error
         except Exception as error:  # the model rejected these inputs
+            if several(inputs):
+                shapes = [tuple(a.shape) for a in inputs]
+                raise argument_error(
+                    "inputs", "inputs this model accepts, one per argument of its call",
+                    shown(f"{len(shapes)} inputs of shapes {shapes}, on which the model failed "
+                          f"with {type(error).__name__}: {str(error)[:300]}"),
+                    "Pass a tuple (x1, x2, ...) for a model called as apply(params, x1, x2, ...).",
+                ) from error
             raise argument_error(
                 "inputs", "a batch this model accepts (NHWC layout for Flax)",
                 shown(f"shape {tuple(x.shape)} {x.dtype}, on which the model failed with "
@@ -666,8 +680,13 @@ class _NotLogits(AttribValueError):
         return cls(str(error))
 
 
-def _array_shape(inputs: Any) -> tuple[int, ...]:
-    """The shape of ``inputs`` after checking it is a non-empty floating array batch."""
+def _array_shape(inputs: Any) -> Any:
+    """The shape of ``inputs`` after checking it is a non-empty floating array batch.
+
+    Several inputs (a tuple): the shape of each, after checking they share the batch size.
+    """
+    if several(inputs):
+        return check_batch(tuple(_array_shape(x) for x in inputs))
     if not (hasattr(inputs, "shape") and hasattr(inputs, "dtype")):
         raise argument_error("inputs", "a NumPy or JAX array of shape (N, H, W, C)",
                              shown(f"an object of type {type(inputs).__name__}"),
@@ -684,15 +703,19 @@ def _array_shape(inputs: Any) -> tuple[int, ...]:
     return shape
 
 
-def _check_finite(array: np.ndarray) -> None:
+def _check_finite(array: Any) -> None:
+    if several(array):
+        for part in array:
+            _check_finite(part)
+        return
     if not np.all(np.isfinite(array)):
         raise argument_error("inputs", "finite values", shown(
             f"an array with {int((~np.isfinite(array)).sum())} NaN or infinite values"))
 
 
 def _abstract(x: Any) -> Any:
-    """``x`` as a shape and dtype only (arrays and tracers alike)."""
-    return jax.ShapeDtypeStruct(tuple(x.shape), x.dtype)
+    """``x`` as a shape and dtype only (arrays and tracers alike; each of several inputs)."""
+    return each(lambda a: jax.ShapeDtypeStruct(tuple(a.shape), a.dtype), x)
 
 
 def _shape_key(forward: Forward, params: Any, x: Any, layers: tuple[str, ...]) -> Any:
@@ -702,6 +725,9 @@ def _shape_key(forward: Forward, params: Any, x: Any, layers: tuple[str, ...]) -
     forward jaxpr up while being traced).
     """
     leaves, treedef = jax.tree_util.tree_flatten(params)
+    if several(x):
+        return (forward.key, treedef, tuple((v.shape, v.dtype) for v in leaves),
+                tuple((tuple(a.shape), a.dtype) for a in x), "several", layers)
     return (forward.key, treedef, tuple((v.shape, v.dtype) for v in leaves),
             tuple(x.shape), x.dtype, layers)
 
@@ -834,7 +860,8 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
         if program is None:
             program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
         n_params = len(jax.tree_util.tree_leaves(params))
-        marked = [False] * (n_params + 1) + [True] * len(jax.tree_util.tree_leaves(eps))
+        n_inputs = len(jax.tree_util.tree_leaves(x))  # several inputs: one leaf each
+        marked = [False] * (n_params + n_inputs) + [True] * len(jax.tree_util.tree_leaves(eps))
         analysis = analyse(program.closed, marked)
 
         def score(rule_: str) -> Any:

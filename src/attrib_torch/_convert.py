@@ -22,8 +22,19 @@ import numpy as np
 import torch
 
 from attrib._errors import AttribTypeError, argument_error, shown
+from attrib._inputs import check_batch
 
-__all__ = ["check_inputs", "as_numpy", "as_tensor"]
+__all__ = ["check_inputs", "check_all", "as_numpy", "as_tensor"]
+
+
+def check_all(inputs: Any) -> Any:
+    """:func:`check_inputs` of one batch, or of each of several inputs (a tuple of shapes).
+
+    Several inputs (a tuple, for ``model(x1, x2, ...)``) must share the batch size.
+    """
+    if isinstance(inputs, tuple):
+        return check_batch(tuple(check_inputs(x) for x in inputs))
+    return check_inputs(inputs)
 
 
 def check_inputs(inputs: Any) -> tuple[int, ...]:

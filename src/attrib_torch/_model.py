@@ -25,6 +25,7 @@ from attrib._errors import (
     did_you_mean,
     shown,
 )
+from attrib._inputs import as_tuple, each, like, several
 from attrib._model import LayerInfo
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
@@ -33,7 +34,7 @@ from attrib.targets import Target
 
 from ._attention import captured_attention, prefix_tokens
 from ._capture import Tap, check_layers, tapped
-from ._convert import as_numpy, as_tensor, check_inputs, check_model_device, shape_hint
+from ._convert import as_numpy, as_tensor, check_all, check_model_device, shape_hint
 from ._deeplift import DeepLiftMode
 from ._probe import probe, scaled, substituted
 from ._rectifiers import RectifierGraph, RectifierMode, RuleState
@@ -101,6 +102,7 @@ class TorchModel(Model):
 
     backend = "torch"
     captures_attention = True
+    several_inputs = True  # inputs=(x1, x2, ...) for model(x1, x2, ...): one gradient each
 
     def __init__(self, model: nn.Module, *, rectifier_path: str = "auto",
                  output: Any = None) -> None:
@@ -129,14 +131,15 @@ class TorchModel(Model):
         return [name for name, _ in self._model.named_modules() if name]
 
     def input_shape(self, inputs: Any) -> tuple[int, ...]:
-        return check_inputs(inputs)
+        return check_all(inputs)
 
     def to_numpy(self, inputs: Any) -> np.ndarray:
-        check_inputs(inputs)
-        return as_numpy(inputs) if isinstance(inputs, torch.Tensor) else np.array(inputs, copy=True)
+        check_all(inputs)
+        return each(lambda x: as_numpy(x) if isinstance(x, torch.Tensor) else np.array(x, copy=True),
+                    inputs)
 
     def forward(self, inputs: Any) -> np.ndarray:
-        check_inputs(inputs)
+        check_all(inputs)
         x = self._tensor(inputs)
         with preserved(self._model), torch.no_grad():
             logits = self._logits(x)
@@ -187,7 +190,7 @@ class TorchModel(Model):
         hooked or calls intercepted) and ``rectifier_path`` (``"graph"`` or
         ``"mode"``, the mechanism that applied it).
         """
-        check_inputs(request.inputs)
+        check_all(request.inputs)
         check_objective(request.objective)
         rules = rule_set(request.rule)
         if rules.nonlinearity == "rescale":
@@ -201,7 +204,8 @@ class TorchModel(Model):
         check_layers(self._model, layers)
         attention = check_attention(request.attention)
         with torch.inference_mode(False):  # also when called under torch.inference_mode()
-            x = self._tensor(request.inputs).requires_grad_(request.input_gradient)
+            x = each(lambda t: t.requires_grad_(request.input_gradient),
+                     self._tensor(request.inputs))
         ruled = rule != "vanilla" and request.input_gradient
         state = RuleState(rule)
         stats: dict[str, Any] = {"rule": rule}
@@ -264,7 +268,7 @@ class TorchModel(Model):
             stats["attention_layers"] = len(attended)
         gradients = dict(zip((id(tap) for tap in wanted), tap_gradients))
         return GradientResult(
-            inputs=_numpy(x),
+            inputs=each(_numpy, x),
             logits=_numpy(logits) if isinstance(logits, torch.Tensor) or scores is None
             else scores[:, None],
             targets=targets,
@@ -289,6 +293,11 @@ class TorchModel(Model):
         every rule switched off); the input quantity follows ``rules``, seeded
         with the score gradient times the logits when ``rules.seed == "relevance"``.
         """
+        if several(request.inputs):
+            raise argument_error(
+                "inputs", f"one array for the rule set {rules.name!r}",
+                shown(f"a tuple of {len(request.inputs)} inputs"),
+                "Rule sets beyond rectifiers (LRP) explain models of one input.")
         layers = tuple(request.layers)
         check_layers(self._model, layers)
         if check_attention(request.attention):
@@ -357,6 +366,11 @@ class TorchModel(Model):
         if request.layers:
             raise argument_error("layers", f"no layer captures with rule set {rules.name!r}",
                                  request.layers)
+        if several(request.inputs):
+            raise argument_error(
+                "inputs", f"one array for the rule set {rules.name!r}",
+                shown(f"a tuple of {len(request.inputs)} inputs"),
+                "DeepLIFT explains models of one input.")
         if request.target is not None:
             raise argument_error("target", f"a class target with rule set {rules.name!r}",
                                  shown(type(request.target).__name__),
@@ -412,17 +426,18 @@ class TorchModel(Model):
         ``Flatten``, ``Identity``, dropout and containers passing such a
         module's output on are marked ``resamples``.
         """
-        check_inputs(inputs)
+        check_all(inputs)
         x = self._tensor(inputs)
         with preserved(self._model), torch.no_grad():
             return probe(self._model, lambda: self._logits(x))
 
     def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
         """Logits with ``layer``'s output multiplied by ``scale``: a forward hook scoped to the call."""
-        check_inputs(inputs)
+        check_all(inputs)
         check_layers(self._model, (layer,))
         x = self._tensor(inputs)
-        factor = torch.as_tensor(np.asarray(scale), device=x.device, dtype=x.dtype)
+        first = as_tuple(x)[0]
+        factor = torch.as_tensor(np.asarray(scale), device=first.device, dtype=first.dtype)
         with preserved(self._model), torch.no_grad(), scaled(self._model, layer, factor):
             logits = self._logits(x)
         return as_numpy(logits)
@@ -436,7 +451,10 @@ class TorchModel(Model):
         size, is run again on M rows (the image repeated) with the layer run
         as usual, and the layer is remembered on this adapter.
         """
-        check_inputs(inputs)
+        if several(inputs):
+            raise argument_error("inputs", "one array for forward_substituted",
+                                 shown(f"a tuple of {len(inputs)} inputs"))
+        check_all(inputs)
         check_layers(self._model, (layer,))
         x = self._tensor(inputs)
         values = torch.as_tensor(np.asarray(activation), device=x.device, dtype=x.dtype).clone()
@@ -498,21 +516,22 @@ class TorchModel(Model):
         outputs = [tap.output for tap in wanted_layers if tap.output is not None]
         if not request.input_gradient and not outputs:
             return None, [], 0
+        xs = list(as_tuple(x))  # several inputs: one gradient each
         # A rectifier between a layer's output and the logits would corrupt that
         # layer's gradient under the rule: the true pass first, then the ruled one.
         if rule != "vanilla" and outputs and between and request.input_gradient:
             state.rule = "vanilla"
             layer_grads = _grad(score, outputs, retain_graph=True)
             state.rule = rule
-            input_grad: torch.Tensor | None = _grad(score, [x])[0]
+            input_grads: list[torch.Tensor] | None = _grad(score, xs)
             passes = 2
         else:
-            grads = _grad(score, ([x] if request.input_gradient else []) + outputs)
-            input_grad = grads[0] if request.input_gradient else None
-            layer_grads = grads[1:] if request.input_gradient else grads
+            grads = _grad(score, (xs if request.input_gradient else []) + outputs)
+            input_grads = grads[:len(xs)] if request.input_gradient else None
+            layer_grads = grads[len(xs):] if request.input_gradient else grads
             passes = 1
         return (
-            _numpy(input_grad) if input_grad is not None else None,
+            like(tuple(_numpy(g) for g in input_grads), x) if input_grads is not None else None,
             [_numpy(g) for g in layer_grads],
             passes,
         )
@@ -526,16 +545,20 @@ class TorchModel(Model):
                 return device, tensor.dtype
         return device or torch.device("cpu"), None
 
-    def _tensor(self, inputs: Any) -> torch.Tensor:
+    def _tensor(self, inputs: Any) -> Any:
+        """A fresh tensor of ``inputs`` on the model's device and dtype (a tuple for several)."""
         device, dtype = self._device_dtype()
         check_model_device(device)
-        return as_tensor(inputs, device, dtype)
+        return each(lambda x: as_tensor(x, device, dtype), inputs)
 
-    def _logits(self, x: torch.Tensor, target: Target | None = None) -> Any:
-        """The logits (N, classes); with ``target``, the checked output it reads (any shape)."""
+    def _logits(self, inputs: Any, target: Target | None = None) -> Any:
+        """The logits (N, classes) on a batch, or on several inputs as ``model(x1, x2, ...)``;
+        with ``target``, the checked output it reads (any shape)."""
+        x = as_tuple(inputs)[0]  # the first input, for the messages and the batch size
         try:
             # a model may rectify its input in place: never in place on the leaf
-            value = self._model(x.clone() if x.requires_grad else x)
+            args = [a.clone() if a.requires_grad else a for a in as_tuple(inputs)]
+            value = self._model(*args)
             if target is not None:
                 chosen = target.select(value, self._output, lambda v: isinstance(v, torch.Tensor))
                 target.check(chosen, int(x.shape[0]), self.layout)
@@ -543,9 +566,23 @@ class TorchModel(Model):
             logits = select_output(value, self._output, lambda v: isinstance(v, torch.Tensor))
         except AttribError:  # ours, e.g. from a layer tap: already clear
             raise
-        except (RuntimeError, IndexError, ValueError) as error:  # shapes/dtypes the model rejects
+        except (RuntimeError, IndexError, ValueError, TypeError) as error:  # inputs it rejects
             message = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
-            hint = shape_hint(self._model, tuple(x.shape))
+            if isinstance(error, TypeError) and "argument" in message:  # e.g. 2 inputs for 1
+                count = len(as_tuple(inputs))
+                raise argument_error(
+                    "inputs", "as many inputs as the model's forward() takes",
+                    shown(f"{count} input{'s' if count > 1 else ''}, on which the model raised "
+                          f"TypeError: {message}"),
+                    "Pass a tuple (x1, x2, ...) for a model called as model(x1, x2, ...), one "
+                    "array for model(x).") from error
+            if isinstance(error, TypeError):
+                raise argument_error(
+                    "model", "a forward pass that runs on these inputs",
+                    shown(f"TypeError: {message[:200]} (raised inside the model)"),
+                    "The model's own error is chained above; the model was left as found.",
+                ) from error
+            hint = shape_hint(self._model, tuple(x.shape)) if not several(inputs) else ""
             raise argument_error(
                 "inputs",
                 "a batch this model accepts",

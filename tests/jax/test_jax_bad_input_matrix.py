@@ -136,6 +136,72 @@ ERRORS: dict[str, tuple[Callable[[], Any], str, str]] = {
 }
 
 
+
+class Signal(nn.Module):
+    """(N, L, 2) -> 3 classes, or (N, D, H, W, 2) with ``k=3``: conv, conv, mean, dense."""
+
+    k: int = 1
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        x = jax.nn.relu(nn.Conv(4, (3,) * self.k, padding=[(1, 1)] * self.k, name="conv")(x))
+        return nn.Dense(3, name="fc")(jnp.mean(x, axis=tuple(range(1, 1 + self.k))))
+
+
+class Two(nn.Module):
+    """``(image (N, 8, 8, 3), table (N, 5)) -> 3 classes``."""
+
+    @nn.compact
+    def __call__(self, image: Any, table: Any) -> Any:
+        a = jax.nn.relu(nn.Conv(4, (3, 3), padding=((1, 1), (1, 1)), name="conv")(image))
+        b = jax.nn.relu(nn.Dense(4, name="table")(table))
+        return nn.Dense(3, name="fc")(jnp.concatenate([a.mean(axis=(1, 2)), b], axis=1))
+
+
+SIGNAL = np.random.default_rng(2).normal(size=(2, 16, 2)).astype(np.float32)
+VOLUME = np.random.default_rng(3).normal(size=(2, 4, 6, 6, 2)).astype(np.float32)
+TABLE = np.random.default_rng(4).normal(size=(2, 5)).astype(np.float32)
+
+
+def _signal(k: int) -> Any:
+    example = SIGNAL if k == 1 else VOLUME
+    return (Signal(k), Signal(k).init(jax.random.key(1), example[:1]))
+
+
+def _two() -> Any:
+    return (Two(), Two().init(jax.random.key(2), X[:1], TABLE[:1]))
+
+
+# signals and volumes, several inputs (issue 21)
+ERRORS.update({
+    "1-D network given 2-D images": (_explain(X, _signal(1)), "inputs",
+                                     r"a batch this model accepts.*\(2, 8, 8, 3\)"),
+    "3-D network given a signal": (_explain(SIGNAL, _signal(3)), "inputs",
+                                   r"a batch this model accepts.*\(2, 16, 2\)"),
+    "signal: occlusion window of two sizes": (
+        _explain(SIGNAL, _signal(1), method="occlusion", window=(5, 5)), "window",
+        r"1 size, one per spatial axis"),
+    "volume: occlusion window longer than the volume": (
+        _explain(VOLUME, _signal(3), method="occlusion", window=(5, 2, 2), stride=2), "window",
+        r"at most the volume size \(4, 6, 6\)"),
+    "signal: gradcam at a dense layer": (
+        _explain(SIGNAL, _signal(1), method="gradcam", layer="fc"), "layer",
+        r"3-D output \(n, l, c\).*'fc' with output shape \(2, 3\)"),
+    "volume: gradcam with reshape=(h, w)": (
+        _explain(VOLUME, _signal(3), method="gradcam", layer="conv", reshape=(2, 2)),
+        "reshape", r"None for inputs with 3 spatial axes"),
+    "several inputs: batch sizes differ": (_explain((X, TABLE[:1]), _two()), "inputs",
+                                           r"same batch size.*batch sizes \[2, 1\]"),
+    "several inputs: one input for a model of two": (
+        _explain((X,), _two()), "inputs", r"one per argument.*missing 1 required"),
+    "several inputs: two inputs for a model of one": (
+        _explain((X, X)), "inputs", r"one per argument.*positional arguments"),
+    "several inputs: score-cam": (_explain((X, TABLE), _two(), method="scorecam", layer="conv"),
+                                  "inputs", r"one array for 'scorecam'"),
+    "several inputs: a string among them": (_explain((X, "table.csv"), _two()), "inputs",
+                                            r"NumPy or JAX array.*str"),
+})
+
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_bad_input_is_a_clear_error(case: str) -> None:
     call, argument, detail = ERRORS[case]

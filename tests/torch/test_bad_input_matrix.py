@@ -410,6 +410,74 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
 }
 
 
+
+def _signal(k: int) -> nn.Module:
+    from support.signal_nets import torch_net
+
+    return torch_net(k, torch.float32)
+
+
+def _signal_x(k: int) -> np.ndarray:
+    from support.signal_nets import inputs
+
+    return inputs(k).astype(np.float32)
+
+
+def _two() -> nn.Module:
+    from support.two_inputs import torch_two_inputs
+
+    return torch_two_inputs()
+
+
+def _pair(image_rows: int = 2, table_rows: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    from support.two_inputs import two_inputs
+
+    image, table = two_inputs()
+    return image[:image_rows], table[:table_rows]
+
+
+# signals and volumes, several inputs (issue 21)
+ERRORS.update({
+    "1-D network given 2-D images": (_explain(np.zeros((2, 2, 8, 8), np.float32), _signal(1)),
+                                     "inputs", r"a batch this model accepts.*\(2, 2, 8, 8\)"),
+    "3-D network given a signal": (_explain(np.zeros((2, 2, 24), np.float32), _signal(3)),
+                                   "inputs", r"a batch this model accepts.*\(2, 2, 24\)"),
+    "signal: occlusion window of two sizes": (
+        _explain(_signal_x(1), _signal(1), method="occlusion", window=(5, 5)), "window",
+        r"1 size, one per spatial axis.*\(5, 5\)"),
+    "volume: occlusion stride of one size": (
+        _explain(_signal_x(3), _signal(3), method="occlusion", window=(2, 2, 2), stride=(2,)),
+        "stride", r"3 sizes, one per spatial axis"),
+    "signal: occlusion window longer than the signal": (
+        _explain(_signal_x(1), _signal(1), method="occlusion", window=30), "window",
+        r"at most the signal size \(24,\)"),
+    "signal: gradcam at a dense layer": (
+        _explain(_signal_x(1), _signal(1), method="gradcam", layer="fc"), "layer",
+        r"3-D output \(n, c, l\).*'fc' with output shape \(2, 4\)"),
+    "volume: gradcam with reshape=(h, w)": (
+        _explain(_signal_x(3), _signal(3), method="gradcam", layer="conv2", reshape=(2, 2)),
+        "reshape", r"None for inputs with 3 spatial axes"),
+    "table: blur baseline without spatial axes": (
+        _explain(np.zeros((2, 5), np.float32), nn.Sequential(nn.Linear(5, 3)).eval(),
+                 method="integrated_gradients", baseline="blur"), "inputs",
+        r"signals \(N, C, L\) or volumes.*2 dimensions"),
+    "several inputs: batch sizes differ": (_explain(_pair(2, 1), _two()), "inputs",
+                                           r"same batch size.*batch sizes \[2, 1\]"),
+    "several inputs: one input for a model of two": (
+        _explain(_pair()[:1], _two()), "inputs", r"as many inputs.*missing 1 required"),
+    "several inputs: two inputs for a model of one": (
+        _explain((_x(), _x()), _net()), "inputs", r"as many inputs.*takes 2 positional"),
+    "several inputs: occlusion": (_explain(_pair(), _two(), method="occlusion"), "inputs",
+                                  r"one array for 'occlusion'.*tuple of 2 inputs"),
+    "several inputs: guided grad-cam": (
+        _explain(_pair(), _two(), method="guided_gradcam", layer="conv"), "inputs",
+        r"one array for 'guided_gradcam'"),
+    "several inputs: an empty tuple": (_explain((), _two()), "inputs", r"non-empty tuple"),
+    "several inputs: integrated gradients with one baseline array": (
+        _explain(_pair(), _two(), method="integrated_gradients", baseline=np.zeros(5)),
+        "baseline", r"tuple of 2 arrays, one per input"),
+})
+
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_bad_input_is_a_clear_error(case: str) -> None:
     build, argument, detail = ERRORS[case]

@@ -89,7 +89,11 @@ class AttentionMethod(Attributor):
         raise NotImplementedError
 
     def compute(self, result: GradientResult) -> MethodOutput:
-        size = input_hw(tuple(result.inputs.shape), self.model.layout, self.name)
+        spatial = input_hw(tuple(result.inputs.shape), self.model.layout, self.name)
+        if len(spatial) != 2:  # a patch grid is two-dimensional
+            raise argument_error("inputs", f"images (N, C, H, W) or (N, H, W, C) for {self.name!r}",
+                                 shown(f"shape {tuple(result.inputs.shape)}"))
+        size = (int(spatial[0]), int(spatial[1]))
         if not result.attention:
             raise BackendError(f"backend: {self.model.backend!r} returned no attention for a "
                                f"request that asked for it ({self.name!r})")

@@ -33,6 +33,8 @@ from .._attributor import Attributor, GradientNeeds, MethodOutput
 from .._checks import warn_zero
 from .._errors import AttribTypeError, argument_error
 from .._explanation import Explanation
+from .._inputs import as_tuple, first_shape, like, several
+from .._layout import spatial_axes as layout_spatial_axes
 from .._model import GradientRequest, GradientResult, Model
 from .._targets import resolve_target_weights, resolve_targets, weighted_scores, weights_targets
 from ..targets import Target
@@ -98,7 +100,8 @@ def default_batch_size(x: np.ndarray) -> int:
     >>> default_batch_size(np.zeros((1, 3, 224, 224), np.float32))
     5
     """
-    row_bytes = max(1, x[0].nbytes) if len(x) else 1
+    arrays = as_tuple(x)  # several inputs: a row is one sample of each
+    row_bytes = max(1, sum(a[0].nbytes for a in arrays)) if len(arrays[0]) else 1
     return int(min(MAX_CHUNK_ROWS, max(1, CHUNK_BYTES // row_bytes)))
 
 
@@ -111,7 +114,7 @@ def check_batch_size(value: object) -> int | None:
 class Forwarded:
     """Rows that went through the model with the inputs, and their logits."""
 
-    rows: np.ndarray
+    rows: Any  # ndarray, or a tuple of them for several inputs
     logits: np.ndarray
 
 
@@ -135,8 +138,10 @@ def chunks(total: int, batch_size: int, model: Model) -> Iterator[tuple[int, int
         yield start, stop, size if model.compiles_per_shape else stop - start
 
 
-def padded(array: np.ndarray, size: int) -> np.ndarray:
-    """``array`` with copies of its last row appended up to ``size`` rows."""
+def padded(array: Any, size: int) -> Any:
+    """``array`` with copies of its last row appended up to ``size`` rows (each of several inputs)."""
+    if several(array):
+        return tuple(padded(a, size) for a in array)
     missing = size - len(array)
     if missing <= 0:
         return array
@@ -164,12 +169,13 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
-def spatial_axes(layout: str, ndim: int) -> tuple[int, int]:
-    """The (H, W) axes of an image batch of ``ndim`` dimensions in ``layout``."""
-    if ndim != 4:
-        raise argument_error("inputs", "images (N, C, H, W) or (N, H, W, C) for this option",
-                             f"an array with {ndim} dimensions")
-    return (2, 3) if layout == "NCHW" else (1, 2)
+def spatial_axes(layout: str, ndim: int) -> tuple[int, ...]:
+    """The spatial axes of a batch of ``ndim`` dimensions in ``layout``: (H, W), (L,), (D, H, W)."""
+    if not 3 <= ndim <= 5:
+        raise argument_error(
+            "inputs", "images (N, C, H, W), signals (N, C, L) or volumes (N, C, D, H, W) (channels "
+            "last in a channels-last model) for this option", f"an array with {ndim} dimensions")
+    return layout_spatial_axes(layout, ndim)
 
 
 def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
@@ -178,12 +184,16 @@ def random_images(rng: np.random.Generator, shape: tuple[int, ...], layout: str,
 
     The same generator state gives the same value at the same (sample,
     channel, row, column) in either layout, so seeded noise is the same on
-    a torch (NCHW) and a jax (NHWC) backend.
+    a torch (NCHW) and a jax (NHWC) backend; also for signals (N, L, C) and
+    volumes (N, D, H, W, C), drawn as (N, C, L) and (N, C, D, H, W).
     """
     draw = rng.standard_normal if kind == "normal" else rng.random
     if layout == "NHWC" and len(shape) == 4:
         n, h, w, c = shape
         return np.asarray(draw((n, c, h, w))).transpose(0, 2, 3, 1)
+    if layout == "NHWC" and len(shape) in (3, 5):
+        first = (shape[0], shape[-1], *shape[1:-1])
+        return np.moveaxis(np.asarray(draw(first)), 1, -1)
     return np.asarray(draw(shape))
 
 
@@ -254,17 +264,20 @@ class MultiPassMethod(Attributor):
         extra = self.extra_inputs(x)
         if extra is None:
             return self.model.forward(x), None
-        same = (not self.model.compiles_per_shape and len(extra) > 1
-                and bool(np.all(extra == extra[:1])))
-        logits = self.model.forward(np.concatenate([x, extra[:1] if same else extra]))
-        extra_logits = logits[len(x):]
+        rows, n = len(as_tuple(extra)[0]), len(as_tuple(x)[0])
+        same = (not self.model.compiles_per_shape and rows > 1
+                and all(bool(np.all(e == e[:1])) for e in as_tuple(extra)))
+        logits = self.model.forward(like(tuple(
+            np.concatenate([a, e[:1] if same else e]) for a, e in zip(as_tuple(x), as_tuple(extra))),
+            x))
+        extra_logits = logits[n:]
         if same:
-            extra_logits = np.repeat(extra_logits, len(extra), axis=0)
-        return logits[: len(x)], Forwarded(extra, extra_logits)
+            extra_logits = np.repeat(extra_logits, rows, axis=0)
+        return logits[:n], Forwarded(extra, extra_logits)
 
     def attribute(self, inputs: Any, target: Any = None) -> Explanation:
         """Explain ``inputs`` for ``target`` (as :meth:`attrib.Attributor.attribute`)."""
-        shape = self.model.input_shape(inputs)
+        shape = first_shape(self.model, inputs, self.name, self.several_inputs)
         x = self.model.to_numpy(inputs)
         targets, weights = self._split_target(inputs, target, shape[0])
         if isinstance(target, Target):
@@ -285,7 +298,7 @@ class MultiPassMethod(Attributor):
             output, stats = self.run(x, logits, explained, extra)
         if weights is not None:
             weights = resolve_target_weights(weights, logits)
-        if output.attribution.size and not np.any(output.attribution):
+        if all(a.size and not np.any(a) for a in as_tuple(output.attribution)):
             warn_zero(self.name, ["the inputs"])
         return self._explanation(output, targets=explained.targets, logits=logits, inputs=x,
                                  stats={**output.stats, **stats}, target_weights=weights)

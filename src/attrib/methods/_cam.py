@@ -11,7 +11,12 @@ into a map (N, h, w) before the relu: most only through :meth:`CAM.weights`
   pass, and their mean), or ``None`` / ``"auto"`` (the default layer, see
   :mod:`attrib.methods._default_layer`);
 - relu, and bilinear upsampling (half-pixel centres) to the input's (H, W);
-- transformer token layouts (``reshape=``).
+- transformer token layouts (``reshape=``);
+- signals and volumes: inputs (N, C, L) or (N, C, D, H, W) (channels last in
+  a channels-last model) and layers with as many spatial axes (``Conv1d``,
+  ``Conv3d``); ``A`` and ``G`` are then (N, C, l) or (N, C, d, h, w), the
+  maps (N, l) or (N, d, h, w), upsampled linearly or trilinearly
+  (:func:`attrib.resize_linear`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from .._attributor import Attributor, GradientNeeds, MethodOutput
-from .._errors import AttribTypeError, argument_error, check_choice, shown
+from .._errors import AttribTypeError, argument_error, check_choice
+from .._inputs import as_tuple, first_shape
 from .._model import GradientResult
-from .._resize import resize_bilinear
+from .._resize import resize_linear
 from ._default_layer import default_layer
-from ._grid import Grid, check_reshape, find_grid
+from ._grid import Grid, check_reshape, find_grid, input_hw
 
-__all__ = ["CAM", "LayerData", "COMBINES", "input_hw"]
+__all__ = ["CAM", "LayerData", "COMBINES", "input_hw", "positions"]
 
 #: how the maps of several layers are combined
 COMBINES: tuple[str, ...] = ("mean", "minmax_mean")
@@ -95,6 +101,8 @@ class CAM(Attributor):
     """
 
     needs_layer = True
+    #: several inputs: the map explains the layer, upsampled to the first input's size
+    several_inputs = True
     #: whether the method needs the gradient at the layer (else a capture-only pass)
     uses_gradients: ClassVar[bool] = True
 
@@ -135,7 +143,7 @@ class CAM(Attributor):
     def _prepare(self, inputs: Any) -> None:
         if self._requested is not None:
             return
-        shape = tuple(self.model.input_shape(inputs))
+        shape = first_shape(self.model, inputs, self.name, self.several_inputs)
         if shape not in self._defaults:
             reshape = self._reshape if not callable(self._reshape) else None
             self._defaults[shape] = default_layer(self.model, inputs, reshape, self.name)
@@ -155,11 +163,13 @@ class CAM(Attributor):
     def layer_map(self, data: LayerData) -> np.ndarray:
         """The map (N, h, w) before the relu: ``sum_c weights[n, c] * A[n, c]``."""
         weights = self.weights(data).astype(data.activation.dtype, copy=False)
-        return np.einsum("nc,nchw->nhw", weights, data.activation)
+        if data.activation.ndim == 4:
+            return np.einsum("nc,nchw->nhw", weights, data.activation)
+        return np.einsum("nc,nc...->n...", weights, data.activation)
 
     def compute(self, result: GradientResult) -> MethodOutput:
         layout = self.model.layout
-        size = input_hw(result.inputs.shape, layout, self.name)
+        size = input_hw(as_tuple(result.inputs)[0].shape, layout, self.name)
         self._stats = {}
         maps: dict[str, np.ndarray] = {}
         small: np.ndarray | None = None
@@ -172,15 +182,16 @@ class CAM(Attributor):
                 gradient = grid.to_nchw(result.layer_gradients[name])
             data = LayerData(name, activation, gradient, grid, raw.ndim, result)
             small = np.maximum(self.layer_map(data), 0)
-            maps[name] = resize_bilinear(small, size)
+            maps[name] = resize_linear(small, size)
         stats = {"default_layer": self._requested is None, **self._stats}
         if len(maps) == 1:
             (attribution,) = maps.values()
             return MethodOutput(attribution=attribution, layer_attribution=small, stats=stats)
         stack = np.stack(list(maps.values()))
         if self._combine == "minmax_mean":
-            low = stack.min(axis=(2, 3), keepdims=True)
-            stack = (stack - low) / (stack.max(axis=(2, 3), keepdims=True) - low + 1e-7)
+            axes = tuple(range(2, stack.ndim))
+            low = stack.min(axis=axes, keepdims=True)
+            stack = (stack - low) / (stack.max(axis=axes, keepdims=True) - low + 1e-7)
         return MethodOutput(attribution=stack.mean(axis=0), parts=maps, stats=stats)
 
     def _count(self, key: str, value: int) -> None:
@@ -191,14 +202,9 @@ class CAM(Attributor):
         return f"{type(self).__name__}(backend={self.model.backend!r}{layer}, objective={self.objective!r})"
 
 
-def input_hw(shape: tuple[int, ...], layout: str, method: str) -> tuple[int, int]:
-    """(H, W) of an image batch in ``layout``; a clear error for anything else."""
-    if len(shape) != 4:
-        raise argument_error(
-            "inputs", f"images of shape {'(N, C, H, W)' if layout == 'NCHW' else '(N, H, W, C)'} "
-            f"for {method!r}", shown(f"shape {shape}"),
-        )
-    return (shape[2], shape[3]) if layout == "NCHW" else (shape[1], shape[2])
+def positions(array: np.ndarray) -> tuple[int, ...]:
+    """The spatial axes of a layer array read as (N, C, *spatial): ``(2, 3)`` for (N, C, h, w)."""
+    return tuple(range(2, array.ndim))
 
 
 def chunks(total: int, batch_size: int) -> list[np.ndarray]:

@@ -6,7 +6,9 @@ or resample** (``LayerInfo.resamples``: pooling modules, ``Flatten``,
 ``Identity``, and containers whose output is such a module's output). It
 comes from :meth:`attrib.Model.probe_layers`, so any backend gets it. A layer
 is spatial when :func:`attrib.methods._grid.find_grid` reads it as a grid:
-4-D in either layout, or tokens with an unambiguous grid.
+4-D in either layout, or tokens with an unambiguous grid; for signals and
+volumes, an output with as many spatial axes as the input (``Conv1d`` /
+``Conv3d`` outputs; pooling modules of any dimension are skipped).
 
 So ResNets get ``layer4``; DenseNet ``features`` (its last child is a
 normalisation); VGG ``features.29`` (``features`` itself and ``avgpool`` only
@@ -26,8 +28,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import AttribError, argument_error
+from .._inputs import first_shape
 from .._model import GradientRequest, Model
-from ._grid import Grid, find_grid
+from ._grid import Grid, find_grid, input_hw
 
 __all__ = ["default_layer"]
 
@@ -35,16 +38,11 @@ __all__ = ["default_layer"]
 _TOKEN_CANDIDATES = 32
 
 
-def _input_hw(model: Model, shape: tuple[int, ...]) -> tuple[int, int]:
-    if len(shape) != 4:
-        raise argument_error("inputs", "images (N, C, H, W) or (N, H, W, C) for a CAM method",
-                             f"shape {shape}")
-    return (shape[2], shape[3]) if model.layout == "NCHW" else (shape[1], shape[2])
 
 
 def default_layer(model: Model, inputs: Any, reshape: Any, method: str) -> str:
     """The default layer of ``model`` for ``inputs`` (see the module's rule)."""
-    size = _input_hw(model, tuple(model.input_shape(inputs)))
+    size = input_hw(first_shape(model, inputs, method, True), model.layout, method)
     spatial: list[tuple[str, Grid]] = []
     for info in reversed(model.probe_layers(inputs)):
         if info.resamples:
@@ -53,7 +51,7 @@ def default_layer(model: Model, inputs: Any, reshape: Any, method: str) -> str:
             grid = find_grid(info.shape, model.layout, size, reshape, info.name, method)
         except AttribError:
             continue
-        if grid.h * grid.w > 1:
+        if grid.cells > 1:
             spatial.append((info.name, grid))
     if not spatial:
         names = list(model.layer_names())

@@ -15,6 +15,11 @@ torch model is read channels-last). Tokens are mapped to a grid when exactly
 one of "no extra token" and "one class token" leaves a token count that
 factors into a grid of the input's aspect ratio; otherwise ``reshape=`` says
 how: ``(h, w)``, or a callable from the layer's output (NumPy) to (N, C, h, w).
+Signals and volumes: for inputs with one or three spatial axes (N, C, L),
+(N, C, D, H, W) (or channels last), a layer is a grid when its output has as
+many spatial axes, read in the model's layout (``Grid.dims``); "NCHW" then
+means channels first and "NHWC" channels last, and the grid is read as
+(N, C, *dims).
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import AttribTypeError, argument_error, shown
+from .._layout import batch_spelling, spatial_shape
 
-__all__ = ["Grid", "find_grid", "check_reshape"]
+__all__ = ["Grid", "find_grid", "check_reshape", "input_hw"]
 
 Reshape = Callable[[np.ndarray], np.ndarray] | tuple[int, int] | None
 
@@ -46,6 +52,9 @@ class Grid:
         Leading tokens left out (``"tokens"`` only).
     reshape : callable or None
         The user's callable (``"callable"`` only).
+    dims : tuple of int
+        The grid's size when it has one or three spatial axes (signals,
+        volumes; ``h`` and ``w`` are then 0), else ``()``.
     """
 
     kind: str
@@ -53,19 +62,25 @@ class Grid:
     w: int
     extra: int = 0
     reshape: Callable[[np.ndarray], np.ndarray] | None = None
+    dims: tuple[int, ...] = ()
+
+    @property
+    def cells(self) -> int:
+        """The number of grid positions (``h * w``, or the product of ``dims``)."""
+        return int(np.prod(self.dims)) if self.dims else self.h * self.w
 
     def to_nchw(self, array: np.ndarray) -> np.ndarray:
-        """The layer's output (or its gradient) as (N, C, h, w)."""
+        """The layer's output (or its gradient) as (N, C, h, w), or (N, C, *dims)."""
         if self.kind == "NCHW":
             return array
         if self.kind == "NHWC":
-            return array.transpose(0, 3, 1, 2)
+            return array.transpose(0, 3, 1, 2) if array.ndim == 4 else np.moveaxis(array, -1, 1)
         if self.kind == "tokens":
             grid = array[:, self.extra:, :].reshape(array.shape[0], self.h, self.w, array.shape[2])
             return grid.transpose(0, 3, 1, 2)
         assert self.reshape is not None
         out = np.asarray(self.reshape(array))
-        if out.ndim != 4 or out.shape[0] != array.shape[0]:
+        if out.ndim < 3 or out.shape[0] != array.shape[0]:
             raise argument_error("reshape", "a callable returning (N, C, h, w)",
                                  shown(f"an array of shape {out.shape} from an input of shape "
                                        f"{array.shape}"))
@@ -86,6 +101,19 @@ class Grid:
         shape = [masks.shape[0]] + [1] * (ndim - 1)
         shape[self.channel_axis(ndim)] = masks.shape[1]
         return masks.reshape(shape)
+
+
+def input_hw(shape: tuple[int, ...], layout: str, method: str) -> tuple[int, ...]:
+    """The spatial size of a batch in ``layout``: (H, W) of images, (L,) or (D, H, W).
+
+    A clear error for a batch with no spatial axis (N, C) or more than three.
+    """
+    if not 3 <= len(shape) <= 5:
+        raise argument_error(
+            "inputs", f"images {batch_spelling(layout, 2)}, signals {batch_spelling(layout, 1)} "
+            f"or volumes {batch_spelling(layout, 3)} for {method!r}", shown(f"shape {shape}"),
+        )
+    return spatial_shape(shape, layout)
 
 
 def check_reshape(reshape: object) -> Reshape:
@@ -120,11 +148,17 @@ def _token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int] | Non
     return None
 
 
-def find_grid(shape: tuple[int, ...], layout: str, input_hw: tuple[int, int], reshape: Reshape,
+def find_grid(shape: tuple[int, ...], layout: str, input_hw: tuple[int, ...], reshape: Reshape,
               layer: str, method: str) -> Grid:
-    """The :class:`Grid` of a layer output of ``shape``; a clear error when there is none."""
+    """The :class:`Grid` of a layer output of ``shape``; a clear error when there is none.
+
+    ``input_hw`` is the input's spatial size: (H, W) for images, (L,) or (D, H, W)
+    for signals and volumes (:func:`_signal_grid`).
+    """
     if callable(reshape):
         return Grid("callable", 0, 0, reshape=reshape)
+    if len(input_hw) != 2:
+        return _signal_grid(shape, layout, tuple(input_hw), reshape, layer, method)
     if len(shape) == 4:
         native = "NCHW" if layout == "NCHW" else "NHWC"
         other = "NHWC" if native == "NCHW" else "NCHW"
@@ -157,6 +191,30 @@ def find_grid(shape: tuple[int, ...], layout: str, input_hw: tuple[int, int], re
                        f"input's aspect ratio {input_hw[0]}x{input_hw[1]} (with or without a "
                        "class token)")
     raise _no_grid(shape, layer, method, None)
+
+
+def _signal_grid(shape: tuple[int, ...], layout: str, size: tuple[int, ...], reshape: Reshape,
+                 layer: str, method: str) -> Grid:
+    """The grid of a layer of a network on signals (one spatial axis) or volumes (three).
+
+    The layer's output must have as many spatial axes as the input, in the
+    model's layout: (N, C, l) for (N, C, L) inputs, (N, C, d, h, w) for
+    (N, C, D, H, W) (channels last in a channels-last model).
+    """
+    k = len(size)
+    if reshape is not None:
+        raise argument_error(
+            "reshape", f"None for inputs with {k} spatial axes (reshape=(h, w) reads 2-D grids)",
+            reshape, "Pass a callable mapping the layer's output to (N, C, ...) instead.")
+    if len(shape) != k + 2:
+        raise argument_error(
+            "layer", f"a layer with a {k + 2}-D output {batch_spelling(layout, k).lower()} for "
+            f"{method!r} on inputs with {k} spatial ax{'e' if k > 1 else 'i'}s",
+            shown(f"{layer!r} with output shape {tuple(shape)}"),
+            "Choose a convolutional layer of the inputs' dimension (Conv1d for signals, "
+            "Conv3d for volumes).")
+    dims = tuple(shape[2:]) if layout == "NCHW" else tuple(shape[1:-1])
+    return Grid(layout, 0, 0, dims=dims)
 
 
 def _no_grid(shape: tuple[int, ...], layer: str, method: str, why: str | None) -> Any:

@@ -13,6 +13,7 @@ class InputGradientMethod(Attributor):
 
     #: rectifier rule of the backward pass: ``"vanilla"``, ``"guided"``, ``"deconvnet"``
     rule: ClassVar[str] = "vanilla"
+    several_inputs = True  # one gradient per input of model(x1, x2, ...)
 
     def needs(self) -> GradientNeeds:
         return GradientNeeds(rule=self.rule, input_gradient=True)

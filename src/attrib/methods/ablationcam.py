@@ -72,6 +72,7 @@ class AblationCAM(CAM):
 
     name = "ablationcam"
     uses_gradients = False
+    several_inputs = False  # its passes continue from the layer on one input
 
     def __init__(self, model: Any, *, layer: str | Sequence[str] | None = None,
                  reshape: Any = None, combine: str = "mean", batch_size: int = 32,

@@ -36,13 +36,18 @@ class EigenCAM(CAM):
 
 
 def principal_projection(activation: np.ndarray) -> np.ndarray:
-    """The sign-fixed first-principal-component projection (N, h, w) of (N, C, h, w)."""
-    n, c, h, w = activation.shape
-    x = activation.reshape(n, c, h * w).transpose(0, 2, 1)
+    """The sign-fixed first-principal-component projection (N, h, w) of (N, C, h, w).
+
+    Any number of spatial axes: (N, C, *spatial) gives (N, *spatial).
+    """
+    n, c = activation.shape[:2]
+    spatial = activation.shape[2:]
+    positions = int(np.prod(spatial))
+    x = activation.reshape(n, c, positions).transpose(0, 2, 1)
     x = x - x.mean(axis=1, keepdims=True)
     _, _, vt = np.linalg.svd(x, full_matrices=False)
     projection = np.einsum("npc,nc->np", x, vt[:, 0, :])
-    total = activation.sum(axis=1).reshape(n, h * w)
+    total = activation.sum(axis=1).reshape(n, positions)
     total = total - total.mean(axis=1, keepdims=True)
     sign = np.where((projection * total).sum(axis=1) < 0, -1.0, 1.0).astype(projection.dtype)
-    return (projection * sign[:, None]).reshape(n, h, w)
+    return (projection * sign[:, None]).reshape(n, *spatial)

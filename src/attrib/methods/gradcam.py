@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cam import CAM, LayerData
+from ._cam import CAM, LayerData, positions
 
 
 def spatial_axes(layout: str) -> tuple[tuple[int, int], int]:
@@ -45,5 +45,5 @@ class GradCAM(CAM):
 
     def weights(self, data: LayerData) -> np.ndarray:
         assert data.gradient is not None
-        return data.gradient.mean(axis=(2, 3))
+        return data.gradient.mean(axis=positions(data.gradient))
 

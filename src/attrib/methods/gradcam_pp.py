@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cam import CAM, LayerData
+from ._cam import CAM, LayerData, positions
 
 
 class GradCAMPlusPlus(CAM):
@@ -36,7 +36,8 @@ class GradCAMPlusPlus(CAM):
         assert grads is not None
         g2 = grads**2
         g3 = g2 * grads
-        total = data.activation.sum(axis=(2, 3), keepdims=True)
+        axes = positions(grads)
+        total = data.activation.sum(axis=axes, keepdims=True)
         alpha = g2 / (2 * g2 + total * g3 + self.eps)
         alpha = np.where(grads != 0, alpha, 0)
-        return (np.maximum(grads, 0) * alpha).sum(axis=(2, 3))
+        return (np.maximum(grads, 0) * alpha).sum(axis=axes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._attributor import MethodOutput
+from .._inputs import as_tuple, like
 from .._model import GradientResult
 from ._input_gradient import InputGradientMethod
 
@@ -20,5 +21,7 @@ class GradientXInput(InputGradientMethod):
     rule = "vanilla"
 
     def compute(self, result: GradientResult) -> MethodOutput:
-        gradient = super().compute(result).attribution
-        return MethodOutput(attribution=gradient * result.inputs.astype(gradient.dtype))
+        gradients = super().compute(result).attribution
+        products = tuple(g * x.astype(g.dtype)
+                         for g, x in zip(as_tuple(gradients), as_tuple(result.inputs)))
+        return MethodOutput(attribution=like(products, gradients))

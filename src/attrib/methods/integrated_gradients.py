@@ -9,6 +9,7 @@ import numpy as np
 from .._attributor import MethodOutput
 from .._blur import gaussian_blur
 from .._errors import AttribTypeError, argument_error, check_choice, shown
+from .._inputs import as_tuple, like, several
 from ._batched import (
     Explained,
     Forwarded,
@@ -76,19 +77,21 @@ def blur_baseline(x: np.ndarray, layout: str) -> np.ndarray:
     return gaussian_blur(x, sigma, layout, radii, mode="reflect")
 
 
-def make_baselines(baseline: Any, x: np.ndarray, model: Any, seed: int = 0) -> np.ndarray:
+def make_baselines(baseline: Any, x: np.ndarray, model: Any, seed: int = 0,
+                   rng: np.random.Generator | None = None) -> np.ndarray:
     """The baseline of each image of ``x`` (shape and dtype of ``x``) for a ``baseline=`` option.
 
     ``"zeros"``, ``"blur"`` (:func:`blur_baseline`), ``"uniform"`` (noise in each
-    image's value range, drawn with ``seed``) or an array broadcastable to ``x``;
-    ``model`` gives the layout and converts framework tensors.
+    image's value range, drawn with ``seed``, or from ``rng`` when given) or an
+    array broadcastable to ``x``; ``model`` gives the layout and converts
+    framework tensors.
     """
     if isinstance(baseline, str):
         if baseline == "zeros":
             return np.zeros_like(x)
         if baseline == "blur":
             return blur_baseline(x, model.layout).astype(x.dtype)
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed) if rng is None else rng
         axes = tuple(range(1, x.ndim))
         low, high = x.min(axis=axes, keepdims=True), x.max(axis=axes, keepdims=True)
         noise = random_images(rng, x.shape, model.layout, kind="uniform")
@@ -132,7 +135,8 @@ class IntegratedGradients(MultiPassMethod):
         Gaussian of sigma one tenth of its shorter side
         (:func:`blur_baseline`); ``"uniform"``: noise uniform in each
         image's value range ``[min, max]``, drawn with ``seed``; an array
-        broadcastable to the inputs (model layout).
+        broadcastable to the inputs (model layout); several inputs: a
+        tuple of arrays, one per input (the strings apply to each input).
     steps : int
         Number of quadrature points (default 50).
     rule : str
@@ -154,6 +158,7 @@ class IntegratedGradients(MultiPassMethod):
     """
 
     name = "integrated_gradients"
+    several_inputs = True  # one map per input of model(x1, x2, ...), one path for all
 
     def __init__(self, model: Any, *, baseline: Any = "zeros", steps: int = 50,
                  rule: str = "gausslegendre", batch_size: int | None = None, seed: int = 0,
@@ -170,52 +175,71 @@ class IntegratedGradients(MultiPassMethod):
         self.baseline: Any = baseline
         self.seed: int = seed
 
-    def baselines(self, x: np.ndarray) -> np.ndarray:
-        """The baseline of each image of ``x``, shape of ``x``, dtype of ``x``."""
-        return make_baselines(self.baseline, x, self.model, self.seed)
+    def baselines(self, x: Any) -> Any:
+        """The baseline of each image of ``x``, shape of ``x``, dtype of ``x`` (each of several inputs)."""
+        if not several(x):
+            return make_baselines(self.baseline, x, self.model, self.seed)
+        given = self.baseline
+        if not isinstance(given, str) and (not isinstance(given, tuple) or len(given) != len(x)):
+            raise argument_error(
+                "baseline", f"'zeros', 'blur', 'uniform' or a tuple of {len(x)} arrays, one per "
+                "input", shown(f"{type(given).__name__}"), kind=AttribTypeError)
+        rng = np.random.default_rng(self.seed)  # "uniform": drawn for each input in turn
+        return tuple(make_baselines(given if isinstance(given, str) else given[i], xi, self.model,
+                                    rng=rng) for i, xi in enumerate(x))
 
-    def extra_inputs(self, x: np.ndarray) -> np.ndarray:
+    def extra_inputs(self, x: Any) -> Any:
         """The baselines: their scores go through the model with the inputs' (completeness)."""
         return self.baselines(x)
 
-    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+    def run(self, x: Any, logits: np.ndarray | None, explained: Explained,
             extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
         assert logits is not None, "folds_forward() is False"
-        n = len(x)
         if extra is None:
             baselines = self.baselines(x)
             extra = Forwarded(baselines, explained.forward(self.model, baselines))
-        baseline = extra.rows
-        diff = x.astype(np.float64) - baseline.astype(np.float64)
-        step_in_dtype = diff.astype(x.dtype)  # interpolated images in the inputs' dtype (as Captum)
-        total = np.zeros(x.shape, dtype=np.float64)
-        flat_total = total.reshape(n, -1)
+        xs, bases = as_tuple(x), as_tuple(extra.rows)  # several inputs: one path through all
+        n = len(xs[0])
+        diffs = [xi.astype(np.float64) - b.astype(np.float64) for xi, b in zip(xs, bases)]
+        # interpolated images in the inputs' dtype (as Captum)
+        steps_in_dtype = [d.astype(xi.dtype) for d, xi in zip(diffs, xs)]
+        totals = [np.zeros(xi.shape, dtype=np.float64) for xi in xs]
+        flat_totals = [t.reshape(n, -1) for t in totals]
         steps = len(self.alphas)
-        grad_dtype: Any = x.dtype
+        grad_dtypes: list[Any] = [xi.dtype for xi in xs]
         batch_size = self.batch_size or default_batch_size(x)
         used = 0
         # rows are (step, sample) pairs, step-major like Captum's expansion
         for start, stop, size in chunks(steps * n, batch_size, self.model):
             rows = np.arange(start, stop)
             step, sample = rows // n, rows % n
-            alpha = self.alphas[step].astype(x.dtype).reshape((-1,) + (1,) * (x.ndim - 1))
-            batch = baseline[sample] + alpha * step_in_dtype[sample]
+            batch = []
+            for xi, b, s in zip(xs, bases, steps_in_dtype):
+                alpha = self.alphas[step].astype(xi.dtype).reshape((-1,) + (1,) * (xi.ndim - 1))
+                batch.append(b[sample] + alpha * s[sample])
             picked = padded(sample, size)
             result = self.model.gradients(explained.rows(picked).request(
-                padded(batch, size), input_gradient=True, layer_gradients=False))
+                padded(like(tuple(batch), x), size), input_gradient=True, layer_gradients=False))
             assert result.input_gradient is not None, "the backend returned no input gradient"
-            grads = result.input_gradient[: stop - start]
-            grad_dtype, used = grads.dtype, max(used, size)
-            # sum_s w_s * grad per sample: one weighted row sum (gemv) per sample in the chunk,
-            # in the gradients' dtype, added to the float64 total
-            flat, weight = grads.reshape(len(grads), -1), self.step_weights[step].astype(grads.dtype)
-            for k in np.unique(sample):
-                mine = sample == k
-                flat_total[k] += weight[mine] @ flat[mine]
-        attribution = total * diff
+            used = max(used, size)
+            for i, gradient in enumerate(as_tuple(result.input_gradient)):
+                grads = gradient[: stop - start]
+                grad_dtypes[i] = grads.dtype
+                # sum_s w_s * grad per sample: one weighted row sum (gemv) per sample in the
+                # chunk, in the gradients' dtype, added to the float64 total
+                flat = grads.reshape(len(grads), -1)
+                weight = self.step_weights[step].astype(grads.dtype)
+                for k in np.unique(sample):
+                    mine = sample == k
+                    flat_totals[i][k] += weight[mine] @ flat[mine]
+        attributions = [t * d for t, d in zip(totals, diffs)]
         score = explained.scores(logits)
         baseline_score = explained.scores(extra.logits)
-        error = attribution.reshape(n, -1).sum(axis=1) - (score - baseline_score)
+        summed = attributions[0].reshape(n, -1).sum(axis=1)
+        for more in attributions[1:]:
+            summed = summed + more.reshape(n, -1).sum(axis=1)
+        error = summed - (score - baseline_score)
         stats = {"completeness_error": error, "score": score, "baseline_score": baseline_score,
                  "steps": steps, "rule": self.rule_name, "batch_size": used}
-        return MethodOutput(attribution=attribution.astype(grad_dtype)), stats
+        maps = tuple(a.astype(dt) for a, dt in zip(attributions, grad_dtypes))
+        return MethodOutput(attribution=like(maps, x)), stats

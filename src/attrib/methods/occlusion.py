@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import numbers
 from typing import Any
 
@@ -9,6 +10,7 @@ import numpy as np
 
 from .._attributor import MethodOutput
 from .._errors import AttribTypeError, argument_error, shown
+from .._layout import channel_axis
 from ._batched import Explained, Forwarded, MultiPassMethod, check_count, chunks, padded, spatial_axes
 
 __all__ = ["Occlusion", "window_starts"]
@@ -27,16 +29,29 @@ def window_starts(size: int, window: int, stride: int) -> np.ndarray:
     return np.arange(count) * stride
 
 
-def _pair(name: str, value: object) -> tuple[int, int]:
+def _sizes(name: str, value: object) -> tuple[int, ...]:
+    """``value`` as a tuple of sizes: an int gives ``(value, value)`` (images)."""
     values = (value, value) if isinstance(value, numbers.Integral) else value
-    if (not isinstance(values, (tuple, list)) or len(values) != 2 or not all(
-            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values)):
-        raise argument_error(name, "an int or a pair of ints (height, width)", value,
+    if (not isinstance(values, (tuple, list)) or not 1 <= len(values) <= 3 or isinstance(
+            value, bool) or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                                    for v in values)):
+        raise argument_error(name, "an int or a pair of ints (height, width); (length,) for "
+                             "signals, (depth, height, width) for volumes", value,
                              kind=AttribTypeError)
-    h, w = int(values[0]), int(values[1])
-    if h < 1 or w < 1:
+    sizes = tuple(int(v) for v in values)
+    if min(sizes) < 1:
         raise argument_error(name, "sizes >= 1", value)
-    return h, w
+    return sizes
+
+
+def _per_axis(name: str, value: object, sizes: tuple[int, ...], k: int) -> tuple[int, ...]:
+    """``sizes`` for inputs with ``k`` spatial axes (an int applies to every axis)."""
+    if isinstance(value, numbers.Integral):
+        return (int(value),) * k
+    if len(sizes) != k:
+        raise argument_error(name, f"{k} size{'s' if k > 1 else ''}, one per spatial axis of the "
+                             "inputs", value, f"e.g. {name}={(sizes[0],) * k} or an int.")
+    return sizes
 
 
 class Occlusion(MultiPassMethod):
@@ -55,11 +70,16 @@ class Occlusion(MultiPassMethod):
     only; occluded images go through the backend ``batch_size`` at a time. The
     map has the input's shape (equal over channels).
 
+    Signals (N, C, L) and volumes (N, C, D, H, W) (channels last in a
+    channels-last model) are occluded the same way with windows of one or
+    three sizes (Captum's ``sliding_window_shapes=(C, l)`` / ``(C, d, h, w)``).
+
     Parameters
     ----------
-    window : int or (int, int)
-        Window height and width in pixels (default 8).
-    stride : int or (int, int)
+    window : int or tuple of int
+        Window height and width in pixels (default 8); ``(l,)`` for signals,
+        ``(d, h, w)`` for volumes; an int is the size along every axis.
+    stride : int or tuple of int
         Step between windows (default 4); at most the window, so that every
         pixel is covered.
     baseline : float
@@ -74,14 +94,16 @@ class Occlusion(MultiPassMethod):
 
     name = "occlusion"
 
-    def __init__(self, model: Any, *, window: int | tuple[int, int] = 8,
-                 stride: int | tuple[int, int] = 4, baseline: float = 0.0, batch_size: int = 64,
+    def __init__(self, model: Any, *, window: int | tuple[int, ...] = 8,
+                 stride: int | tuple[int, ...] = 4, baseline: float = 0.0, batch_size: int = 64,
                  backend: str | None = None, objective: str = "logit",
                  registry: Any = None) -> None:
         super().__init__(model, backend=backend, objective=objective, registry=registry)
-        self.window: tuple[int, int] = _pair("window", window)
-        self.stride: tuple[int, int] = _pair("stride", stride)
-        if any(s > w for s, w in zip(self.stride, self.window)):
+        self.window: tuple[int, ...] = _sizes("window", window)
+        self.stride: tuple[int, ...] = _sizes("stride", stride)
+        self._given = (window, stride)
+        if len(self.window) == len(self.stride) and any(
+                s > w for s, w in zip(self.stride, self.window)):
             raise argument_error("stride", f"at most the window {self.window} on each axis",
                                  stride, "A larger stride leaves pixels no window covers.")
         if isinstance(baseline, bool) or not isinstance(baseline, numbers.Real) or not np.isfinite(
@@ -95,24 +117,32 @@ class Occlusion(MultiPassMethod):
             extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
         assert logits is not None, "folds_forward() is False"
         n = len(x)
-        h_axis, w_axis = spatial_axes(self.model.layout, x.ndim)
-        height, width = x.shape[h_axis], x.shape[w_axis]
-        if self.window[0] > height or self.window[1] > width:
-            raise argument_error("window", f"at most the image size ({height}, {width})",
-                                 shown(str(self.window)))
-        tops = window_starts(height, self.window[0], self.stride[0])
-        lefts = window_starts(width, self.window[1], self.stride[1])
-        windows = [(t, left) for t in tops for left in lefts]
+        axes = spatial_axes(self.model.layout, x.ndim)
+        extent = tuple(x.shape[axis] for axis in axes)
+        window = _per_axis("window", self._given[0], self.window, len(axes))
+        stride = _per_axis("stride", self._given[1], self.stride, len(axes))
+        if any(s > w for s, w in zip(stride, window)):
+            raise argument_error("stride", f"at most the window {window} on each axis",
+                                 self._given[1], "A larger stride leaves pixels no window covers.")
+        if any(w > s for w, s in zip(window, extent)):
+            what = "image" if len(extent) == 2 else "signal" if len(extent) == 1 else "volume"
+            raise argument_error("window", f"at most the {what} size {extent}", shown(str(window)))
+        windows = list(itertools.product(*(window_starts(s, w, st)
+                                           for s, w, st in zip(extent, window, stride))))
         score = explained.scores(logits)
-        total = np.zeros((n, height, width))
-        count = np.zeros((height, width))
-        for top, left in windows:
-            count[top:top + self.window[0], left:left + self.window[1]] += 1
+        total = np.zeros((n, *extent))
+        count = np.zeros(extent)
 
-        def region(t: int, left: int) -> tuple[Any, ...]:
+        def cover(starts: tuple[int, ...]) -> tuple[slice, ...]:
+            return tuple(slice(t, t + w) for t, w in zip(starts, window))
+
+        for starts in windows:
+            count[cover(starts)] += 1
+
+        def region(*starts: int) -> tuple[Any, ...]:
             index: list[Any] = [slice(None)] * (x.ndim - 1)
-            index[h_axis - 1] = slice(t, t + self.window[0])
-            index[w_axis - 1] = slice(left, left + self.window[1])
+            for axis, part in zip(axes, cover(starts)):
+                index[axis - 1] = part
             return tuple(index)
 
         # rows are (window, image) pairs, window-major
@@ -126,12 +156,11 @@ class Occlusion(MultiPassMethod):
             occluded = chosen.scores(chosen.forward(self.model, padded(batch, size)))
             drop = score[rows % n] - occluded[: stop - start]
             for row, r in enumerate(rows):
-                t, left = windows[r // n]
-                total[r % n, t:t + self.window[0], left:left + self.window[1]] += drop[row]
+                index: tuple[Any, ...] = (int(r % n), *cover(windows[r // n]))
+                total[index] += drop[row]
         mean = total / count
-        shape = [n, height, width]
-        channel_axis = 1 if self.model.layout == "NCHW" else 3
-        shape.insert(channel_axis, 1)
+        shape = [n, *extent]
+        shape.insert(channel_axis(self.model.layout, x.ndim), 1)
         dtype = logits.dtype if explained.target is None else x.dtype
         attribution = np.broadcast_to(mean.reshape(shape), x.shape).astype(dtype)
         return MethodOutput(attribution=attribution), {"windows": len(windows)}

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from .._errors import check_choice
+from .._layout import spatial_shape
 from .._model import GradientRequest
-from .._resize import resize_bilinear
+from .._resize import resize_linear
 from .._targets import objective_scores
 from ._cam import CAM, LayerData, check_batch_size, chunks
 
@@ -55,6 +56,7 @@ class ScoreCAM(CAM):
 
     name = "scorecam"
     uses_gradients = False
+    several_inputs = False  # it masks the input
 
     def __init__(self, model: Any, *, layer: str | Sequence[str] | None = None,
                  reshape: Any = None, combine: str = "mean", batch_size: int = 32,
@@ -69,16 +71,17 @@ class ScoreCAM(CAM):
         result = data.result
         x = result.inputs
         channels_first = self.model.layout == "NCHW"
-        size = x.shape[2:] if channels_first else x.shape[1:3]
+        size = spatial_shape(x.shape, self.model.layout)
         n, c = data.activation.shape[:2]
         scores = np.empty(n * c, dtype=np.float64)
         pairs = chunks(n * c, self.batch_size)
         for index in pairs:
             samples, channels = np.divmod(index, c)
-            masks = resize_bilinear(data.activation[samples, channels], (size[0], size[1]),
-                                    align_corners=self.upsample == "align_corners")
-            low = masks.min(axis=(1, 2), keepdims=True)
-            high = masks.max(axis=(1, 2), keepdims=True)
+            masks = resize_linear(data.activation[samples, channels], size,
+                                  align_corners=self.upsample == "align_corners")
+            axes = tuple(range(1, masks.ndim))
+            low = masks.min(axis=axes, keepdims=True)
+            high = masks.max(axis=axes, keepdims=True)
             masks -= low  # in place (masks is a new array): the chunk's only big temporaries
             masks /= high - low + 1e-8
             masks = masks[:, None] if channels_first else masks[..., None]

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._attributor import Attributor, MethodOutput
 from .._errors import AttribTypeError, argument_error, check_choice
+from .._inputs import as_tuple, each, like
 from ._batched import (
     Explained,
     Forwarded,
@@ -86,6 +87,9 @@ class SmoothGrad(MultiPassMethod):
     """
 
     name = "smoothgrad"
+    #: several inputs: each gets its own noise (sigma from its own range) and map, when the
+    #: base method explains several inputs (else the base's clear error)
+    several_inputs = True
 
     def __init__(self, model: Any, *, base: str = "saliency",
                  base_options: Mapping[str, Any] | None = None, n_samples: int = 25,
@@ -142,31 +146,36 @@ class SmoothGrad(MultiPassMethod):
         """
         if self.noise == 0 or self.base.needs_layer or isinstance(self.base, MultiPassMethod):
             return False
-        return (self.n_samples + 1) * len(x) <= (self.batch_size or default_batch_size(x))
+        return (self.n_samples + 1) * len(as_tuple(x)[0]) <= (self.batch_size
+                                                               or default_batch_size(x))
 
-    def run(self, x: np.ndarray, logits: np.ndarray | None, explained: Explained,
+    def run(self, x: Any, logits: np.ndarray | None, explained: Explained,
             extra: Forwarded | None = None) -> tuple[MethodOutput, dict[str, Any]]:
-        n = len(x)
-        axes = tuple(range(1, x.ndim))
-        xf = x.astype(np.float64)
-        sigma = self.noise * (xf.max(axis=axes) - xf.min(axis=axes))
-        stats: dict[str, Any] = {"noise_std": sigma, "n_samples": self.n_samples,
+        xs = as_tuple(x)  # several inputs: each with its own sigma and noise
+        n = len(xs[0])
+        xfs = [xi.astype(np.float64) for xi in xs]
+        sigmas = []
+        for xf in xfs:
+            axes = tuple(range(1, xf.ndim))
+            sigmas.append(self.noise * (xf.max(axis=axes) - xf.min(axis=axes)))
+        stats: dict[str, Any] = {"noise_std": like(tuple(sigmas), x), "n_samples": self.n_samples,
                                  "kind": self.kind, "base": self.base.name}
         if self.noise == 0:  # every noisy copy is the image itself: one call of the base
             assert logits is not None
             clean = self.base.attribute(x, explained.as_target())
-            maps = [clean.attribution, clean.layer_attribution]
-            out = [None if m is None else self._aggregate(m.astype(np.float64),
-                                                          m.astype(np.float64) ** 2, 1, m.dtype)
-                   for m in maps]
+            out = [None if m is None else each(lambda a: self._aggregate(
+                       a.astype(np.float64), a.astype(np.float64) ** 2, 1, a.dtype), m)
+                   for m in (clean.attribution, clean.layer_attribution)]
             assert out[0] is not None
             return MethodOutput(attribution=out[0], layer_attribution=out[1]), stats
         rng = np.random.default_rng(self.seed)
-        scale = sigma.reshape((-1,) + (1,) * (x.ndim - 1))
-        sums: list[np.ndarray | None] = [None, None]
-        squares: list[np.ndarray | None] = [None, None]
-        dtypes: list[Any] = [x.dtype, x.dtype]
-        drawn: dict[int, np.ndarray] = {}
+        scales = [s.reshape((-1,) + (1,) * (xi.ndim - 1)) for s, xi in zip(sigmas, xs)]
+        # accumulators per (map, input): map 0 the attribution, 1 the layer attribution
+        sums: dict[tuple[int, int], np.ndarray] = {}
+        squares: dict[tuple[int, int], np.ndarray] = {}
+        dtypes: dict[tuple[int, int], Any] = {}
+        drawn: dict[int, tuple[np.ndarray, ...]] = {}
+        tupled = False
         batch_size = self.batch_size or default_batch_size(x)
         used = 0
         # rows are (sample index, image) pairs, sample-major; one (N, ...) draw per index,
@@ -177,34 +186,40 @@ class SmoothGrad(MultiPassMethod):
             drawn = {d: e for d, e in drawn.items() if d >= int(draw[0])}
             for d in range(int(draw[0]), int(draw[-1]) + 1):
                 if d not in drawn:
-                    drawn[d] = random_images(rng, x.shape, self.model.layout) * scale
-            batch = np.stack([xf[i] + drawn[int(d)][i] for d, i in zip(draw, image)])
+                    drawn[d] = tuple(random_images(rng, xi.shape, self.model.layout) * scale
+                                     for xi, scale in zip(xs, scales))
+            batches = [np.stack([xf[i] + drawn[int(d)][j][i] for d, i in zip(draw, image)])
+                       for j, xf in enumerate(xfs)]
             folded = n if logits is None and start == 0 else 0  # folds_forward: x first
             used = max(used, size + folded)
             if folded:
-                batch, image = np.concatenate([xf, batch]), np.r_[np.arange(n), image]
+                batches = [np.concatenate([xf, b]) for xf, b in zip(xfs, batches)]
+                image = np.r_[np.arange(n), image]
             picked = padded(image, size + folded)
-            result = self.base.attribute(padded(batch.astype(x.dtype), size + folded),
-                                         explained.rows(picked).as_target())
+            noisy = tuple(padded(b.astype(xi.dtype), size + folded) for b, xi in zip(batches, xs))
+            result = self.base.attribute(like(noisy, x), explained.rows(picked).as_target())
             if folded:
                 stats["logits"] = np.asarray(result.logits[:n])
                 image = image[n:]
-            for k, m in enumerate((result.attribution, result.layer_attribution)):
-                if m is None:
+            tupled = isinstance(result.attribution, tuple)  # a map per input (else one map)
+            for k, maps in enumerate((result.attribution, result.layer_attribution)):
+                if maps is None:
                     continue
-                m64 = np.asarray(m[folded: folded + stop - start], dtype=np.float64)
-                if sums[k] is None:
-                    sums[k] = np.zeros((n,) + m64.shape[1:])
-                    squares[k] = np.zeros((n,) + m64.shape[1:])
-                    dtypes[k] = m.dtype
-                total, square = sums[k], squares[k]
-                assert total is not None and square is not None
-                add_rows(total, image, m64)
-                if self.kind != "mean":  # the mean needs no squares
-                    add_rows(square, image, m64 ** 2)
+                for j, m in enumerate(as_tuple(maps)):
+                    m64 = np.asarray(m[folded: folded + stop - start], dtype=np.float64)
+                    if (k, j) not in sums:
+                        sums[k, j] = np.zeros((n,) + m64.shape[1:])
+                        squares[k, j] = np.zeros((n,) + m64.shape[1:])
+                        dtypes[k, j] = m.dtype
+                    add_rows(sums[k, j], image, m64)
+                    if self.kind != "mean":  # the mean needs no squares
+                        add_rows(squares[k, j], image, m64 ** 2)
         stats["batch_size"] = used
-        out = [None if s is None else self._aggregate(s, q, self.n_samples, dtypes[k])
-               for k, (s, q) in enumerate(zip(sums, squares))]
+        out = []
+        for k in (0, 1):
+            parts = tuple(self._aggregate(sums[k, j], squares[k, j], self.n_samples, dtypes[k, j])
+                          for j in range(len(xs)) if (k, j) in sums)
+            out.append(None if not parts else parts if k == 0 and tupled else parts[0])
         assert out[0] is not None
         return MethodOutput(attribution=out[0], layer_attribution=out[1]), stats
 

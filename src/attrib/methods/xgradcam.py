@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._cam import CAM, LayerData
+from ._cam import CAM, LayerData, positions
 
 
 class XGradCAM(CAM):
@@ -30,5 +30,6 @@ class XGradCAM(CAM):
     def weights(self, data: LayerData) -> np.ndarray:
         grads, acts = data.gradient, data.activation
         assert grads is not None
-        total = acts.sum(axis=(2, 3), keepdims=True)
-        return (grads * acts / (total + self.eps)).sum(axis=(2, 3))
+        axes = positions(acts)
+        total = acts.sum(axis=axes, keepdims=True)
+        return (grads * acts / (total + self.eps)).sum(axis=axes)

@@ -139,7 +139,7 @@ def cases(conf: Conformance) -> list[Case]:
         if conf.to_native is not None:
             out.append(Case("native_inputs", spec))
         out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
-                Case("rule_sets", spec), Case("attention", spec)]
+                Case("rule_sets", spec), Case("attention", spec), Case("several_inputs", spec)]
         if spec.is_image and conf.gradcam_layers(spec):
             out.append(Case("cam", spec))
         for method in conf.methods or ():
@@ -838,6 +838,52 @@ def _check_attention(conf: Conformance, case: Case) -> None:
                  "forward(inputs) after attention requests", conf)
 
 
+def _check_several_inputs(conf: Conformance, case: Case) -> None:
+    """Several inputs, ``inputs=(x1, x2, ...)`` for ``model(x1, x2, ...)`` (issue 21).
+
+    A backend with :attr:`attrib.Model.several_inputs` passes a tuple's arrays as
+    the model's arguments and returns one array per input: the 1-tuple ``(x,)``
+    runs the spec's one-input model as ``x`` does, so ``gradients()`` gives 1-tuples
+    of the inputs and input gradients, and saliency, gradient x input and
+    integrated gradients give a 1-tuple holding the map of ``x``; a tuple whose
+    batch sizes differ is refused. A backend without it refuses every tuple with
+    a clear :class:`attrib.AttribError`.
+    """
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    n = len(x)
+    targets = np.arange(n, dtype=np.int64) % spec.classes
+    saliency = conf.registry.method("saliency")(model, registry=conf.registry)
+    if not getattr(model, "several_inputs", False):
+        _expect_error("several inputs on a backend without Model.several_inputs",
+                      lambda: saliency.attribute((x,), targets))
+        return
+    one = model.gradients(GradientRequest(inputs=x, targets=targets))
+    result = model.gradients(GradientRequest(inputs=(x,), targets=targets))
+    for what, value, want in (("inputs", result.inputs, one.inputs),
+                              ("input_gradient", result.input_gradient, one.input_gradient)):
+        if not isinstance(value, tuple) or len(value) != 1:
+            raise AssertionError(f"gradients(inputs=(x,)).{what}: expected a 1-tuple, got "
+                                 f"{type(value).__name__}")
+        assert_close(value[0], want, f"gradients(inputs=(x,)).{what}[0]", conf)
+    assert_close(result.logits, one.logits, "gradients(inputs=(x,)).logits", conf)
+    for method in ("saliency", "gradient_x_input", "integrated_gradients"):
+        if method not in (conf.methods or ()) and method != "saliency":
+            continue
+        options = {"steps": 4} if method == "integrated_gradients" else {}
+        explainer = conf.registry.method(method)(model, registry=conf.registry, **options)
+        alone = explainer.attribute(x, targets).attribution
+        tupled = explainer.attribute((x,), targets).attribution
+        if not isinstance(tupled, tuple) or len(tupled) != 1:
+            raise AssertionError(f"{method}(inputs=(x,)): expected a 1-tuple of maps, got "
+                                 f"{type(tupled).__name__}")
+        assert_close(tupled[0], alone, f"{method}(inputs=(x,))[0]", conf)
+    _expect_error("several inputs whose batch sizes differ",
+                  lambda: saliency.attribute((x, x[:1]), targets))
+    _expect_error("an empty tuple of inputs", lambda: saliency.attribute((), targets))
+
+
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "model": _check_model,
     "targets": _check_targets,
@@ -847,6 +893,7 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "native_inputs": _check_native_inputs,
     "errors": _check_errors,
     "target_weights": _check_target_weights,
+    "several_inputs": _check_several_inputs,
     "multipass": _check_multipass,
     "cam": _check_cam,
     "randomized": _check_randomized,
