@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._errors import AttribTypeError, argument_error, shown
-from ._explanation import Explanation
+from ._kinds import is_explanation
+from ._plot_base import _DIVERGING_CMAP, METHOD_LABELS, _pyplot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+
+    from ._explanation import Explanation
 
 __all__ = ["signal_figure", "volume_figure"]
 
@@ -26,7 +29,7 @@ __all__ = ["signal_figure", "volume_figure"]
 def _parts(explanation: object, data: Any, index: int, k: int,
            name: str) -> tuple[np.ndarray, np.ndarray, str]:
     """(data (C, *spatial) channels first, map (C or 1, *spatial), method) of sample ``index``."""
-    if not isinstance(explanation, Explanation):
+    if not is_explanation(explanation):
         raise argument_error("explanation", "an attrib.Explanation", shown(type(explanation).__name__),
                              kind=AttribTypeError)
     attribution = explanation.attribution
@@ -83,7 +86,6 @@ def signal_figure(explanation: Explanation, data: Any = None, *, index: int = 0,
         Colours are symmetric about 0 (red positive, blue negative), scaled by
         the largest ``|map|`` of the sample.
     """
-    from .plotting import _DIVERGING_CMAP, METHOD_LABELS, _pyplot
 
     signal, maps, method = _parts(explanation, data, index, 1, "data")
     channels, length = signal.shape
@@ -137,7 +139,6 @@ def volume_figure(explanation: Explanation, data: Any = None, *, index: int = 0,
         scaled to the map's largest value) over the volume (gray) and a cross
         at the maximum.
     """
-    from .plotting import METHOD_LABELS, _pyplot
 
     volume, maps, method = _parts(explanation, data, index, 3, "data")
     grey = volume.mean(axis=0)

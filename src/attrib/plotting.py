@@ -18,7 +18,6 @@ turned into pictures by :mod:`attrib.postprocess`; colours are RGB.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 from . import postprocess as pp
 from ._errors import AttribTypeError, argument_error, check_choice, shown
 from ._kinds import is_explanation
+from ._plot_base import _DIVERGING_CMAP, METHOD_LABELS, _pyplot
 from ._signal_plots import signal_figure, volume_figure
 
 if TYPE_CHECKING:
@@ -55,43 +55,6 @@ __all__ = [
 #: How a map can be drawn (see :func:`render`).
 STYLES: tuple[str, ...] = ("auto", "heatmap", "gray", "rgb", "diverging", "color",
                            "positive", "negative")
-
-#: Panel titles of the built-in methods.
-METHOD_LABELS: dict[str, str] = {
-    "saliency": "Vanilla gradient",
-    "gradient_x_input": "Gradient × input",
-    "deconvnet": "Deconvnet",
-    "guided_backprop": "Guided backprop",
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "Guided Grad-CAM",
-    "gradcam_pp": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "Layer-CAM",
-    "hirescam": "HiResCAM",
-    "scorecam": "Score-CAM",
-    "eigencam": "Eigen-CAM",
-    "ablationcam": "Ablation-CAM",
-    "integrated_gradients": "Integrated gradients",
-    "smoothgrad": "SmoothGrad",
-    "occlusion": "Occlusion",
-    "gradient_shap": "GradientSHAP",
-}
-
-_DIVERGING_CMAP = "RdBu_r"
-
-
-def _pyplot() -> Any:
-    """``matplotlib.pyplot``, choosing Agg first when there is no display."""
-    import matplotlib
-
-    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND") \
-            and sys.platform.startswith("linux") \
-            and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
 
 # --------------------------------------------------------------------------- maps
 

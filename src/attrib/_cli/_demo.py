@@ -89,16 +89,18 @@ _TORCH_ONLY = ("deeplift", "deeplift_shap")
 def _methods() -> list[str]:
     """Every registered method: the seed figure's four first, then the built-in families
     in their order (seeds, CAMs, multi-pass), then plug-ins' methods alphabetically.
-    The attention methods are left out: they need a vision transformer, not the demo CNN."""
+    The attention methods and AttnLRP are left out: they need a vision transformer, not
+    the demo CNN."""
     from ..methods import (
         ATTENTION_METHODS,
         CAM_METHODS,
         MULTIPASS_METHODS,
         RULE_METHODS,
         SEED_METHODS,
+        AttnLRP,
     )
 
-    names = set(default_registry().methods()) - {cls.name for cls in ATTENTION_METHODS}
+    names = set(default_registry().methods()) - {cls.name for cls in (*ATTENTION_METHODS, AttnLRP)}
     built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS,
                                      *RULE_METHODS)]
     first = ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
