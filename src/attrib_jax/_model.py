@@ -281,11 +281,9 @@ class JaxModel(Model):
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
         if isinstance(request.rule, RuleSet) and request.rule.nonlinearity != "gradient":
-            raise argument_error(
-                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP)",
-                shown(f"rule set {request.rule.name!r} (DeepLIFT's rescale rule)"),
-                "DeepLIFT runs on the torch backend and the NumPy reference (attrib.testing): "
-                "explain a torch model, or see docs/how-to/write-a-backend.md.")
+            from ._deeplift import deeplift_gradients  # DeepLIFT (jaxpr rewrite)
+
+            return deeplift_gradients(self, request, request.rule)
         if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
             from ._relevance import relevance_gradients  # LRP rule sets (jaxpr rewrite)
 
