@@ -9,7 +9,8 @@ and row ``N + n``. Then:
 - element-wise nonlinearities of one activation (the rectifiers
   ``jax.nn.relu`` / ``relu6``, and the primitives ``max`` / ``min`` /
   ``clamp`` with constants, ``logistic``, ``tanh``, ``exp``, ``expm1``,
-  ``log1p``, ``erf``, ``abs``) get the rescale rule: ``m_in = m_out Δy/Δz``, or
+  ``log1p``, ``erf``, ``erfc``, ``abs``, ``integer_pow``, ``square``) get
+  the rescale rule: ``m_in = m_out Δy/Δz``, or
   ``g'(z0)`` where ``|Δz| <= RESCALE_TINY`` (:func:`attrib.rules.rescale`);
   functions built of several of them (``silu = x * logistic(x)``, ``gelu``,
   ``hard_swish``) are rescaled primitive by primitive, with the products
@@ -18,7 +19,7 @@ and row ``N + n``. Then:
   split between the winners on the input and on the reference
   (:func:`attrib.rules.max_pool_multipliers`; XLA's window gradient picks the
   first maximum, as torch's indices do);
-- ``mul`` of two activations: the Shapley split ``½(b + b0)``, ``½(a + a0)``
+- ``mul`` of two activations (broadcast or not): the Shapley split ``½(b + b0)``, ``½(a + a0)``
   (:func:`attrib.rules.product_multipliers`);
 - linear operations keep their true derivative: convolutions and dense layers
   with a constant kernel, ``add`` / ``sub`` / ``neg``, products and quotients
@@ -78,14 +79,14 @@ Array = Any
 
 #: element-wise primitives of one activation (and constants) that get the rescale rule
 ELEMENTWISE = frozenset({"max", "min", "clamp", "logistic", "tanh", "exp", "exp2", "expm1",
-                         "log1p", "erf", "abs"})
+                         "log1p", "erf", "erfc", "abs", "integer_pow", "square"})
 #: primitives linear in their activation arguments (true derivative), besides the layers
 _LINEAR_OPS = frozenset({"add", "add_any", "sub", "neg"}) | _POOLS | (STRUCTURAL - {
     "reduce_window_max", "reduce_max", "argmax", "argmin", "select_and_gather_add"})
 _SUPPORTED = ("Supported: convolutions and dense layers with a constant kernel, additions, "
               "products and quotients by constants (bias, BatchNorm in eval mode), sum / "
               "average / max pooling, rectifiers and element-wise max, min, clamp, logistic, "
-              "tanh, exp, expm1, log1p, erf, abs, the product of two activations, reshapes, "
+              "tanh, exp, expm1, log1p, erf, erfc, abs, powers, the product of two activations, reshapes, "
               "slicing, padding and concatenation.")
 
 
@@ -179,6 +180,12 @@ class _MaxPoolStep(_Step):
         env[self.node.outs[0]] = f(_read(env, self.node.ins[0]))
 
 
+def _sum_to(t: Array, shape: tuple[int, ...]) -> Array:
+    """``t`` summed over the axes it was broadcast along (size-1 axes of ``shape``)."""
+    axes = tuple(i for i, (have, want) in enumerate(zip(t.shape, shape)) if want == 1 and have != 1)
+    return jnp.sum(t, axis=axes, keepdims=True) if axes else t
+
+
 @dataclass
 class _ProductStep(_Step):
     """``a * b`` of two activations; backward: the Shapley split."""
@@ -196,8 +203,8 @@ class _ProductStep(_Step):
         def bwd(res: Any, grad: Array) -> tuple[Array, Array]:
             (a1, a0), (b1, b0) = (_halves(v) for v in res)
             g = _halves(grad)[0]
-            return (_with_zero_reference(g * 0.5 * (b1 + b0)),
-                    _with_zero_reference(g * 0.5 * (a1 + a0)))
+            return (_with_zero_reference(_sum_to(g * 0.5 * (b1 + b0), a1.shape)),
+                    _with_zero_reference(_sum_to(g * 0.5 * (a1 + a0), b1.shape)))
 
         f.defvjp(fwd, bwd)
         a, b = (_read(env, atom) for atom in self.node.ins)
@@ -240,9 +247,6 @@ def plan(graph: _Graph, act_in: Sequence[bool], rules: RuleSet) -> Plan:
             counts["max_pool"] += 1
             steps.append(_MaxPoolStep(node))
         elif name == "mul" and all(live):
-            if _shape(graph, node.ins[0]) != _shape(graph, node.ins[1]):
-                raise _no_rule(rules, node, f"the product{_where(node)} of two activations "
-                               "of different shapes")
             counts["product"] += 1
             steps.append(_ProductStep(node))
         elif name in _LINEAR and live.count(True) == 1 and not (
