@@ -642,8 +642,8 @@ def get_rule(rule: Any, backend: str | None = None) -> GuidedActivation:
         raise argument_error(
             "rule", f"a rule set the {backend or 'this'} backend implements (vanilla, guided, "
             "deconvnet)", shown(f"rule set {rule.name!r}"),
-            "LRP is implemented by the torch and jax backends, DeepLIFT by the torch backend, "
-            "and both by the NumPy reference (attrib.testing): use one of them, or see "
+            "LRP and DeepLIFT are implemented by the torch and jax backends "
+            "and by the NumPy reference (attrib.testing): use one of them, or see "
             "docs/how-to/write-a-backend.md to implement them.")
     return RULES[check_choice("rule", rule, sorted(RULES))]
 

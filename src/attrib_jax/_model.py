@@ -304,24 +304,23 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
-        if isinstance(request.rule, RuleSet) and request.rule.nonlinearity != "gradient":
-            raise argument_error(
-                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP)",
-                shown(f"rule set {request.rule.name!r} (DeepLIFT's rescale rule)"),
-                "DeepLIFT runs on the torch backend and the NumPy reference (attrib.testing): "
-                "explain a torch model, or see docs/how-to/write-a-backend.md.")
         if isinstance(request.rule, RuleSet) and request.rule.transformer is not None:
             raise argument_error(
-                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP)",
-                shown(f"rule set {request.rule.name!r} (AttnLRP's transformer rules)"),
+                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP, "
+                "DeepLIFT)", shown(f"rule set {request.rule.name!r} (AttnLRP's transformer rules)"),
                 "AttnLRP runs on the torch backend: explain a torch model.")
         if request.target is not None:
             if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
                 raise argument_error(
                     "target", f"a class target with rule set {request.rule.name!r} on the jax backend",
                     shown(type(request.target).__name__),
-                    "LRP with an attrib.targets target runs on the torch backend.")
+                    "Rule sets beyond rectifiers (LRP, DeepLIFT) explain class scores on the jax "
+                    "backend; LRP with an attrib.targets target runs on the torch backend.")
             return self._target_gradients(request)
+        if isinstance(request.rule, RuleSet) and request.rule.nonlinearity != "gradient":
+            from ._deeplift import deeplift_gradients  # DeepLIFT (jaxpr rewrite)
+
+            return deeplift_gradients(self, request, request.rule)
         if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
             from ._relevance import relevance_gradients  # LRP rule sets (jaxpr rewrite)
 

@@ -98,3 +98,36 @@ def test_resnet18_layer_rule_by_name_agrees(resnet18: Any) -> None:
 def test_demo_cnn_composites_agree(demo: Any, composite: str) -> None:
     ours, theirs = _both(demo, 16, composite, **dict(COMPOSITES)[composite])
     assert _rel(ours.attribution, theirs.attribution.transpose(0, 2, 3, 1)) <= 1e-10
+
+
+def _deeplift_both(model: Any, method: str, torch_options: dict[str, Any],
+                   jax_options: dict[str, Any]) -> tuple[Any, Any]:
+    x = np.random.default_rng(2).normal(size=(2, 3, 32, 32))
+    theirs = attrib.explain(model, torch.from_numpy(x), method=method, target=TARGETS,
+                            **torch_options)
+    with jax.enable_x64(True):
+        module, variables = attrib_jax.from_torch(model)
+        ours = attrib.explain(attrib.wrap((module, variables), backend="jax", train=False),
+                              np.ascontiguousarray(x.transpose(0, 2, 3, 1)), method=method,
+                              target=TARGETS, **jax_options)
+    assert not jax.config.jax_enable_x64, "x64 must not leak into other tests"
+    assert ours.attribution.dtype == np.float64
+    return ours, theirs
+
+
+def test_resnet18_deeplift_agrees(resnet18: Any) -> None:
+    """DeepLIFT: a jaxpr rewrite and a torch function mode give the same multipliers."""
+    ours, theirs = _deeplift_both(resnet18, "deeplift", {"baseline": "blur"}, {"baseline": "blur"})
+    assert _rel(ours.attribution, theirs.attribution.transpose(0, 2, 3, 1)) <= 1e-10
+    assert np.abs(ours.stats["delta"] - theirs.stats["delta"]).max() <= 1e-10
+    total = ours.attribution.reshape(2, -1).sum(1)  # summation-to-delta
+    delta = ours.stats["score"] - ours.stats["baseline_score"]
+    assert np.abs(delta).min() > 1e-3
+    assert np.abs(total - delta).max() <= 1e-9 * np.abs(delta).max()
+
+
+def test_resnet18_deeplift_shap_agrees(resnet18: Any) -> None:
+    base = np.random.default_rng(4).normal(scale=0.5, size=(2, 3, 32, 32))
+    ours, theirs = _deeplift_both(resnet18, "deeplift_shap", {"baselines": base},
+                                  {"baselines": np.ascontiguousarray(base.transpose(0, 2, 3, 1))})
+    assert _rel(ours.attribution, theirs.attribution.transpose(0, 2, 3, 1)) <= 1e-10

@@ -40,6 +40,7 @@ class TestJaxLinenConformance(BackendConformance):
     # linen lists only modules that own variables: rectifiers and pooling are functions there
     parameter_free_layers = False
     rule_sets = True
+    deeplift = True
 
 
 @_selected("numpy")

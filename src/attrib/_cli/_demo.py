@@ -83,9 +83,6 @@ def _demo_loaded(backend: str) -> LoadedModel:
                        CLASS_NAMES, "demo CNN")
 
 
-_TORCH_ONLY = ("deeplift", "deeplift_shap")
-
-
 def _methods() -> list[str]:
     """Every registered method: the seed figure's four first, then the built-in families
     in their order (seeds, CAMs, multi-pass), then plug-ins' methods alphabetically.
@@ -203,9 +200,7 @@ def run_demo(args: argparse.Namespace) -> int:
     written: list[Path] = []
     for backend in progress(backends, "backends", "backend"):
         loaded = _demo_loaded(backend)
-        # DeepLIFT's rule set runs on torch only (the jax backend refuses it clearly)
-        chosen = [m for m in methods if backend == "torch" or m not in _TORCH_ONLY]
-        explanations = explain_all(loaded, model_inputs(data.images, loaded), chosen)
+        explanations = explain_all(loaded, model_inputs(data.images, loaded), methods)
         accuracy = float((explanations["gradcam"].targets == data.labels).mean())
         mass = cam_mass_on_objects(np.asarray(explanations["gradcam"].attribution), data.masks)
         print(f"{backend}: demo CNN right on {accuracy:.0%} of {len(data)} scenes; "
