@@ -50,7 +50,6 @@ import numpy as np
 
 from attrib._errors import argument_error, shown
 from attrib._model import GradientRequest, GradientResult
-from attrib._targets import resolve_target_weights, resolve_targets
 from attrib.rules import RESCALE_TINY, RuleSet
 
 from ._relevance import (
@@ -69,6 +68,7 @@ from ._relevance import (
     _read,
     _Step,
     _where,
+    class_targets,
 )
 from ._rewrite import match_rectifier, trace
 from ._rules import _forward as _rectified
@@ -320,17 +320,7 @@ def deeplift_gradients(model: Any, request: GradientRequest, rules: RuleSet) -> 
     _check_finite(reference)
     x = jnp.asarray(numpy_inputs)
     both = jnp.concatenate([x, jnp.asarray(reference, dtype=x.dtype)])
-    out_shape, _ = model._out_shape(x)
-    zeros = np.zeros(out_shape, dtype=np.float32)
-    targets = None
-    if request.targets is not None:
-        targets = jnp.asarray(resolve_targets(np.asarray(request.targets, dtype=np.int64), zeros),
-                              dtype=jnp.int32)
-    else:
-        resolve_targets(None, zeros)
-    weights = None
-    if request.target_weights is not None:
-        weights, targets = jnp.asarray(resolve_target_weights(request.target_weights, zeros)), None
+    targets, weights = class_targets(model, request, x)
     forward = model._forward
     objective = request.objective
     entry = _cached((forward.key, "deeplift", rules, objective),

@@ -838,6 +838,26 @@ def _program(forward: Any, entry: Any, rules: RuleSet, objective: str) -> Any:
     return jax.jit(run)
 
 
+def class_targets(model: Any, request: GradientRequest, x: Any) -> tuple[Any, Any]:
+    """The request's class targets and target weights as program arguments, checked.
+
+    ``(targets (N,) int32 or None, weights (N, classes) or None)``; the logits'
+    shape comes from the model's cached abstract evaluation of ``x``.
+    """
+    out_shape, _ = model._out_shape(x)
+    zeros = np.zeros(out_shape, dtype=np.float32)
+    targets = None
+    if request.targets is not None:
+        targets = jnp.asarray(resolve_targets(np.asarray(request.targets, dtype=np.int64), zeros),
+                              dtype=jnp.int32)
+    else:
+        resolve_targets(None, zeros)
+    weights = None
+    if request.target_weights is not None:
+        weights, targets = jnp.asarray(resolve_target_weights(request.target_weights, zeros)), None
+    return targets, weights
+
+
 def relevance_gradients(model: Any, request: GradientRequest, rules: RuleSet) -> GradientResult:
     """:meth:`JaxModel.gradients` for a rule set beyond rectifiers (one forward, one backward).
 
@@ -858,17 +878,7 @@ def relevance_gradients(model: Any, request: GradientRequest, rules: RuleSet) ->
     numpy_inputs = np.asarray(request.inputs)
     _check_finite(numpy_inputs)
     x = jnp.asarray(request.inputs)
-    out_shape, _ = model._out_shape(x)
-    zeros = np.zeros(out_shape, dtype=np.float32)
-    targets = None
-    if request.targets is not None:
-        targets = jnp.asarray(resolve_targets(np.asarray(request.targets, dtype=np.int64), zeros),
-                              dtype=jnp.int32)
-    else:
-        resolve_targets(None, zeros)
-    weights = None
-    if request.target_weights is not None:
-        weights, targets = jnp.asarray(resolve_target_weights(request.target_weights, zeros)), None
+    targets, weights = class_targets(model, request, x)
     forward = model._forward
     objective = request.objective
     entry = _cached((forward.key, "relevance", rules, objective),

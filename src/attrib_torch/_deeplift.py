@@ -52,6 +52,7 @@ from attrib._errors import argument_error, shown
 from attrib.rules import RESCALE_TINY, RuleSet
 
 from ._rectifiers import _lookup
+from ._relevance import _activation, _arg
 
 __all__ = ["DeepLiftMode"]
 
@@ -147,17 +148,6 @@ class _MaxPool(torch.autograd.Function):
         m = torch.where(small, scatter(g, i0),
                         contribution / torch.where(small, torch.ones_like(flat), flat))
         return _with_zero_reference(m.reshape(ctx.input_shape)), None
-
-
-def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
-    if len(args) > index:
-        return args[index]
-    return kwargs.get(name, default)
-
-
-def _activation(value: Any) -> bool:
-    return isinstance(value, torch.Tensor) and value.requires_grad \
-        and not isinstance(value, torch.nn.Parameter)
 
 
 def _tensors(values: Any) -> list[torch.Tensor]:
