@@ -6,7 +6,7 @@ from typing import Any
 
 import attrib_numpy as an
 from attrib.testing import BackendConformance, NetSpec
-from attrib.testing import Conv2d as ConvSpec
+from attrib.testing import Conv as ConvSpec
 from attrib.testing import Dense as DenseSpec
 from attrib.testing import GlobalAvgPool as PoolSpec
 from attrib.testing import ReLU as ReLUSpec
@@ -17,9 +17,10 @@ def build(spec: NetSpec) -> an.Sequential:
     """The attrib_numpy network of a conformance spec, with the spec's layer names."""
     layers: list[tuple[str, Any]] = []
     for layer in spec.layers:
-        if isinstance(layer, ConvSpec):
-            native: Any = an.Conv2d(layer.weight, layer.bias, stride=layer.stride,
-                                    padding=layer.padding)
+        if isinstance(layer, ConvSpec):  # Conv1d, Conv2d or Conv3d
+            conv = {1: an.Conv1d, 2: an.Conv2d, 3: an.Conv3d}[layer.dims]
+            native: Any = conv(layer.weight, layer.bias, stride=layer.stride,
+                               padding=layer.padding)
         elif isinstance(layer, DenseSpec):
             native = an.Dense(layer.weight, layer.bias)
         elif isinstance(layer, ReLU6Spec):
@@ -31,6 +32,8 @@ def build(spec: NetSpec) -> an.Sequential:
         else:
             raise TypeError(f"unsupported layer {layer!r}")
         layers.append((layer.name, native))
+    if spec.splits:  # a model of several inputs, net(x1, x2): joined along the channels first
+        layers.insert(0, ("join", an.Concat(spec.splits)))
     return an.Sequential(layers)
 
 

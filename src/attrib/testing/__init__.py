@@ -24,7 +24,11 @@ gradients under every rectifier rule), every method the backend supports for
 targets ``None`` / int / list and objectives ``logit`` / ``log_softmax`` /
 ``softmax``, guided Grad-CAM's exactness at layers with and without a
 rectifier after them, clear :class:`attrib.AttribError` on bad input, and that
-inputs are never modified. Expected values come from a float64 NumPy
+inputs are never modified. The networks are an image CNN, an MLP, a
+``Conv1d`` signal network and a ``Conv3d`` volume network
+(:func:`default_specs`); on the last two the suite checks what depends on the
+number of spatial axes (logits, capture, the rectifier and LRP rules, the CAM
+family, Grad-CAM and guided Grad-CAM, the multi-pass methods). Expected values come from a float64 NumPy
 reference whose rectifiers use the core's rule references.
 
 This package imports no framework (and not pytest).
@@ -37,7 +41,10 @@ from ._expected import BUILTIN_METHODS, Expected, expected
 from ._reference import ReferenceModel, backward, deeplift_backward, forward, score_gradient
 from ._specs import (
     MARGIN,
+    Conv,
+    Conv1d,
     Conv2d,
+    Conv3d,
     Dense,
     GlobalAvgPool,
     NetSpec,
@@ -46,6 +53,9 @@ from ._specs import (
     default_specs,
     small_cnn,
     small_mlp,
+    small_signal_cnn,
+    small_volume_cnn,
+    split_inputs,
 )
 from ._suite import Case, Conformance, assert_close, cases, check_backend, run_case
 
@@ -58,13 +68,19 @@ __all__ = [
     "run_case",
     "assert_close",
     "NetSpec",
+    "Conv",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
     "Dense",
     "ReLU",
     "ReLU6",
     "GlobalAvgPool",
     "small_cnn",
     "small_mlp",
+    "small_signal_cnn",
+    "small_volume_cnn",
+    "split_inputs",
     "default_specs",
     "MARGIN",
     "ReferenceModel",

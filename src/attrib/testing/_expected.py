@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .._resize import resize_bilinear
+from .._resize import resize_linear
 from .._targets import (
     complete_target_weights,
     resolve_targets,
@@ -46,12 +46,16 @@ class Expected:
 
 
 def _gradcam(spec: NetSpec, trace: Any, seed: np.ndarray, layer: str) -> tuple[np.ndarray, np.ndarray]:
-    """Grad-CAM (N, H, W) and at layer resolution (N, h, w) from the true layer gradient."""
+    """Grad-CAM (N, *S) and at layer resolution (N, *s) from the true layer gradient.
+
+    Upsampled by :func:`attrib.resize_linear` (bilinear for images, linear for
+    signals, trilinear for volumes).
+    """
     _, layer_grads = backward(spec, trace, seed, "vanilla")
-    activation, gradient = trace.activations[layer], layer_grads[layer]   # NCHW
-    weights = gradient.mean(axis=(2, 3), keepdims=True)
+    activation, gradient = trace.activations[layer], layer_grads[layer]   # channels first
+    weights = gradient.mean(axis=tuple(range(2, gradient.ndim)), keepdims=True)
     cam = np.maximum((weights * activation).sum(axis=1), 0.0)
-    return resize_bilinear(cam, trace.inputs.shape[2:]), cam
+    return resize_linear(cam, trace.inputs.shape[2:]), cam
 
 
 def expected(
@@ -75,10 +79,11 @@ def expected(
         targets = resolve_targets(indices, trace.logits)
         seed = score_gradient(trace.logits, targets, objective)
     x = spec.inputs
+    ndim = x.ndim
     if method in _RULES:
         grad, _ = backward(spec, trace, seed, _RULES[method])
         attribution = grad * x if method == "gradient_x_input" else grad
-        return Expected(_to_layout(attribution, layout), targets, trace.logits)
+        return Expected(_to_layout(attribution, layout, ndim), targets, trace.logits)
     if method == "gradcam":
         assert layer is not None
         cam, cam_small = _gradcam(spec, trace, seed, layer)
@@ -89,9 +94,9 @@ def expected(
         cam, cam_small = _gradcam(spec, trace, seed, layer)
         guided, _ = backward(spec, trace, seed, "guided")
         return Expected(
-            _to_layout(guided * cam[:, None], layout), targets, trace.logits,
+            _to_layout(guided * cam[:, None], layout, ndim), targets, trace.logits,
             layer_attribution=cam_small,
-            parts={"gradcam": cam, "guided_backprop": _to_layout(guided, layout)},
+            parts={"gradcam": cam, "guided_backprop": _to_layout(guided, layout, ndim)},
         )
     # a method without a formula here: the core's math on the exact reference gradients
     from .._registry import default_registry
@@ -102,7 +107,7 @@ def expected(
     kwargs: dict[str, Any] = {"objective": objective, "registry": registry}
     if cls.needs_layer:
         kwargs["layer"] = layer
-    explanation = cls(model, **kwargs).attribute(_to_layout(x, layout), target)
+    explanation = cls(model, **kwargs).attribute(_to_layout(x, layout, ndim), target)
     return Expected(np.asarray(explanation.attribution), targets, trace.logits,
                     layer_attribution=explanation.layer_attribution,
                     parts=dict(explanation.parts))

@@ -9,6 +9,7 @@ party's) runs on it with no framework installed.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
@@ -25,23 +26,34 @@ from .._targets import (
     weights_targets,
 )
 from ..rules import LinearOp, RuleSet, get_rule, rescale, rule_set
-from ._specs import Conv2d, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6, Trace, conv_forward, forward
+from ._specs import (
+    Conv,
+    Dense,
+    GlobalAvgPool,
+    NetSpec,
+    ReLU,
+    ReLU6,
+    Trace,
+    _spatial_letters,
+    conv_forward,
+    forward,
+)
 
 __all__ = ["Trace", "forward", "backward", "score_gradient", "ReferenceModel", "deeplift_backward"]
 
 
-def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv2d) -> np.ndarray:
-    """Gradient at the convolution's input, given the gradient at its output."""
+def _conv_backward(grad: np.ndarray, x: np.ndarray, layer: Conv) -> np.ndarray:
+    """Gradient at the convolution's input, given the gradient at its output (any number of axes)."""
     p, s = layer.padding, layer.stride
-    _, _, kh, kw = layer.weight.shape
-    _, _, out_h, out_w = grad.shape
-    gp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * p, x.shape[3] + 2 * p))
-    for i in range(kh):
-        for j in range(kw):
-            gp[:, :, i:i + s * out_h:s, j:j + s * out_w:s] += np.einsum(
-                "nohw,oc->nchw", grad, layer.weight[:, :, i, j]
-            )
-    return gp[:, :, p:p + x.shape[2], p:p + x.shape[3]]
+    kernel = layer.weight.shape[2:]
+    out_sizes = grad.shape[2:]
+    gp = np.zeros(x.shape[:2] + tuple(size + 2 * p for size in x.shape[2:]))
+    axes = _spatial_letters(len(kernel))
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        gp[(slice(None), slice(None)) + tuple(
+            slice(i, i + s * o, s) for i, o in zip(offset, out_sizes, strict=True))] += np.einsum(
+            f"no{axes},oc->nc{axes}", grad, layer.weight[(slice(None), slice(None)) + offset])
+    return gp[(slice(None), slice(None)) + tuple(slice(p, p + size) for size in x.shape[2:])]
 
 
 def score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> np.ndarray:
@@ -59,7 +71,7 @@ def score_gradient(logits: np.ndarray, targets: np.ndarray, objective: str) -> n
     return p_target * (onehot - probs)
 
 
-def conv_op(layer: Conv2d, x_shape: tuple[int, ...]) -> LinearOp:
+def conv_op(layer: Conv, x_shape: tuple[int, ...]) -> LinearOp:
     """``layer``'s convolution as a :class:`attrib.rules.LinearOp` (weights given per call)."""
     def fwd(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None) -> np.ndarray:
         assert weight is not None
@@ -87,11 +99,18 @@ def _dense_transpose(g: np.ndarray, weight: np.ndarray | None) -> np.ndarray:
 DENSE_OP = LinearOp(_dense_forward, _dense_transpose)
 
 
+def _pool_backward(grad: np.ndarray, x_shape: tuple[int, ...]) -> np.ndarray:
+    """The global average pool's transpose: (N, C) -> (N, C, *spatial)."""
+    spatial = x_shape[2:]
+    expanded = grad.reshape(grad.shape + (1,) * len(spatial)) / float(np.prod(spatial))
+    return np.broadcast_to(expanded, x_shape).copy()
+
+
 def pool_op(x_shape: tuple[int, ...]) -> LinearOp:
-    """The global average pool (N, C, h, w) -> (N, C) as a parameter-free :class:`LinearOp`."""
-    h, w = x_shape[2], x_shape[3]
-    return LinearOp(lambda x, _w, _b: x.mean(axis=(2, 3)),
-                    lambda g, _w: np.broadcast_to(g[:, :, None, None] / (h * w), x_shape).copy())
+    """The global average pool (N, C, *spatial) -> (N, C) as a parameter-free :class:`LinearOp`."""
+    axes = tuple(range(2, len(x_shape)))
+    return LinearOp(lambda x, _w, _b: x.mean(axis=axes),
+                    lambda g, _w: _pool_backward(g, x_shape))
 
 
 def backward(
@@ -117,7 +136,7 @@ def backward(
     for layer in reversed(spec.layers):
         layer_gradients[layer.name] = grad
         x = trace.layer_inputs[layer.name]
-        if isinstance(layer, Conv2d):
+        if isinstance(layer, Conv):
             grad = _conv_backward(grad, x, layer)
         elif isinstance(layer, Dense):
             grad = grad @ layer.weight.T
@@ -126,8 +145,7 @@ def backward(
         elif isinstance(layer, ReLU6):
             grad = rectifier_rule.reference(x, grad, upper=6.0)
         elif isinstance(layer, GlobalAvgPool):
-            h, w = x.shape[2], x.shape[3]
-            grad = np.broadcast_to(grad[:, :, None, None] / (h * w), x.shape).copy()
+            grad = _pool_backward(grad, x.shape)
     return grad, layer_gradients
 
 
@@ -137,15 +155,15 @@ def _relevance_backward(spec: NetSpec, trace: Trace, grad_logits: np.ndarray,
     grad = np.asarray(grad_logits, dtype=np.float64)
     if rules.seed == "relevance":
         grad = grad * trace.logits
-    first = next((layer.name for layer in spec.layers if isinstance(layer, (Conv2d, Dense))), None)
+    first = next((layer.name for layer in spec.layers if isinstance(layer, (Conv, Dense))), None)
     layer_gradients: dict[str, np.ndarray] = {}
     for layer in reversed(spec.layers):
         layer_gradients[layer.name] = grad
         x = trace.layer_inputs[layer.name]
-        if isinstance(layer, (Conv2d, Dense)):
-            kind = "convolution" if isinstance(layer, Conv2d) else "dense"
+        if isinstance(layer, (Conv, Dense)):
+            kind = "convolution" if isinstance(layer, Conv) else "dense"
             linear = rules.linear_rule(kind, layer.name, first=layer.name == first)
-            op = conv_op(layer, x.shape) if isinstance(layer, Conv2d) else DENSE_OP
+            op = conv_op(layer, x.shape) if isinstance(layer, Conv) else DENSE_OP
             if linear is None:
                 grad = op.transpose(grad, layer.weight)
             else:
@@ -173,7 +191,7 @@ def deeplift_backward(spec: NetSpec, trace: Trace, reference: Trace,
     grad = np.asarray(grad_logits, dtype=np.float64)
     for layer in reversed(spec.layers):
         x = trace.layer_inputs[layer.name]
-        if isinstance(layer, Conv2d):
+        if isinstance(layer, Conv):
             grad = _conv_backward(grad, x, layer)
         elif isinstance(layer, Dense):
             grad = grad @ layer.weight.T
@@ -183,21 +201,24 @@ def deeplift_backward(spec: NetSpec, trace: Trace, reference: Trace,
             dy = trace.activations[layer.name] - reference.activations[layer.name]
             grad = grad * rescale(x - x0, dy, ((x0 > 0) & (x0 < upper)).astype(np.float64))
         elif isinstance(layer, GlobalAvgPool):
-            h, w = x.shape[2], x.shape[3]
-            grad = np.broadcast_to(grad[:, :, None, None] / (h * w), x.shape).copy()
+            grad = _pool_backward(grad, x.shape)
     return grad
 
 
-def _to_layout(array: np.ndarray, layout: str) -> np.ndarray:
-    """An NCHW array in ``layout`` (arrays that are not 4-D are unchanged)."""
-    if layout == "NHWC" and array.ndim == 4:
-        return array.transpose(0, 2, 3, 1)
+def _to_layout(array: np.ndarray, layout: str, ndim: int = 4) -> np.ndarray:
+    """A channels-first array (N, C, *spatial) of ``ndim`` axes in ``layout``.
+
+    ``ndim`` is the spec's input rank (4 for images, 3 for signals, 5 for
+    volumes); arrays of another rank (maps, logits) are unchanged.
+    """
+    if layout == "NHWC" and array.ndim == ndim and ndim >= 3:
+        return np.moveaxis(array, 1, -1)
     return array
 
 
-def _from_layout(array: np.ndarray, layout: str) -> np.ndarray:
-    if layout == "NHWC" and array.ndim == 4:
-        return array.transpose(0, 3, 1, 2)
+def _from_layout(array: np.ndarray, layout: str, ndim: int = 4) -> np.ndarray:
+    if layout == "NHWC" and array.ndim == ndim and ndim >= 3:
+        return np.moveaxis(array, -1, 1)
     return array
 
 
@@ -213,7 +234,8 @@ class ReferenceModel(Model):
     spec : NetSpec
     layout : str
         ``"NCHW"`` or ``"NHWC"``: the layout of inputs, input gradients and
-        4-D activations, as the backend under test uses it.
+        spatial activations (channels first or last, any number of spatial
+        axes), as the backend under test uses it.
 
     >>> from attrib.testing import ReferenceModel, small_cnn
     >>> spec = small_cnn()
@@ -227,6 +249,7 @@ class ReferenceModel(Model):
     def __init__(self, spec: NetSpec, layout: str = "NCHW") -> None:
         self.spec = spec
         self._layout = check_choice("layout", layout, LAYOUTS)
+        self._ndim = spec.inputs.ndim
 
     @property
     def layout(self) -> str:
@@ -240,7 +263,7 @@ class ReferenceModel(Model):
         return list(self.spec.layer_names)
 
     def input_shape(self, inputs: Any) -> tuple[int, ...]:
-        expected = _to_layout(self.spec.inputs, self._layout).shape[1:]
+        expected = _to_layout(self.spec.inputs, self._layout, self._ndim).shape[1:]
         if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
             raise argument_error(
                 "inputs", f"a floating NumPy batch of shape (N, {', '.join(map(str, expected))})",
@@ -258,20 +281,21 @@ class ReferenceModel(Model):
         return np.asarray(inputs)
 
     def forward(self, inputs: Any) -> np.ndarray:
-        x = _from_layout(self.to_numpy(inputs), self._layout)
+        x = _from_layout(self.to_numpy(inputs), self._layout, self._ndim)
         return forward(self.spec, x).logits
 
     def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
         if layer not in self.spec.layer_names:
             raise argument_error("layer", "a layer name of this model", layer)
-        x = _from_layout(self.to_numpy(inputs), self._layout)
-        return forward(self.spec, x, {layer: _from_layout(np.asarray(scale), self._layout)}).logits
+        x = _from_layout(self.to_numpy(inputs), self._layout, self._ndim)
+        scale = _from_layout(np.asarray(scale), self._layout, self._ndim)
+        return forward(self.spec, x, {layer: scale}).logits
 
     def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
         if layer not in self.spec.layer_names:
             raise argument_error("layer", "a layer name of this model", layer)
-        x = _from_layout(self.to_numpy(inputs), self._layout)
-        values = _from_layout(np.asarray(activation), self._layout)
+        x = _from_layout(self.to_numpy(inputs), self._layout, self._ndim)
+        values = _from_layout(np.asarray(activation), self._layout, self._ndim)
         return forward(self.spec, x, substitutes={layer: values}).logits
 
     def gradients(self, request: GradientRequest) -> GradientResult:
@@ -282,7 +306,7 @@ class ReferenceModel(Model):
             if name not in self.spec.layer_names:
                 raise argument_error("layer", "a layer name of this model", name,
                                      did_you_mean(str(name), self.spec.layer_names))
-        trace = forward(self.spec, _from_layout(x_layout, self._layout))
+        trace = forward(self.spec, _from_layout(x_layout, self._layout, self._ndim))
         if request.target_weights is not None:
             weights = resolve_target_weights(request.target_weights, trace.logits)
             targets = weights_targets(weights)
@@ -298,15 +322,15 @@ class ReferenceModel(Model):
                 raise argument_error("reference", f"the reference inputs of rule set "
                                      f"{rule.name!r}", None)
             reference = forward(self.spec, _from_layout(self.to_numpy(request.reference),
-                                                        self._layout))
+                                                        self._layout, self._ndim))
             return GradientResult(
                 inputs=x_layout, logits=trace.logits, targets=targets,
                 input_gradient=_to_layout(deeplift_backward(self.spec, trace, reference, seed),
-                                          self._layout),
+                                          self._layout, self._ndim),
                 stats={"backward_passes": 1, "reference_logits": reference.logits})
         if request.input_gradient:
             grad, layer_grads = backward(self.spec, trace, seed, rule)
-            input_gradient = _to_layout(grad, self._layout)
+            input_gradient = _to_layout(grad, self._layout, self._ndim)
             passes += 1
         if request.layers and request.layer_gradients and (rule.name != "vanilla" or not passes):
             _, layer_grads = backward(self.spec, trace, seed, "vanilla")
@@ -316,9 +340,10 @@ class ReferenceModel(Model):
             logits=trace.logits,
             targets=targets,
             input_gradient=input_gradient,
-            activations={n: _to_layout(trace.activations[n], self._layout) for n in request.layers},
+            activations={n: _to_layout(trace.activations[n], self._layout, self._ndim)
+                         for n in request.layers},
             layer_gradients=(
-                {n: _to_layout(layer_grads[n], self._layout) for n in request.layers}
+                {n: _to_layout(layer_grads[n], self._layout, self._ndim) for n in request.layers}
                 if request.layer_gradients else {}
             ),
             stats={"backward_passes": passes},

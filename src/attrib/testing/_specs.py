@@ -11,13 +11,19 @@ Conventions (whatever the backend's layout):
 - ``Conv2d.weight`` is (out_channels, in_channels, kh, kw) — torch's OIHW;
   Flax wants ``weight.transpose(2, 3, 1, 0)`` (HWIO). Padding is symmetric
   and explicit (``padding`` zeros on every side), stride is the same on both
-  axes. Flax: ``padding=((p, p), (p, p))``, never ``"SAME"``.
+  axes. Flax: ``padding=((p, p), (p, p))``, never ``"SAME"``. ``Conv1d``
+  (weight (O, I, k)) and ``Conv3d`` (weight (O, I, kd, kh, kw)) follow the
+  same rules with one and three spatial axes (:class:`Conv` is their base;
+  ``Conv.dims`` says how many).
 - ``Dense.weight`` is (in_features, out_features): ``y = x @ weight + bias``
   (torch ``nn.Linear`` wants ``weight.T``).
-- ``GlobalAvgPool`` averages over the spatial axes: (N, C, h, w) -> (N, C).
+- ``GlobalAvgPool`` averages over the spatial axes: (N, C, h, w) -> (N, C),
+  and (N, C, l) or (N, C, d, h, w) likewise.
 - ``ReLU`` is ``max(x, 0)``; ``ReLU6`` is ``min(max(x, 0), 6)``.
-- ``NetSpec.inputs`` is an example batch in NCHW (images) or (N, D) (MLP);
-  :meth:`NetSpec.example_inputs` gives it in a layout.
+- ``NetSpec.inputs`` is an example batch channels first — (N, C, H, W)
+  (images), (N, C, L) (signals), (N, C, D, H, W) (volumes) — or (N, D) (MLP);
+  :meth:`NetSpec.example_inputs` gives it in a layout (``"NHWC"`` is channels
+  last whatever the number of spatial axes).
 
 The weights are drawn from a fixed seed and kept only if every rectifier
 input is at least :data:`MARGIN` away from its kinks (0 and 6) and each
@@ -27,12 +33,16 @@ reference on every mask and arg-max.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
 __all__ = [
+    "Conv",
+    "Conv1d",
     "Conv2d",
+    "Conv3d",
     "Dense",
     "GlobalAvgPool",
     "ReLU",
@@ -41,6 +51,9 @@ __all__ = [
     "NetSpec",
     "small_cnn",
     "small_mlp",
+    "small_signal_cnn",
+    "small_volume_cnn",
+    "split_inputs",
     "default_specs",
     "MARGIN",
     "Trace",
@@ -52,14 +65,38 @@ MARGIN = 1e-3
 
 
 @dataclass(frozen=True, eq=False)
-class Conv2d:
-    """2-D convolution, weight (O, I, kh, kw), bias (O,)."""
+class Conv:
+    """Convolution with ``dims`` spatial axes, weight (O, I, *kernel), bias (O,).
+
+    The suite's specs use the subclasses :class:`Conv1d`, :class:`Conv2d` and
+    :class:`Conv3d`; a builder can test for either.
+    """
 
     name: str
     weight: np.ndarray
     bias: np.ndarray
     stride: int = 1
     padding: int = 0
+
+    @property
+    def dims(self) -> int:
+        """Number of spatial axes (1, 2 or 3)."""
+        return int(self.weight.ndim) - 2
+
+
+@dataclass(frozen=True, eq=False)
+class Conv1d(Conv):
+    """1-D convolution of signals (N, C, L), weight (O, I, k), bias (O,)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Conv2d(Conv):
+    """2-D convolution, weight (O, I, kh, kw), bias (O,)."""
+
+
+@dataclass(frozen=True, eq=False)
+class Conv3d(Conv):
+    """3-D convolution of volumes (N, C, D, H, W), weight (O, I, kd, kh, kw), bias (O,)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,12 +124,12 @@ class ReLU6:
 
 @dataclass(frozen=True)
 class GlobalAvgPool:
-    """Mean over the spatial axes: (N, C, h, w) -> (N, C)."""
+    """Mean over the spatial axes: (N, C, *spatial) -> (N, C)."""
 
     name: str
 
 
-Layer = Conv2d | Dense | ReLU | ReLU6 | GlobalAvgPool
+Layer = Conv | Dense | ReLU | ReLU6 | GlobalAvgPool
 
 
 @dataclass(frozen=True, eq=False)
@@ -102,16 +139,21 @@ class NetSpec:
     Attributes
     ----------
     name : str
-        ``"cnn"`` or ``"mlp"`` (used in test ids).
+        ``"cnn"``, ``"mlp"``, ``"signal"`` or ``"volume"`` (used in test ids).
     layers : tuple of layers
         Applied in order; every layer has a unique ``name``.
-    inputs : ndarray, shape (N, C, H, W) or (N, D), float64
-        Example batch (NCHW for images).
+    inputs : ndarray, shape (N, C, H, W), (N, C, L), (N, C, D, H, W) or (N, D), float64
+        Example batch (channels first).
     classes : int
         Number of logits.
     gradcam_layers : tuple of str
-        4-D layers the suite runs Grad-CAM and guided Grad-CAM at: some with a
-        rectifier between them and the logits, one without.
+        Spatial layers the suite runs Grad-CAM and guided Grad-CAM at: some
+        with a rectifier between them and the logits, one without.
+    splits : tuple of int
+        Empty for a model of one input. Otherwise the model takes several
+        inputs, ``model(x1, x2, ...)``, and joins them along the channel (or
+        feature) axis before its first layer: input ``i`` holds ``splits[i]``
+        of the channels of :attr:`inputs` (see :func:`split_inputs`).
     """
 
     name: str
@@ -119,6 +161,7 @@ class NetSpec:
     inputs: np.ndarray
     classes: int
     gradcam_layers: tuple[str, ...] = ()
+    splits: tuple[int, ...] = ()
     layer_names: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -129,16 +172,34 @@ class NetSpec:
         """Whether the inputs are images (N, C, H, W) rather than vectors (N, D)."""
         return self.inputs.ndim == 4
 
+    @property
+    def spatial_dims(self) -> int:
+        """Number of spatial axes of the inputs: 2 (images), 1 (signals), 3 (volumes), 0 (vectors)."""
+        return max(self.inputs.ndim - 2, 0)
+
     def example_inputs(self, layout: str = "NCHW", dtype: type = np.float32) -> np.ndarray:
         """The example batch in ``layout`` (``"NCHW"`` or ``"NHWC"``) and ``dtype``."""
         x = self.inputs
-        if self.is_image and layout == "NHWC":
-            x = x.transpose(0, 2, 3, 1)
+        if self.spatial_dims and layout == "NHWC":
+            x = np.moveaxis(x, 1, -1)
         return np.ascontiguousarray(x, dtype=dtype)
+
+    def several_example_inputs(self, layout: str = "NCHW",
+                               dtype: type = np.float32) -> tuple[np.ndarray, ...]:
+        """The example batch as the model's several inputs (:attr:`splits`), each in ``layout``."""
+        if not self.splits:
+            raise ValueError(f"NetSpec {self.name!r} takes one input (no splits)")
+        return tuple(np.ascontiguousarray(part, dtype=dtype)
+                     for part in self.split(self.example_inputs(layout, np.float64), layout))
+
+    def split(self, array: np.ndarray, layout: str = "NCHW") -> tuple[np.ndarray, ...]:
+        """An array shaped as :attr:`inputs` (in ``layout``) cut into the inputs' parts."""
+        axis = -1 if layout == "NHWC" else 1
+        return tuple(np.split(array, np.cumsum(self.splits)[:-1], axis=axis))
 
     def parametrised_layers(self) -> tuple[str, ...]:
         """Names of the layers with weights (convolutions and dense layers)."""
-        return tuple(layer.name for layer in self.layers if isinstance(layer, (Conv2d, Dense)))
+        return tuple(layer.name for layer in self.layers if isinstance(layer, (Conv, Dense)))
 
     def rectifiers_after(self, layer: str) -> bool:
         """Whether a rectifier lies between ``layer``'s output and the logits."""
@@ -151,7 +212,7 @@ class NetSpec:
 
 @dataclass
 class Trace:
-    """A forward pass: the logits and every layer's input and output (NCHW, float64)."""
+    """A forward pass: the logits and every layer's input and output (channels first, float64)."""
 
     inputs: np.ndarray
     logits: np.ndarray
@@ -159,35 +220,41 @@ class Trace:
     activations: dict[str, np.ndarray]
 
 
-def conv_forward(x: np.ndarray, layer: Conv2d) -> np.ndarray:
-    """Convolution as a sum over kernel offsets of strided slices (N, C, H, W) -> (N, O, h, w)."""
+def _spatial_letters(dims: int) -> str:
+    """Einsum letters of ``dims`` spatial axes: ``"w"``, ``"hw"``, ``"dhw"``."""
+    return "dhw"[3 - dims:]
+
+
+def conv_forward(x: np.ndarray, layer: Conv) -> np.ndarray:
+    """Convolution as a sum over kernel offsets of strided slices (N, C, *S) -> (N, O, *s)."""
     p, s = layer.padding, layer.stride
-    _, _, kh, kw = layer.weight.shape
-    xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-    out_h = (xp.shape[2] - kh) // s + 1
-    out_w = (xp.shape[3] - kw) // s + 1
-    out = np.zeros((x.shape[0], layer.weight.shape[0], out_h, out_w))
-    for i in range(kh):
-        for j in range(kw):
-            window = xp[:, :, i:i + s * out_h:s, j:j + s * out_w:s]
-            out += np.einsum("nchw,oc->nohw", window, layer.weight[:, :, i, j])
-    return out + layer.bias[None, :, None, None]
+    kernel = layer.weight.shape[2:]
+    xp = np.pad(x, ((0, 0), (0, 0)) + ((p, p),) * len(kernel))
+    out_sizes = tuple((size - k) // s + 1 for size, k in zip(xp.shape[2:], kernel, strict=True))
+    out = np.zeros((x.shape[0], layer.weight.shape[0], *out_sizes))
+    axes = _spatial_letters(len(kernel))
+    for offset in itertools.product(*(range(k) for k in kernel)):
+        window = xp[(slice(None), slice(None)) + tuple(
+            slice(i, i + s * o, s) for i, o in zip(offset, out_sizes, strict=True))]
+        out += np.einsum(f"nc{axes},oc->no{axes}", window,
+                         layer.weight[(slice(None), slice(None)) + offset])
+    return out + layer.bias.reshape((1, -1) + (1,) * len(kernel))
 
 
 def forward(spec: NetSpec, inputs: np.ndarray,
             scales: dict[str, np.ndarray] | None = None,
             substitutes: dict[str, np.ndarray] | None = None) -> Trace:
-    """Run ``spec`` on ``inputs`` (NCHW or (N, D)) in float64, keeping every layer's input/output.
+    """Run ``spec`` on ``inputs`` (channels first or (N, D)) in float64, keeping every layer's input/output.
 
-    ``scales`` multiplies the named layers' outputs (NCHW) by factors, as
+    ``scales`` multiplies the named layers' outputs (channels first) by factors, as
     :meth:`attrib.Model.forward_scaled` does; ``substitutes`` replaces them
-    (NCHW, any batch size), as :meth:`attrib.Model.forward_substituted` does.
+    (channels first, any batch size), as :meth:`attrib.Model.forward_substituted` does.
     """
     x = np.asarray(inputs, dtype=np.float64)
     trace = Trace(inputs=x, logits=x, layer_inputs={}, activations={})
     for layer in spec.layers:
         trace.layer_inputs[layer.name] = x
-        if isinstance(layer, Conv2d):
+        if isinstance(layer, Conv):
             x = conv_forward(x, layer)
         elif isinstance(layer, Dense):
             x = x @ layer.weight + layer.bias
@@ -196,7 +263,7 @@ def forward(spec: NetSpec, inputs: np.ndarray,
         elif isinstance(layer, ReLU6):
             x = np.minimum(np.maximum(x, 0.0), 6.0)
         elif isinstance(layer, GlobalAvgPool):
-            x = x.mean(axis=(2, 3))
+            x = x.mean(axis=tuple(range(2, x.ndim)))
         else:  # pragma: no cover - the spec types are closed
             raise TypeError(f"unknown layer {layer!r}")
         if scales is not None and layer.name in scales:
@@ -208,11 +275,14 @@ def forward(spec: NetSpec, inputs: np.ndarray,
     return trace
 
 
+_CONVS: dict[int, type[Conv]] = {1: Conv1d, 2: Conv2d, 3: Conv3d}
+
+
 def _conv(rng: np.random.Generator, name: str, cin: int, cout: int, scale: float,
-          stride: int = 1, padding: int = 1) -> Conv2d:
-    weight = rng.normal(0.0, scale, size=(cout, cin, 3, 3))
+          stride: int = 1, padding: int = 1, dims: int = 2) -> Conv:
+    weight = rng.normal(0.0, scale, size=(cout, cin) + (3,) * dims)
     bias = rng.normal(0.0, 0.3, size=(cout,))
-    return Conv2d(name, weight, bias, stride=stride, padding=padding)
+    return _CONVS[dims](name, weight, bias, stride=stride, padding=padding)
 
 
 def _dense(rng: np.random.Generator, name: str, fin: int, fout: int, scale: float) -> Dense:
@@ -286,6 +356,63 @@ def small_mlp(seed: int = 0) -> NetSpec:
     raise RuntimeError("no well-conditioned MLP found")  # pragma: no cover
 
 
+def split_inputs(spec: NetSpec, first: int = 1) -> NetSpec:
+    """``spec`` as a model of two inputs: the first ``first`` channels (or features), and the rest.
+
+    The model is called ``model(x1, x2)`` and joins its inputs along the channel
+    axis before ``spec``'s first layer, so its logits, layer values and the
+    gradients at the joined batch are ``spec``'s (name ``"<name>-2in"``).
+    """
+    rest = int(spec.inputs.shape[1]) - first
+    if not 0 < first < spec.inputs.shape[1]:
+        raise ValueError(f"first: expected 1 to {spec.inputs.shape[1] - 1}, got {first}")
+    return NetSpec(f"{spec.name}-2in", spec.layers, spec.inputs, spec.classes,
+                   gradcam_layers=spec.gradcam_layers, splits=(first, rest))
+
+
+def _spatial_cnn(name: str, dims: int, size: int, seed: int, scales: tuple[float, ...]) -> NetSpec:
+    """conv(2→3) relu conv(3→4, stride 2) relu6 conv(4→3) gap dense(3→3) with ``dims`` axes."""
+    for attempt in range(seed, seed + 1000):
+        rng = np.random.default_rng(20_000 * dims + attempt)
+        layers: tuple[Layer, ...] = (
+            _conv(rng, "conv1", 2, 3, scales[0], dims=dims),
+            ReLU("relu1"),
+            _conv(rng, "conv2", 3, 4, scales[1], stride=2, dims=dims),
+            ReLU6("relu2"),
+            _conv(rng, "conv3", 4, 3, scales[2], dims=dims),
+            GlobalAvgPool("pool"),
+            _dense(rng, "fc", 3, 3, 1.0),
+        )
+        inputs = rng.normal(0.0, 1.0, size=(3, 2) + (size,) * dims)
+        spec = NetSpec(name, layers, inputs, classes=3, gradcam_layers=("conv1", "conv3"))
+        if _well_conditioned(spec):
+            return spec
+    raise RuntimeError(f"no well-conditioned {name} network found")  # pragma: no cover
+
+
+def small_signal_cnn(seed: int = 0) -> NetSpec:
+    """A Conv1d network: conv(2→3) relu conv(3→4, stride 2) relu6 conv(4→3) gap dense(3→3).
+
+    Inputs (3, 2, 10) (N, C, L). Grad-CAM layers: ``conv1`` (rectifiers after
+    it) and ``conv3`` (none after it).
+    """
+    return _spatial_cnn("signal", 1, 10, seed, (0.8, 1.5, 0.6))
+
+
+def small_volume_cnn(seed: int = 0) -> NetSpec:
+    """A Conv3d network: conv(2→3) relu conv(3→4, stride 2) relu6 conv(4→3) gap dense(3→3).
+
+    Inputs (3, 2, 5, 5, 5) (N, C, D, H, W). Grad-CAM layers: ``conv1``
+    (rectifiers after it) and ``conv3`` (none after it).
+    """
+    return _spatial_cnn("volume", 3, 5, seed, (0.4, 0.8, 0.4))
+
+
 def default_specs() -> tuple[NetSpec, ...]:
-    """The networks the suite runs by default: :func:`small_cnn` and :func:`small_mlp`."""
-    return (small_cnn(), small_mlp())
+    """The networks the suite runs by default.
+
+    :func:`small_cnn` (images), :func:`small_mlp` (vectors),
+    :func:`small_signal_cnn` (Conv1d) and :func:`small_volume_cnn` (Conv3d). A
+    backend for images only passes ``specs=(small_cnn(), small_mlp())``.
+    """
+    return (small_cnn(), small_mlp(), small_signal_cnn(), small_volume_cnn())

@@ -18,12 +18,26 @@ import numpy as np
 from .._errors import AttribError, check_choice
 from .._model import LAYOUTS, GradientRequest, Model
 from ._expected import BUILTIN_METHODS, Expected, expected
-from ._reference import _from_layout, _to_layout, backward, deeplift_backward, forward, score_gradient
-from ._specs import Conv2d, Dense, NetSpec, default_specs
+from ._reference import (
+    ReferenceModel,
+    _from_layout,
+    _to_layout,
+    backward,
+    deeplift_backward,
+    forward,
+    score_gradient,
+)
+from ._specs import Conv, Dense, NetSpec, default_specs, split_inputs
 
 __all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
 
 OBJECTIVES_CHECKED: tuple[str, ...] = ("logit", "log_softmax", "softmax")
+
+#: the checks run on signal (Conv1d) and volume (Conv3d) specs, besides ``cam`` and the layer
+#: methods (Grad-CAM, guided Grad-CAM) at each Grad-CAM layer: those whose code depends on the
+#: number of spatial axes. The others check the same contract on every spec and run on the
+#: image and vector specs; the gradient methods' input gradients are checked by ``capture``.
+SPATIAL_KINDS: tuple[str, ...] = ("model", "capture", "multipass", "rule_sets")
 
 
 @dataclass
@@ -134,18 +148,23 @@ def cases(conf: Conformance) -> list[Case]:
     out: list[Case] = []
     layer_methods = {name for name in conf.methods or () if _needs_layer(conf, name)}
     for spec in conf.specs or ():
-        out += [Case("model", spec), Case("capture", spec), Case("errors", spec),
-                Case("explain", spec), Case("randomized", spec)]
-        if conf.to_native is not None:
-            out.append(Case("native_inputs", spec))
-        out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
-                Case("rule_sets", spec), Case("attention", spec), Case("several_inputs", spec)]
-        if spec.is_image and conf.gradcam_layers(spec):
+        if spec.spatial_dims in (0, 2):
+            out += [Case("model", spec), Case("capture", spec), Case("errors", spec),
+                    Case("explain", spec), Case("randomized", spec)]
+            if conf.to_native is not None:
+                out.append(Case("native_inputs", spec))
+            out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
+                    Case("rule_sets", spec), Case("attention", spec),
+                    Case("several_inputs", spec)]
+        else:  # signals and volumes: what depends on the number of spatial axes
+            out += [Case(kind, spec) for kind in SPATIAL_KINDS]
+        if spec.spatial_dims and conf.gradcam_layers(spec):
             out.append(Case("cam", spec))
         for method in conf.methods or ():
             if method not in layer_methods:
-                out.append(Case("method", spec, method))
-            elif spec.is_image:
+                if _every_option(spec):  # signals, volumes: their gradients are in "capture"
+                    out.append(Case("method", spec, method))
+            elif spec.spatial_dims:
                 out += [Case("method", spec, method, layer) for layer in conf.gradcam_layers(spec)]
     return out
 
@@ -235,6 +254,26 @@ def assert_close(actual: Any, expected_value: Any, what: str, conf: Conformance)
         )
 
 
+def _every_option(spec: NetSpec) -> bool:
+    """Whether every target form, objective and rule set is checked on ``spec``.
+
+    Images and vectors: yes. Signals and volumes: one objective and the rules whose
+    code works on the spatial axes, since target forms and objectives act on the
+    logits alone and are checked on the image spec (keeps the suite fast).
+    """
+    return spec.spatial_dims in (0, 2)
+
+
+def _laid(array: np.ndarray, conf: Conformance, spec: NetSpec) -> np.ndarray:
+    """A channels-first array of ``spec``'s input rank in the backend's layout (others unchanged)."""
+    return _to_layout(array, conf.layout, spec.inputs.ndim)
+
+
+def _unlaid(array: np.ndarray, conf: Conformance, spec: NetSpec) -> np.ndarray:
+    """The inverse of :func:`_laid`."""
+    return _from_layout(array, conf.layout, spec.inputs.ndim)
+
+
 def _assert_equal(actual: Any, expected_value: Any, what: str) -> None:
     if not np.array_equal(np.asarray(actual), np.asarray(expected_value)):
         raise AssertionError(f"{what}: expected {np.asarray(expected_value).tolist()}, "
@@ -281,8 +320,9 @@ def _check_capture(conf: Conformance, case: Case) -> None:
     x = conf.inputs(spec)
     trace = forward(spec, spec.inputs)
     # every rule with the default objective, every objective with the guided rule
-    combos = [("logit", rule) for rule in ("vanilla", "guided", "deconvnet")] + [
-        (objective, "guided") for objective in OBJECTIVES_CHECKED[1:]]
+    combos = [("logit", rule) for rule in ("vanilla", "guided", "deconvnet")]
+    if _every_option(spec):
+        combos += [(objective, "guided") for objective in OBJECTIVES_CHECKED[1:]]
     for objective, rule in combos:
         targets = np.array(_targets(spec)[2], dtype=np.int64)
         seed = score_gradient(trace.logits, targets, objective)
@@ -295,7 +335,7 @@ def _check_capture(conf: Conformance, case: Case) -> None:
         what = f"gradients(objective={objective!r}, rule={rule!r})"
         assert_close(result.logits, trace.logits, f"{what}.logits", conf)
         _assert_equal(result.targets, targets, f"{what}.targets")
-        assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+        assert_close(result.input_gradient, _laid(grad, conf, spec),
                      f"{what}.input_gradient", conf)
         for name in conf.tapped(spec):
             if name not in result.activations:
@@ -303,10 +343,10 @@ def _check_capture(conf: Conformance, case: Case) -> None:
             if name not in result.layer_gradients:
                 raise AssertionError(f"{what}.layer_gradients: no entry for layer {name!r}")
             assert_close(result.activations[name],
-                         _to_layout(trace.activations[name], conf.layout),
+                         _laid(trace.activations[name], conf, spec),
                          f"{what}.activations[{name!r}]", conf)
             assert_close(result.layer_gradients[name],
-                         _to_layout(true_layer_grads[name], conf.layout),
+                         _laid(true_layer_grads[name], conf, spec),
                          f"{what}.layer_gradients[{name!r}] (always the true gradient)", conf)
     # Grad-CAM's request: no input gradient, layer only; target None is the arg-max
     layer = conf.tapped(spec)[0]
@@ -315,7 +355,7 @@ def _check_capture(conf: Conformance, case: Case) -> None:
     _assert_equal(result.targets, np.argmax(trace.logits, axis=1), "gradients(targets=None).targets")
     _, true_layer_grads = backward(spec, trace, score_gradient(trace.logits, result.targets,
                                                                "logit"), "vanilla")
-    assert_close(result.layer_gradients.get(layer), _to_layout(true_layer_grads[layer], conf.layout),
+    assert_close(result.layer_gradients.get(layer), _laid(true_layer_grads[layer], conf, spec),
                  f"gradients(input_gradient=False).layer_gradients[{layer!r}]", conf)
 
 
@@ -347,6 +387,8 @@ def _check_method(conf: Conformance, case: Case) -> None:
     # every target form with the default objective, every objective with a list target
     targets = _targets(spec)
     combos = [("logit", t) for t in targets] + [(o, targets[2]) for o in OBJECTIVES_CHECKED[1:]]
+    if not _every_option(spec):
+        combos = [("log_softmax", targets[2])]
     for objective, target in combos:
         kwargs: dict[str, Any] = {"objective": objective, "registry": conf.registry}
         if layer is not None:
@@ -473,11 +515,11 @@ def _check_target_weights(conf: Conformance, case: Case) -> None:
         what = f"gradients(target_weights=..., objective={objective!r}, rule={rule!r})"
         _assert_equal(result.targets, np.argmax(weights, axis=1),
                       f"{what}.targets (the class of largest weight)")
-        assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+        assert_close(result.input_gradient, _laid(grad, conf, spec),
                      f"{what}.input_gradient", conf)
         for name in conf.tapped(spec):
             assert_close(result.layer_gradients.get(name),
-                         _to_layout(true_layer_grads[name], conf.layout),
+                         _laid(true_layer_grads[name], conf, spec),
                          f"{what}.layer_gradients[{name!r}]", conf)
     # one-hot weights are the class target, exactly
     classes = np.array(_targets(spec)[2], dtype=np.int64)
@@ -532,7 +574,7 @@ def _check_targets(conf: Conformance, case: Case) -> None:
     model = conf.model(spec)
     x = conf.inputs(spec)
     trace = forward(spec, spec.inputs)
-    out = _to_layout(trace.logits, conf.layout)  # the output as the backend returns it
+    out = _laid(trace.logits, conf, spec)  # the output as the backend returns it
     n = len(x)
     rng = np.random.default_rng(7)
     if spec.is_image:
@@ -552,7 +594,7 @@ def _check_targets(conf: Conformance, case: Case) -> None:
     for target, objective in targets:
         for rule in ("vanilla", "guided"):
             scores, seed = reference_scores(target, out, objective, conf.layout)
-            seed = _from_layout(seed, conf.layout)
+            seed = _unlaid(seed, conf, spec)
             grad, _ = backward(spec, trace, seed, rule)
             _, true_layer_grads = backward(spec, trace, seed, "vanilla")
             result = model.gradients(GradientRequest(
@@ -561,18 +603,18 @@ def _check_targets(conf: Conformance, case: Case) -> None:
             what = f"gradients(target={target!r}, objective={objective!r}, rule={rule!r})"
             assert_close(result.scores, scores, f"{what}.scores", conf)
             _assert_equal(result.targets, target.labels(n), f"{what}.targets")
-            assert_close(result.input_gradient, _to_layout(grad, conf.layout),
+            assert_close(result.input_gradient, _laid(grad, conf, spec),
                          f"{what}.input_gradient", conf)
             for name in layers:
                 assert_close(result.layer_gradients.get(name),
-                             _to_layout(true_layer_grads[name], conf.layout),
+                             _laid(true_layer_grads[name], conf, spec),
                              f"{what}.layer_gradients[{name!r}]", conf)
     # through a method, and bad targets
     saliency = conf.registry.method("saliency")(model, registry=conf.registry)
     target = targets[0][0]
     _, seed = reference_scores(target, out, "logit", conf.layout)
-    grad, _ = backward(spec, trace, _from_layout(seed, conf.layout), "vanilla")
-    assert_close(saliency.attribute(x, target).attribution, _to_layout(grad, conf.layout),
+    grad, _ = backward(spec, trace, _unlaid(seed, conf, spec), "vanilla")
+    assert_close(saliency.attribute(x, target).attribution, _laid(grad, conf, spec),
                  f"saliency(target={target!r})", conf)
     if spec.is_image:
         _expect_error("Mask with a mask of the wrong shape", lambda: saliency.attribute(
@@ -603,7 +645,7 @@ def _check_multipass(conf: Conformance, case: Case) -> None:
         ("integrated_gradients", {"steps": 3, "batch_size": 4}),
         ("smoothgrad", {"n_samples": 2, "noise": 0.1, "seed": 3, "batch_size": 4}),
     ]
-    if spec.is_image:
+    if spec.spatial_dims:  # windows of 3 along every spatial axis
         runs.append(("occlusion", {"window": 3, "stride": 2, "batch_size": 5}))
     model = conf.model(spec)
     reference = ReferenceModel(spec, layout=conf.layout)
@@ -641,7 +683,7 @@ def _check_cam(conf: Conformance, case: Case) -> None:
     if result.input_gradient is not None:
         raise AssertionError(f"{what}.input_gradient: expected None (nothing asked)")
     for name in tapped:
-        assert_close(result.activations.get(name), _to_layout(trace.activations[name], conf.layout),
+        assert_close(result.activations.get(name), _laid(trace.activations[name], conf, spec),
                      f"{what}.activations[{name!r}]", conf)
     if any(g is not None for g in result.layer_gradients.values()) and result.layer_gradients:
         raise AssertionError(f"{what}.layer_gradients: expected none, got "
@@ -657,35 +699,34 @@ def _check_cam(conf: Conformance, case: Case) -> None:
     rng = np.random.default_rng(0)
     for label, masks in (("zero channel", 1.0 - np.eye(c)[np.arange(n) % c]),
                          ("random mask", rng.uniform(0.0, 2.0, size=(n, c)))):
-        scale = masks.reshape(n, c, 1, 1)
+        scale = masks.reshape((n, c) + (1,) * spec.spatial_dims)
         if not scaled_here:
-            laid_out = _to_layout(scale, conf.layout)
+            laid_out = _laid(scale, conf, spec)
             _expect_error("forward_scaled() of a backend without it",
                           lambda: model.forward_scaled(x, layer, laid_out))  # noqa: B023
             break
-        logits = model.forward_scaled(x, layer, _to_layout(scale, conf.layout).astype(x.dtype))
+        logits = model.forward_scaled(x, layer, _laid(scale, conf, spec).astype(x.dtype))
         assert_close(logits, forward(spec, spec.inputs, {layer: scale}).logits,
                      f"forward_scaled({layer!r}, {label})", conf)
     assert_close(model.forward(x), trace.logits, "forward() after forward_scaled()", conf)
     # 3b. forward_substituted: the layer continued from given activations (if implemented), for
     # M rows of M images and for M rows of one image (Ablation-CAM's copies)
     if type(model).forward_substituted is not Model.forward_substituted:
-        rows = activation * rng.uniform(0.0, 2.0, size=(n, c, 1, 1))
-        substitutes = _to_layout(rows, conf.layout).astype(x.dtype)
+        rows = activation * rng.uniform(0.0, 2.0, size=(n, c) + (1,) * spec.spatial_dims)
+        substitutes = _laid(rows, conf, spec).astype(x.dtype)
         assert_close(model.forward_substituted(x, layer, substitutes),
                      forward(spec, spec.inputs, substitutes={layer: rows}).logits,
                      f"forward_substituted({layer!r}, N images)", conf)
         copies = np.repeat(activation[:1], c, axis=0)
         copies[np.arange(c), np.arange(c)] = -1.5  # one channel of image 0 set per row
         assert_close(model.forward_substituted(x[:1], layer,
-                                               _to_layout(copies, conf.layout).astype(x.dtype)),
+                                               _laid(copies, conf, spec).astype(x.dtype)),
                      forward(spec, spec.inputs[:1], substitutes={layer: copies}).logits,
                      f"forward_substituted({layer!r}, one image for {c} rows)", conf)
         assert_close(model.forward(x), trace.logits, "forward() after forward_substituted()", conf)
     else:
         _expect_error("forward_substituted() of a backend without it",
-                      lambda: model.forward_substituted(x, layer, _to_layout(activation,
-                                                                             conf.layout)))
+                      lambda: model.forward_substituted(x, layer, _laid(activation, conf, spec)))
     # 4. the probe: names the model exposes, with the layers' output shapes
     infos = model.probe_layers(x)
     names = set(model.layer_names())
@@ -693,7 +734,7 @@ def _check_cam(conf: Conformance, case: Case) -> None:
         if info.name not in names:
             raise AssertionError(f"probe_layers(): {info.name!r} is not in layer_names()")
         if info.name in trace.activations:
-            want = _to_layout(trace.activations[info.name], conf.layout).shape
+            want = _laid(trace.activations[info.name], conf, spec).shape
             if tuple(info.shape) != want:
                 raise AssertionError(f"probe_layers(): {info.name!r} has shape {info.shape}, "
                                      f"expected {want}")
@@ -708,7 +749,7 @@ def _check_cam(conf: Conformance, case: Case) -> None:
         cls = conf.registry.method(method)
         explanation = cls(model, layer=chosen, registry=conf.registry).attribute(x, targets)
         used = explanation.layer
-        if used not in trace.activations or trace.activations[used].ndim != 4:
+        if used not in trace.activations or trace.activations[used].ndim != spec.inputs.ndim:
             raise AssertionError(f"{method}(layer={chosen!r}): layer {used!r} is not a spatial "
                                  "layer of the spec")
         reference = expected(spec, method, target=targets, layer=used, layout=conf.layout,
@@ -725,7 +766,7 @@ def _randomized_spec(spec: NetSpec, layers: Sequence[str], seed: int) -> NetSpec
 
     new = []
     for layer in spec.layers:
-        if isinstance(layer, (Conv2d, Dense)) and layer.name in layers:
+        if isinstance(layer, (Conv, Dense)) and layer.name in layers:
             layer = replace(
                 layer,
                 weight=redrawn(layer.weight, seed=seed, layer=layer.name, name="weight",
@@ -790,6 +831,8 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
     sets = [lrp_rule_set("zero"), lrp_rule_set("epsilon_plus_flat"),
             lrp_rule_set("epsilon_gamma_box", low=-5.0, high=5.0),
             lrp_rule_set("epsilon_alpha2_beta1"), lrp_rule_set("epsilon", {first: "wsquare"})]
+    if not _every_option(spec):  # the convolution rules on k axes: z+, flat, zB, alpha-beta
+        sets = [sets[1], sets[2], sets[3]]
     for rules in sets:
         request = GradientRequest(inputs=x, targets=targets, rule=rules)
         what = f"gradients(rule={rules.name!r})"
@@ -798,10 +841,10 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
             continue
         result = model.gradients(request)
         want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
-        assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
+        assert_close(result.input_gradient, _laid(want, conf, spec), what, conf)
     # DeepLIFT: multipliers against a reference input (half the inputs, shifted)
     reference_nchw = 0.5 * spec.inputs - 0.25
-    reference = _to_layout(reference_nchw, conf.layout).astype(x.dtype)
+    reference = _laid(reference_nchw, conf, spec).astype(x.dtype)
     request = GradientRequest(inputs=x, targets=targets, rule=DEEPLIFT, reference=reference)
     what = "gradients(rule='deeplift', reference=...)"
     if not conf.deeplift:
@@ -810,7 +853,7 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
     result = model.gradients(request)
     want = deeplift_backward(spec, trace, forward(spec, reference_nchw),
                              score_gradient(trace.logits, targets, "logit"))
-    assert_close(result.input_gradient, _to_layout(want, conf.layout), what, conf)
+    assert_close(result.input_gradient, _laid(want, conf, spec), what, conf)
 
 
 def _check_attention(conf: Conformance, case: Case) -> None:
@@ -846,8 +889,9 @@ def _check_several_inputs(conf: Conformance, case: Case) -> None:
     runs the spec's one-input model as ``x`` does, so ``gradients()`` gives 1-tuples
     of the inputs and input gradients, and saliency, gradient x input and
     integrated gradients give a 1-tuple holding the map of ``x``; a tuple whose
-    batch sizes differ is refused. A backend without it refuses every tuple with
-    a clear :class:`attrib.AttribError`.
+    batch sizes differ is refused. Then the spec as a model of two inputs
+    (:func:`_check_two_inputs`) must give each input its part of the reference.
+    A backend without it refuses every tuple with a clear :class:`attrib.AttribError`.
     """
     spec = case.spec
     model = conf.model(spec)
@@ -882,6 +926,66 @@ def _check_several_inputs(conf: Conformance, case: Case) -> None:
     _expect_error("several inputs whose batch sizes differ",
                   lambda: saliency.attribute((x, x[:1]), targets))
     _expect_error("an empty tuple of inputs", lambda: saliency.attribute((), targets))
+    _check_two_inputs(conf, spec, targets)
+
+
+def _check_two_inputs(conf: Conformance, spec: NetSpec, targets: np.ndarray) -> None:
+    """``model(x1, x2)`` (:func:`attrib.testing.split_inputs`): one gradient and map per input.
+
+    The model joins its inputs along the channel axis before ``spec``'s layers, so
+    the reference for each input is the matching part of ``spec``'s (joined) value:
+    logits, input gradients under two rules, true layer gradients, and saliency,
+    gradient x input and integrated gradients (whose straight path from zero is
+    the joined input's path).
+    """
+    two = split_inputs(spec)
+    model = conf.model(two)
+    xs = two.several_example_inputs(conf.layout, conf.dtype)
+    before = [x.copy() for x in xs]
+    trace = forward(spec, spec.inputs)
+    seed = score_gradient(trace.logits, targets, "logit")
+    layers = conf.tapped(spec)
+
+    def parts(value: Any, what: str) -> tuple[Any, ...]:
+        if not isinstance(value, tuple) or len(value) != 2:
+            raise AssertionError(f"{what}: expected a tuple of 2 arrays (one per input), got "
+                                 f"{type(value).__name__}")
+        return value
+
+    for rule in ("vanilla", "guided"):
+        what = f"gradients(inputs=(x1, x2), rule={rule!r})"
+        result = model.gradients(GradientRequest(inputs=xs, targets=targets, rule=rule,
+                                                 layers=layers, layer_gradients=True))
+        assert_close(result.logits, trace.logits, f"{what}.logits", conf)
+        grad, _ = backward(spec, trace, seed, rule)
+        _, true_layer_grads = backward(spec, trace, seed, "vanilla")
+        for i, (ours, want) in enumerate(zip(parts(result.input_gradient, f"{what}.input_gradient"),
+                                             two.split(_laid(grad, conf, spec), conf.layout),
+                                             strict=True)):
+            assert_close(ours, want, f"{what}.input_gradient[{i}]", conf)
+        for name in layers:
+            assert_close(result.layer_gradients.get(name),
+                         _laid(true_layer_grads[name], conf, spec),
+                         f"{what}.layer_gradients[{name!r}]", conf)
+    joined = conf.inputs(spec)
+    for method in ("saliency", "gradient_x_input", "integrated_gradients"):
+        if method not in (conf.methods or ()) and method != "saliency":
+            continue
+        options: dict[str, Any] = ({"steps": 4, "baseline": "zeros"}
+                                   if method == "integrated_gradients" else {})
+        cls = conf.registry.method(method)
+        maps = cls(model, registry=conf.registry, **options).attribute(xs, targets).attribution
+        want = cls(ReferenceModel(spec, layout=conf.layout), registry=conf.registry,
+                   **options).attribute(joined, targets).attribution
+        for i, (ours, part) in enumerate(zip(parts(maps, f"{method}(inputs=(x1, x2))"),
+                                             two.split(np.asarray(want), conf.layout),
+                                             strict=True)):
+            assert_close(ours, part, f"{method}(inputs=(x1, x2))[{i}]", conf)
+    if not all(np.array_equal(x, b) for x, b in zip(xs, before, strict=True)):
+        raise AssertionError("several inputs: the inputs were modified")
+    saliency = conf.registry.method("saliency")(model, registry=conf.registry)
+    _expect_error("one array for a model of two inputs",
+                  lambda: saliency.attribute(xs[0], targets))
 
 
 _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {

@@ -17,11 +17,13 @@ import numpy as np
 
 import attrib
 from attrib._errors import argument_error, check_choice, did_you_mean, shown
+from attrib._inputs import as_tuple, check_batch, each
+from attrib._layout import batch_spelling
 from attrib._targets import resolve_target_weights, weighted_score_gradient, weights_targets
 from attrib.rules import rule_set
 from attrib.targets import reference_scores
 
-from ._layers import Conv2d, Dense
+from ._layers import ConvNd, Dense
 from ._network import Sequential
 from ._relevance import multipliers, relevance
 
@@ -29,9 +31,15 @@ __all__ = ["NumpyModel"]
 
 
 class NumpyModel(attrib.Model):
-    """An :class:`attrib_numpy.Sequential` seen by attrib. Inputs NCHW (images) or (N, D)."""
+    """An :class:`attrib_numpy.Sequential` seen by attrib.
+
+    Inputs channels first ((N, C, L), (N, C, H, W), (N, C, D, H, W)) or (N, D).
+    """
 
     backend: ClassVar[str] = "numpy"
+    #: a network whose first layer is a :class:`attrib_numpy.Concat` takes several inputs,
+    #: ``net(x1, x2, ...)``: ``inputs`` is then a tuple, and so is the input gradient
+    several_inputs: ClassVar[bool] = True
 
     def __init__(self, model: Sequential) -> None:
         if not isinstance(model, Sequential):
@@ -50,28 +58,53 @@ class NumpyModel(attrib.Model):
     def layer_names(self) -> Sequence[str]:
         return self._net.names
 
-    def input_shape(self, inputs: Any) -> tuple[int, ...]:
-        ndim, size = self._net.input_spec()
-        wanted = "(N, C, H, W)" if ndim == 4 else "(N, D)"
+    def input_shape(self, inputs: Any) -> Any:
+        """The batch's shape, or a tuple of shapes for a network of several inputs."""
+        sizes = self._net.input_sizes
+        if sizes is None and isinstance(inputs, tuple):
+            if len(inputs) != 1:
+                raise argument_error("inputs", "one array (this network takes one input)",
+                                     shown(f"a tuple of {len(inputs)} arrays"))
+            return (self._shape(inputs[0], self._net.input_spec()[1]),)
+        if sizes is not None:
+            if not isinstance(inputs, tuple) or len(inputs) != len(sizes):
+                given = (f"a tuple of {len(inputs)} arrays" if isinstance(inputs, tuple)
+                         else f"one {type(inputs).__name__}")
+                raise argument_error("inputs", f"a tuple of {len(sizes)} arrays, one per input of "
+                                     "this network", shown(given),
+                                     "Call it as explain(model, (x1, x2, ...)).")
+            return check_batch(tuple(self._shape(x, size) for x, size in zip(inputs, sizes,
+                                                                              strict=True)))
+        return self._shape(inputs, self._net.input_spec()[1])
+
+    def _shape(self, inputs: Any, size: int | None) -> tuple[int, ...]:
+        """The shape of one batch (one input) after checking it has ``size`` channels."""
+        ndim = self._net.input_spec()[0]
+        wanted = batch_spelling("NCHW", ndim - 2) if ndim >= 3 else "(N, D)"
         if not isinstance(inputs, np.ndarray) or not np.issubdtype(inputs.dtype, np.floating):
             given = (f"{type(inputs).__name__} of dtype {inputs.dtype}" if hasattr(inputs, "dtype")
                      else type(inputs).__name__)
             raise argument_error("inputs", f"a floating NumPy array {wanted}", shown(given),
                                  kind=attrib.AttribTypeError)
         if inputs.ndim != ndim or (size is not None and inputs.shape[1] != size) or not len(inputs):
-            what = f"{size} channels" if ndim == 4 else f"{size} features"
+            what = f"{size} channels" if ndim >= 3 else f"{size} features"
             raise argument_error("inputs", f"a batch {wanted} with {what}",
                                  shown(f"an array of shape {inputs.shape}"),
                                  "Add the batch axis with x[None]." if inputs.ndim == ndim - 1
                                  else None)
         return tuple(inputs.shape)
 
-    def to_numpy(self, inputs: Any) -> np.ndarray:
+    def to_numpy(self, inputs: Any) -> Any:
         self.input_shape(inputs)
-        return np.asarray(inputs)
+        return each(np.asarray, inputs)
+
+    def _net_input(self, x: Any) -> Any:
+        """What the network's first layer takes: the tuple for a :class:`Concat`, else the array
+        (a 1-tuple ``(x,)`` is ``x``)."""
+        return x if self._net.input_sizes is not None else as_tuple(x)[0]
 
     def forward(self, inputs: Any) -> np.ndarray:
-        return self._net(self.to_numpy(inputs))
+        return self._net(*as_tuple(self._net_input(self.to_numpy(inputs))))
 
     def forward_scaled(self, inputs: Any, layer: str, scale: np.ndarray) -> np.ndarray:
         """Logits with ``layer``'s output multiplied by ``scale`` (Ablation-CAM's primitive).
@@ -80,7 +113,8 @@ class NumpyModel(attrib.Model):
         CAM methods run on :meth:`gradients` and :meth:`forward` as they are.
         """
         (index,) = self._check_layers([layer])
-        return _forward_scaled(self._net, self.to_numpy(inputs), index, np.asarray(scale))
+        return _forward_scaled(self._net, self._net_input(self.to_numpy(inputs)), index,
+                               np.asarray(scale))
 
     def forward_substituted(self, inputs: Any, layer: str, activation: np.ndarray) -> np.ndarray:
         """Logits of the layers after ``layer`` run on ``activation`` (the layers before are skipped).
@@ -91,16 +125,17 @@ class NumpyModel(attrib.Model):
         (index,) = self._check_layers([layer])
         x = self.to_numpy(inputs)
         values = np.asarray(activation)
-        if values.ndim < 1 or len(x) not in (1, len(values)):
+        n = len(as_tuple(x)[0])
+        if values.ndim < 1 or n not in (1, len(values)):
             raise argument_error("inputs", f"1 image or one per activation row ({len(values)})",
-                                 shown(f"{len(x)} images for an activation of shape {values.shape}"))
+                                 shown(f"{n} images for an activation of shape {values.shape}"))
         for _, later in self._net.layers[index + 1:]:
             values, _ = later.forward(values)
         return values
 
     def parameter_layers(self) -> Sequence[str]:
-        """The Conv2d and Dense layers, input first."""
-        return [name for name, layer in self._net.layers if isinstance(layer, (Conv2d, Dense))]
+        """The convolutions and Dense layers, input first."""
+        return [name for name, layer in self._net.layers if isinstance(layer, (ConvNd, Dense))]
 
     def randomized(self, layers: Sequence[str], seed: int = 0, batchnorm: str = "reset") -> NumpyModel:
         """A :class:`NumpyModel` over a deep copy of the network, ``layers`` re-drawn.
@@ -116,7 +151,7 @@ class NumpyModel(attrib.Model):
         clone = copy.deepcopy(self._net)
         for name, layer in clone.layers:
             if name in names:
-                assert isinstance(layer, (Conv2d, Dense))
+                assert isinstance(layer, (ConvNd, Dense))
                 dense = isinstance(layer, Dense)
                 layer.weight = redrawn(layer.weight, seed=seed, layer=name, name="weight",
                                        channels_last=dense)
@@ -146,7 +181,7 @@ class NumpyModel(attrib.Model):
 
         # one forward pass, keeping each layer's output and cache
         outputs, caches = [], []
-        h = x
+        h = net_input = self._net_input(x)
         for _, layer in self._net.layers:
             h, cache = layer.forward(h)
             outputs.append(h)
@@ -155,7 +190,7 @@ class NumpyModel(attrib.Model):
         scores = None
         if request.target is not None:  # its NumPy reference gradient seeds the backward pass
             scores, seed = reference_scores(request.target, logits, objective, self.layout)
-            targets = request.target.labels(len(x))
+            targets = request.target.labels(len(as_tuple(x)[0]))
         elif request.target_weights is not None:
             weights = resolve_target_weights(request.target_weights, logits)
             targets = weights_targets(weights)
@@ -184,11 +219,11 @@ class NumpyModel(attrib.Model):
             if request.reference is None:
                 raise argument_error("reference", "the reference inputs of rule set 'deeplift'",
                                      None)
-            reference = self.to_numpy(request.reference)
-            input_gradient = multipliers(layers, x, reference, seed)
+            reference = self._net_input(self.to_numpy(request.reference))
+            input_gradient = multipliers(layers, net_input, reference, seed)
             passes += 1
         elif request.input_gradient and not rules.rectifier_only:  # LRP: attrib's rule references
-            inputs = [x] + outputs[:-1]
+            inputs = [net_input] + outputs[:-1]
             input_gradient = relevance(layers, inputs, caches, seed, logits, rules)
             passes += 1
             if wanted:
@@ -205,6 +240,8 @@ class NumpyModel(attrib.Model):
             _, layer_grads = walk("vanilla", lowest, True)   # stop at the layer: no input gradient
             passes += 1
 
+        if isinstance(x, tuple) and not isinstance(input_gradient, tuple | None):
+            input_gradient = (input_gradient,)  # (x,) of a network of one input
         names = self._net.names
         return attrib.GradientResult(
             inputs=x,

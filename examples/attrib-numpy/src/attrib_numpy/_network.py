@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._layers import Conv2d, Dense, Layer
+from ._layers import Concat, ConvNd, Dense, Layer
 
 __all__ = ["Sequential"]
 
@@ -46,16 +46,25 @@ class Sequential:
     def names(self) -> list[str]:
         return [name for name, _ in self.layers]
 
+    @property
+    def input_sizes(self) -> tuple[int, ...] | None:
+        """The channels (or features) of each input when the network takes several (a first
+        :class:`Concat` layer), else ``None``."""
+        first = self.layers[0][1]
+        return first.sizes if isinstance(first, Concat) else None
+
     def input_spec(self) -> tuple[int, int | None]:
         """(ndim, channels or features) the first shape-aware layer expects."""
         for _, layer in self.layers:
-            if isinstance(layer, Conv2d):
-                return 4, layer.in_channels
+            if isinstance(layer, ConvNd):
+                return layer.dims + 2, layer.in_channels
             if isinstance(layer, Dense):
                 return 2, layer.in_features
         return 2, None
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray:
+        """The output of one input, or of several (one array each) for a first :class:`Concat`."""
+        x: Any = inputs if self.input_sizes is not None else inputs[0]
         for _, layer in self.layers:
             x, _ = layer.forward(x)
         return x
