@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -84,6 +86,22 @@ class MethodOutput:
     stats: Mapping[str, Any] = field(default_factory=dict)
 
 
+#: the attrib.targets.Target of the ``attribute()`` call in progress. Call-local (each thread
+#: has its own context, and a nested call restores the outer one), so one method instance can
+#: serve several threads at once; never an attribute of the instance.
+_CALL_TARGET: ContextVar[Target | None] = ContextVar("attrib_call_target", default=None)
+
+
+@contextmanager
+def call_target(target: Any) -> Iterator[None]:
+    """Make ``target`` (kept only if an :class:`attrib.targets.Target`) the current call's target."""
+    token = _CALL_TARGET.set(target if isinstance(target, Target) else None)
+    try:
+        yield
+    finally:
+        _CALL_TARGET.reset(token)
+
+
 class Attributor(ABC):
     """An attribution method: a :class:`Model`, options, and the math on NumPy arrays.
 
@@ -124,8 +142,12 @@ class Attributor(ABC):
         self.registry = registry if registry is not None else default_registry()
         self.model: Model = self.registry.wrap(model, backend=backend)
         self.objective = check_objective(objective)
-        #: the attrib.targets.Target of the current call, for methods that score more inputs
-        self._target: Target | None = None
+
+    @property
+    def _target(self) -> Target | None:
+        """The :class:`attrib.targets.Target` of the current call (call-local), for methods that
+        score more inputs (Score-CAM); ``None`` for class targets."""
+        return _CALL_TARGET.get()
 
     @abstractmethod
     def needs(self) -> GradientNeeds:
@@ -181,11 +203,11 @@ class Attributor(ABC):
         targets, weights = self._split_target(inputs, target, shape[0])
         self._prepare(inputs)
         needs = self.needs()
-        self._target = target if isinstance(target, Target) else None
-        request = needs.request(inputs, targets, self.objective, weights, self._target)
-        result = self.model.gradients(request)
-        check_finite(result)  # never a NaN map (issue 12)
-        explanation = self._from_result(result, weights)
+        with call_target(target):
+            request = needs.request(inputs, targets, self.objective, weights, self._target)
+            result = self.model.gradients(request)
+            check_finite(result)  # never a NaN map (issue 12)
+            explanation = self._from_result(result, weights)
         causes = zero_gradients(request, result)
         if causes:
             warn_zero(self.name, causes)

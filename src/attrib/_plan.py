@@ -33,7 +33,7 @@ from functools import reduce
 from types import MappingProxyType
 from typing import Any
 
-from ._attributor import Attributor, GradientNeeds
+from ._attributor import Attributor, GradientNeeds, call_target
 from ._checks import check_finite, one_zero_warning, warn_zero, zero_gradients
 from ._explanation import Explanation
 from ._inputs import first_shape
@@ -122,15 +122,14 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
         for shared in passes:
             request = shared.needs.request(inputs, targets, first.objective, weights,
                                            target if isinstance(target, Target) else None)
-            for method, _ in shared.members:
-                method._target = target if isinstance(target, Target) else None
             result = first.model.gradients(request)
             check_finite(result)
             runs.append(MappingProxyType({
                 "rule": shared.rule, "methods": tuple(m.name for m, _ in shared.members),
                 "backward_passes": int(result.stats.get("backward_passes", 0))}))
-            for method, _ in shared.members:
-                done[method.name] = method._from_result(result, weights, stats)
+            with call_target(target):
+                for method, _ in shared.members:
+                    done[method.name] = method._from_result(result, weights, stats)
             causes = zero_gradients(request, result)
             for method, needs in shared.members:
                 ignored = [c for c in causes if (c == "the inputs" and needs.input_gradient

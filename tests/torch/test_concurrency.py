@@ -88,3 +88,32 @@ def test_one_layer_tapped_by_two_threads_at_once(models: list[nn.Module],
         np.testing.assert_array_equal(got, expected)
     for got in results[1]:
         np.testing.assert_array_equal(got, expected_other)
+
+
+def test_one_method_instance_shared_by_threads() -> None:
+    """A method *instance* serves several threads: the call's target and counters are call-local.
+
+    One Score-CAM instance (which reads the call's :class:`attrib.targets.Target` while it
+    scores its masked batches, and counts them) is called by six threads at once, with class
+    targets and with ``Weights`` targets interleaved; each thread gets the map and the counts
+    of the same call made alone.
+    """
+    from attrib.targets import Weights
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1),
+                          nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5)).eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    method = attrib.ScoreCAM(model, layer="2", batch_size=2)
+    rng = np.random.default_rng(0)
+    targets = [Weights(rng.normal(size=(2, 5))) if i % 2 else [i % 5, (i + 2) % 5]
+               for i in range(6)]
+    before = snapshot(model)
+    alone = [method.attribute(x, target) for target in targets]
+    together = run_in_threads([lambda t=target: method.attribute(x, t) for target in targets])
+    for i, (ours, want) in enumerate(zip(together, alone, strict=True)):
+        np.testing.assert_array_equal(ours.attribution, want.attribution, err_msg=f"thread {i}")
+        assert ours.stats["masked_batches"] == want.stats["masked_batches"] == 8, i
+    # the class and Weights calls differ, so a target crossing threads would show
+    assert not np.allclose(alone[0].attribution, alone[1].attribution)
+    assert_unchanged(model, before)

@@ -22,6 +22,7 @@ into a map (N, h, w) before the relu: most only through :meth:`CAM.weights`
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -65,6 +66,11 @@ class LayerData:
     grid: Grid
     raw_ndim: int
     result: GradientResult
+
+
+#: the counters (masked batches, forward passes) of the CAM ``compute()`` in progress:
+#: call-local, as the target is (see attrib._attributor.call_target)
+_CALL_STATS: ContextVar[dict[str, Any] | None] = ContextVar("attrib_cam_stats", default=None)
 
 
 class CAM(Attributor):
@@ -115,7 +121,6 @@ class CAM(Attributor):
         self._requested = self._check_layers(layer)
         self._layers: tuple[str, ...] = self._requested or ()
         self._defaults: dict[tuple[int, ...], str] = {}
-        self._stats: dict[str, Any] = {}
 
     # -- layers ------------------------------------------------------------------------
     def _check_layers(self, layer: object) -> tuple[str, ...] | None:
@@ -167,10 +172,23 @@ class CAM(Attributor):
             return np.einsum("nc,nchw->nhw", weights, data.activation)
         return np.einsum("nc,nc...->n...", weights, data.activation)
 
+    @property
+    def _stats(self) -> dict[str, Any]:
+        """The counters of the :meth:`compute` in progress (call-local, so threads can share
+        the instance); an empty throwaway dict outside one."""
+        stats = _CALL_STATS.get()
+        return {} if stats is None else stats
+
     def compute(self, result: GradientResult) -> MethodOutput:
+        token = _CALL_STATS.set({})
+        try:
+            return self._compute(result)
+        finally:
+            _CALL_STATS.reset(token)
+
+    def _compute(self, result: GradientResult) -> MethodOutput:
         layout = self.model.layout
         size = input_hw(as_tuple(result.inputs)[0].shape, layout, self.name)
-        self._stats = {}
         maps: dict[str, np.ndarray] = {}
         small: np.ndarray | None = None
         for name in self._layers:
