@@ -103,6 +103,9 @@ class Explanation:
         A heat-map over ``image`` for Grad-CAM-shaped maps, grayscale (or
         diverging, for gradient × input) for input-space maps; keywords as
         :func:`attrib.plotting.plot_explanation` (``index``, ``style``, ...).
+        Signals (N, C, L) and volumes (N, C, D, H, W) get
+        :func:`attrib.plotting.signal_figure` / :func:`~attrib.plotting.volume_figure`
+        of sample ``index`` (default 0).
         """
         from .plotting import plot_explanation  # matplotlib only when plotting
 

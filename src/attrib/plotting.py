@@ -480,7 +480,16 @@ def plot_explanation(explanation: Explanation, image: Any = None, ax: Axes | Non
     -------
     matplotlib.figure.Figure
         The figure drawn on.
+
+    An Explanation of signals (N, C, L) or volumes (N, C, D, H, W) (channels
+    last in a Flax model) is drawn by :func:`signal_figure` (one row per channel,
+    the map as a colour band) or :func:`volume_figure` (three slices through the
+    map's maximum), for sample ``index`` (default 0); ``image`` is then the data
+    drawn (default: the explained inputs), ``alpha`` the volume overlay's opacity.
     """
+    dims = _data_dims(explanation)
+    if dims != 2:
+        return _signal_or_volume(explanation, dims, image, ax, index, alpha)
     explanation = _check_explanation(explanation, "explanation")
     style = _check_style(style)
     m = _from_explanation(explanation)
@@ -509,6 +518,31 @@ def plot_explanation(explanation: Explanation, image: Any = None, ax: Axes | Non
         cls = _class_text(m.targets, sample, class_names)
         _show(ax_i, shown_picture, kwargs, f"{label} ({cls})" if cls else label)
     return fig
+
+
+def _data_dims(explanation: object) -> int:
+    """Spatial axes of the explained data: 1 (signals (N, C, L)), 3 (volumes), else 2 (images)."""
+    inputs = getattr(explanation, "inputs", None) if is_explanation(explanation) else None
+    if inputs is None or isinstance(inputs, tuple):
+        return 2
+    return {3: 1, 5: 3}.get(int(np.ndim(inputs)), 2)
+
+
+def _signal_or_volume(explanation: Explanation, dims: int, data: Any, ax: Any, index: Any,
+                      alpha: float) -> Figure:
+    """:func:`plot_explanation` of signals and volumes: their own figures of one sample."""
+    if ax is not None:
+        kind = "signals" if dims == 1 else "volumes"
+        raise argument_error("ax", f"None for an Explanation of {kind} (its figure has one "
+                             f"panel per {'channel' if dims == 1 else 'slice'})", shown("an Axes"),
+                             f"Draw it with attrib.plotting.{'signal' if dims == 1 else 'volume'}"
+                             "_figure, which makes its own figure.")
+    index = 0 if index is None else index
+    if isinstance(index, np.integer):
+        index = int(index)
+    if dims == 1:
+        return signal_figure(explanation, data, index=index)
+    return volume_figure(explanation, data, index=index, alpha=alpha)
 
 
 def _map_of(value: Any, index: int) -> np.ndarray:

@@ -71,3 +71,53 @@ def test_volume_figure_slices_through_the_maximum() -> None:
 def test_bad_arguments_are_clear_errors(call: object, message: str) -> None:
     with pytest.raises(attrib.AttribError, match=message):
         call()  # type: ignore[operator]
+
+
+def _explained(spec_fn: object, method: str, layout: str) -> attrib.Explanation:
+    """``method`` on the conformance suite's Conv1d / Conv3d network (NumPy reference model)."""
+    from attrib.testing import ReferenceModel
+
+    spec = spec_fn()  # type: ignore[operator]
+    model = ReferenceModel(spec, layout=layout)
+    from attrib._registry import default_registry
+
+    cls = default_registry().method(method)
+    options = {"layer": "conv1"} if cls.needs_layer else {}
+    return cls(model, **options).attribute(spec.example_inputs(layout, np.float64), [0, 1, 2])
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+def test_explanation_plot_draws_signals_with_signal_figure(layout: str, tmp_path: object) -> None:
+    from attrib.testing import small_signal_cnn
+
+    explanation = _explained(small_signal_cnn, "saliency", layout)
+    fig = explanation.plot(index=2)
+    rows = [ax for ax in fig.axes if ax.images]
+    maps = explanation.attribution[2] if layout == "NCHW" else explanation.attribution[2].T
+    signal = explanation.inputs[2] if layout == "NCHW" else explanation.inputs[2].T
+    assert len(rows) == 2  # one per channel
+    for c, ax in enumerate(rows):
+        np.testing.assert_array_equal(ax.images[0].get_array()[0], maps[c])
+        np.testing.assert_array_equal(ax.lines[0].get_ydata(), signal[c])
+    assert explanation.save(tmp_path / "signal.png").stat().st_size > 0  # type: ignore[operator]
+    assert explanation._repr_png_()[:4] == b"\x89PNG"
+    cam = _explained(small_signal_cnn, "gradcam", layout)
+    rows = [ax for ax in cam.plot().axes if ax.images]
+    assert all(np.array_equal(ax.images[0].get_array()[0], cam.attribution[0]) for ax in rows)
+    with pytest.raises(attrib.AttribError, match="ax: expected None for an Explanation of signals"):
+        explanation.plot(ax=rows[0])
+
+
+def test_explanation_plot_draws_volumes_with_volume_figure(tmp_path: object) -> None:
+    from attrib.testing import small_volume_cnn
+
+    cam = _explained(small_volume_cnn, "gradcam", "NHWC")
+    fig = cam.plot(index=1)
+    panels = [ax for ax in fig.axes if ax.images]
+    heat = cam.attribution[1]
+    d, h, w = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    assert len(panels) == 3 and f"({d}, {h}, {w})" in fig._suptitle.get_text()
+    np.testing.assert_array_equal(panels[0].images[1].get_array(), heat[d])
+    np.testing.assert_array_equal(panels[0].images[0].get_array(),
+                                  cam.inputs[1, d].mean(axis=-1))  # channels last: mean over C
+    assert cam.save(tmp_path / "volume.png").stat().st_size > 0  # type: ignore[operator]
