@@ -111,9 +111,12 @@ def test_one_method_instance_shared_by_threads() -> None:
     before = snapshot(model)
     alone = [method.attribute(x, target) for target in targets]
     together = run_in_threads([lambda t=target: method.attribute(x, t) for target in targets])
-    for i, (ours, want) in enumerate(zip(together, alone, strict=True)):
-        np.testing.assert_array_equal(ours.attribution, want.attribution, err_msg=f"thread {i}")
-        assert ours.stats["masked_batches"] == want.stats["masked_batches"] == 8, i
+    pairs = list(zip(together, alone, strict=True))
+    wrong = [i for i, (ours, want) in enumerate(pairs)
+             if not np.array_equal(ours.attribution, want.attribution)]
+    assert not wrong, f"threads {wrong} got another call's map (a target crossed threads)"
+    counts = [ours.stats["masked_batches"] for ours, _ in pairs]
+    assert counts == [want.stats["masked_batches"] for _, want in pairs] == [8] * 6, counts
     # the class and Weights calls differ, so a target crossing threads would show
     assert not np.allclose(alone[0].attribution, alone[1].attribution)
     assert_unchanged(model, before)
