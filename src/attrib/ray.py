@@ -31,6 +31,8 @@ __all__ = ["explain_dataset"]
 STALL_CHECK_S = 5.0
 #: Seconds the capacity must stay lost (no replacement node joined) before the run stops.
 LOST_GRACE_S = 30.0
+#: Seconds the driver waits for Ray Data's execution to stop after an error.
+STOP_WAIT_S = 10.0
 
 
 def _ray_data() -> Any:
@@ -166,31 +168,77 @@ def explain_dataset(
     context = explained.context
     keep_order = context.execution_options.preserve_order
     context.execution_options.preserve_order = True
+    stop = _Stop(context)
     try:
         with progress_bar(None, f"attrib.ray ({method})", progress) as bar:
             batches = ({k: np.asarray(v) for k, v in batch.items()}
-                       for batch in _watched(explained, batch_size, plan))
+                       for batch in _watched(explained, batch_size, plan, stop))
             write_outputs(store, batches, bar, first_batch=first, offset=offset)
     finally:
         context.execution_options.preserve_order = keep_order
+        stop.remove()
     store.finish()
     return store
 
 
-def _watched(explained: Any, batch_size: int, plan: ActorPlan) -> Iterator[dict[str, Any]]:
+class _Stop:
+    """Stops a Ray Data execution from the driver's thread, also before its first batch.
+
+    Puts :class:`attrib._dataset._ray_stop.StopWhenRequested` on the
+    dataset's own context (see there why); where the installed Ray Data
+    lacks that hook, shuts the executor down directly once a batch is out.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self.requested = threading.Event()
+        self._context = context
+        self._keep: Any = None
+        self._bind: Callable[[threading.Event], None] | None = None
+        try:
+            from ._dataset._ray_stop import StopWhenRequested, bind
+        except ImportError:  # pragma: no cover - older Ray Data
+            return
+        if not isinstance(getattr(context, "custom_execution_callback_classes", None), list):
+            return  # pragma: no cover - older Ray Data
+        self._keep = context.custom_execution_callback_classes
+        # a new list: the user's dataset shares the context, and copies of it may share the list
+        context.custom_execution_callback_classes = [*self._keep, StopWhenRequested]
+        self._bind = bind
+
+    def bind_thread(self) -> None:
+        """Executions started from the calling thread stop on :meth:`request`."""
+        if self._bind is not None:
+            self._bind(self.requested)
+
+    def request(self, explained: Any) -> None:
+        """Stop ``explained``'s execution (at the executor's next step; nothing once it ended)."""
+        self.requested.set()
+        if self._bind is None:  # pragma: no cover - older Ray Data: only once a batch is out
+            executor = getattr(explained, "_current_executor", None)
+            if executor is not None:
+                executor.shutdown(force=True)
+
+    def remove(self) -> None:
+        """Put the dataset's context back as found."""
+        if self._bind is not None:
+            self._context.custom_execution_callback_classes = self._keep
+
+
+def _watched(explained: Any, batch_size: int, plan: ActorPlan, stop: _Stop) -> Iterator[dict[str, Any]]:
     """``explained``'s batches in order; an AttribError if the cluster lost the capacity they need.
 
     Ray Data's iterator is pulled in a thread. While no batch arrives, the
     alive nodes are checked every :data:`STALL_CHECK_S` seconds against
     ``plan``; once they have not held it for :data:`LOST_GRACE_S` seconds (a
-    node removed and none joined) the run stops with an error: the batches
-    written so far stay in the store, and the same call resumes from them.
+    node removed and none joined) the run stops with an error, also when no
+    batch ever came out: Ray Data's execution is stopped (``stop``), the
+    batches written so far stay in the store, and the same call resumes
+    from them.
     """
     items: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=1)
-    stop = threading.Event()
 
     def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
+        while not stop.requested.is_set():
             try:
                 items.put(item, timeout=0.1)
                 return True
@@ -199,6 +247,7 @@ def _watched(explained: Any, batch_size: int, plan: ActorPlan) -> Iterator[dict[
         return False
 
     def pull() -> None:
+        stop.bind_thread()
         try:
             for batch in explained.iter_batches(batch_size=batch_size, batch_format="numpy"):
                 if not put(("batch", batch)):
@@ -236,13 +285,9 @@ def _watched(explained: Any, batch_size: int, plan: ActorPlan) -> Iterator[dict[
             if kind == "error":
                 raise value
             yield value
-    finally:
-        stop.set()
-        if thread.is_alive():  # stopped early: stop Ray Data's executor too (best effort)
-            executor = getattr(explained, "_current_executor", None)
-            if executor is not None:
-                executor.shutdown(force=True)
-            thread.join(timeout=5.0)
+    finally:  # after an error here, Ray Data's execution is stopped too
+        stop.request(explained)
+        thread.join(timeout=STOP_WAIT_S)
 
 
 def _lost_capacity(plan: ActorPlan) -> str | None:

@@ -301,3 +301,52 @@ def test_capacity_lost_for_good_stops_with_a_clear_error_and_the_same_call_resum
     _within(60, attrib.ray.explain_dataset, ds, demo_model_factory, method="saliency", batch_size=4,
             out=out, progress=False)
     assert _files(out) == _files(one)
+
+
+@ray.remote(num_cpus=1.5)
+class _Hog:
+    """Another job's actor that holds 1.5 of the cluster's 2 CPUs."""
+
+    def ready(self) -> bool:
+        return True
+
+
+def test_capacity_lost_before_any_batch_stops_ray_data_too_and_the_same_call_resumes(
+        local_ray, tmp_path, monkeypatch):
+    # No batch ever comes out: the hog leaves neither the read stage nor attrib's actor a CPU,
+    # and the watchdog is told the CPUs are gone. Ray Data keeps its executor on the dataset only
+    # once a batch is out; the stalled execution must be stopped anyway (not left waiting, to
+    # take the CPUs back from the resumed run once they are free)
+    import attrib.ray as attrib_ray
+
+    images, labels = _scenes(16, seed=12)
+    one = tmp_path / "one.zarr"
+    _one_process(images, labels, one)
+    hog = _Hog.remote()
+    ray.get(hog.ready.remote())
+    alive, planned = attrib_ray._alive_nodes, []
+
+    def nodes():  # the plan sees the whole cluster; every later check sees the hog's CPUs gone
+        seen = alive()
+        if planned:
+            return [{**node, "CPU": node["CPU"] - 1.5} for node in seen]
+        planned.append(seen)
+        return seen
+
+    monkeypatch.setattr(attrib_ray, "_alive_nodes", nodes)
+    monkeypatch.setattr(attrib_ray, "STALL_CHECK_S", 0.1)
+    monkeypatch.setattr(attrib_ray, "LOST_GRACE_S", 0.3)
+    ds = ray.data.from_items(_rows(images, labels))
+    out = tmp_path / "ray.zarr"
+    with pytest.raises(attrib.AttribError, match=r"ds: expected a cluster that keeps the resources "
+                                                 r".*cannot run 1 actor\(s\) of num_cpus=1.*resume"):
+        _within(60, attrib.ray.explain_dataset, ds, demo_model_factory, method="saliency",
+                batch_size=8, out=out, progress=False)
+    assert len(attrib.open_maps(out)) == 0
+    pulling = [t for t in threading.enumerate() if t.name == "attrib.ray batches" and t.is_alive()]
+    assert not pulling  # Ray Data's execution was stopped, not left waiting for the CPUs
+    monkeypatch.undo()
+    ray.kill(hog)
+    _within(60, attrib.ray.explain_dataset, ds, demo_model_factory, method="saliency", batch_size=8,
+            out=out, progress=False)
+    assert _files(out) == _files(one)
