@@ -149,7 +149,11 @@ def report(out: Path, batchnorm: str) -> None:
                     worst = max(worst, float(np.max(np.abs(np.subtract(t["scores"][m][key],
                                                                        j["scores"][m][key])))))
         lines.append(f"\ntorch vs jax, seeds {seeds}: largest difference of any similarity "
-                     f"at any step: {worst:.2e}")
+                     f"at any step: {worst:.2e} (float32)")
+        precision = results / "precision" / "scores.md"
+        if precision.exists():  # scripts/randomization_precision.py: the same step in float64
+            lines.append("\nwhere they differ most, against torch float64 "
+                         f"({precision.relative_to(results)}):\n\n" + precision.read_text().strip())
     text = "\n".join(lines)
     print(text)
     (results / "table.md").write_text(text + "\n")
