@@ -153,10 +153,12 @@ def _plus_terms(xp: torch.Tensor | None, xn: torch.Tensor | None, up: torch.Tens
 
 
 def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: torch.Tensor | None,
-                     b: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+                     b: torch.Tensor | None, r: torch.Tensor, *,
+                     scratch_weight: bool = False) -> torch.Tensor:
     """Relevance at the input of ``f(x, w, b)`` given ``r`` at its output, under ``rule``.
 
-    ``rule=None`` is the transposed layer (the true gradient).
+    ``rule=None`` is the transposed layer (the true gradient). ``scratch_weight``:
+    ``w`` is this call's own copy (a merged BatchNorm), which z⁺ may clamp in place.
     """
     if rule is None:
         leaf = x.detach().requires_grad_(True)
@@ -172,11 +174,11 @@ def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: tor
         xp, xn = _signed_parts(x)
         if xp is None and xn is None:
             return torch.zeros_like(x)
-        wp = w.clamp(min=0)
         if isinstance(rule, ZPlus):  # W⁻ only for a signed input
             wn = None if xn is None else w.clamp(max=0)
+            wp = w.clamp_(min=0) if scratch_weight else w.clamp(min=0)
             return _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
-        wn = w.clamp(max=0)
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
         if isinstance(rule, AlphaBeta):
             positive = _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
             negative = _share(f, _plus_terms(xp, xn, wn, wp, _neg(b)), r, rule.stabilizer, True)
@@ -243,7 +245,8 @@ class _Linear(torch.autograd.Function):
         if call.state.exact:
             return linear_relevance(None, call.f, x, call.weight.detach(), None, r), None
         w, b = call.merged()
-        return linear_relevance(call.rule, call.f, x, w, b, r), None
+        return linear_relevance(call.rule, call.f, x, w, b, r,
+                                scratch_weight=call.norm is not None), None
 
 
 class _Merged(torch.autograd.Function):
@@ -307,7 +310,7 @@ class _Add(torch.autograd.Function):
                               f"not {ctx.rule!r}")
         eps = ctx.rule.epsilon if isinstance(ctx.rule, Epsilon) else ctx.rule.stabilizer
         s = _divide(r, a + b, eps, inplace=True)
-        return a * s, b * s, None, None
+        return a.mul_(s), b.mul_(s), None, None  # the saved copies are this node's own
 
 
 # -- routing ----------------------------------------------------------------------------------
