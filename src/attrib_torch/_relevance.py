@@ -98,10 +98,10 @@ def _share(f: Linear, terms: list[tuple[float, torch.Tensor, Any, Any]], r: torc
     """``Σ c_i in_i * f^T(s, w_i)`` with ``s = r / stab(Σ c_i f(in_i, w_i, b_i))``.
 
     One forward per term and one backward through their sum. Terms whose input
-    is all zero add exactly nothing and are skipped (``checked``: the caller
-    already left them out).
+    is all zero and that have no bias add exactly nothing and are skipped
+    (``checked``: the caller already left them out).
     """
-    kept = terms if checked else [t for t in terms if bool(t[1].any())]
+    kept = terms if checked else [t for t in terms if t[3] is not None or bool(t[1].any())]
     if not kept:
         return torch.zeros_like(terms[0][1])
     leaves = [inp.detach().requires_grad_(True) for _, inp, _, _ in kept]
@@ -143,10 +143,12 @@ def _signed_parts(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | 
 
 def _plus_terms(xp: torch.Tensor | None, xn: torch.Tensor | None, up: torch.Tensor,
                 down: torch.Tensor | None, b: torch.Tensor | None) -> list[tuple[float, Any, Any, Any]]:
-    """The terms ``up x⁺ + b, down x⁻`` of z⁺, αβ and γ, without the all-zero ones."""
+    """The terms ``up x⁺ + b, down x⁻`` of z⁺, αβ and γ, without the ones that add nothing."""
     terms: list[tuple[float, Any, Any, Any]] = []
     if xp is not None:
         terms.append((1.0, xp, up, b))
+    elif b is not None and xn is not None:  # the bias counts in the denominator at x⁺ = 0 too
+        terms.append((1.0, torch.zeros_like(xn), up, b))
     if xn is not None:
         terms.append((1.0, xn, down, None))
     return terms
