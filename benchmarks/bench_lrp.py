@@ -14,6 +14,10 @@ every round; median of ``--repeats``):
   the ``Gradient`` attributor called per round (zennit hooks the model; the
   canonizer edits it, which attrib never does);
 - ``gradient``: ``attrib.explain(model, x, method="saliency")``, the plain gradient;
+- ``forward``: ``model(x)`` under ``torch.no_grad()``. An exact z⁺ rule needs the
+  layer's forward with clamped weights once more than the gradient does, so
+  ``(gradient + forward) / gradient`` is the ratio LRP can reach at best
+  (printed as ``floor``);
 - for a ResNet (the architectures :func:`attrib_jax.from_torch` has a Flax twin
   of; vgg16 has none), ``jax`` and ``jax_gradient``: the same two calls on the
   twin with ``backend="jax"`` (NHWC inputs; compiled in the warm-up round).
@@ -40,6 +44,11 @@ def _time(call: Callable[[], object]) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor) -> object:
+    with torch.no_grad():
+        return model(x)
 
 
 def main() -> None:
@@ -83,6 +92,7 @@ def _bench(name: str, args: argparse.Namespace) -> None:
         "attrib": lambda: attrib.explain(model, x, method="lrp", target=targets),
         "zennit": zennit_call,
         "gradient": lambda: attrib.explain(model, x, method="saliency", target=targets),
+        "forward": lambda: _forward(model, x),
     }
     if name.startswith("resnet") and not args.no_jax:
         import attrib_jax
@@ -107,7 +117,8 @@ def _bench(name: str, args: argparse.Namespace) -> None:
     print(f"{name} batch {args.batch} {args.size}x{args.size}: "
           + " ".join(f"{k} {v:.2f}s" for k, v in med.items())
           + f" | attrib/zennit {med['attrib'] / med['zennit']:.2f}"
-          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}" + jax_ratio
+          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}"
+          + f" floor {(med['gradient'] + med['forward']) / med['gradient']:.2f}" + jax_ratio
           + f" | rounds {({k: [round(t, 2) for t in v] for k, v in times.items()})}")
 
 

@@ -68,31 +68,59 @@ Linear = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torc
 
 
 # -- the rules, in torch (each mirrors its NumPy reference in attrib.rules) ----------------
-def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float) -> torch.Tensor:
-    """``r / (den + ε sign den)`` with sign(0) = +1; 0 where that denominator is 0."""
-    den = den + epsilon * torch.where(den >= 0, 1.0, -1.0).to(den.dtype)
-    zero = den == 0
-    return torch.where(zero, torch.zeros_like(r), r / torch.where(zero, torch.ones_like(den), den))
+# Each full-size elementwise pass costs about as much as a small convolution on a CPU, so
+# the rules below make as few as the formula allows, and give the values the plain
+# formula gives (the same IEEE operations on the same operands, up to the sign of a zero).
+def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float,
+            inplace: bool = False) -> torch.Tensor:
+    """``r / (den + ε sign den)`` with sign(0) = +1; 0 where that denominator is 0.
+
+    ``inplace``: the result is written into ``den`` (a scratch tensor of the
+    result's shape), which saves the allocations of two full-size tensors.
+    """
+    scratch = inplace and den.shape == torch.broadcast_shapes(r.shape, den.shape) \
+        and den.dtype == torch.result_type(r, den)
+    if not scratch:
+        den = den.clone()
+    if den.numel() and bool(den.min() >= 0):  # sign +1 everywhere (z⁺, flat, w²: sums >= 0)
+        den.add_(epsilon)
+    else:  # den ± ε: the same rounding as den + ε·(±1)
+        step = torch.tensor(epsilon, dtype=den.dtype, device=den.device)
+        den.add_(torch.where(den >= 0, step, -step))
+    zero = None if epsilon > 0 and bool(torch.tensor(epsilon, dtype=den.dtype) > 0) \
+        else den == 0  # with ε > 0, |den ± ε| >= ε: no zero to guard (NaN stays NaN)
+    out = torch.div(r, den, out=den) if scratch else r / den
+    return out if zero is None else out.masked_fill_(zero, 0)
 
 
 def _share(f: Linear, terms: list[tuple[float, torch.Tensor, Any, Any]], r: torch.Tensor,
-           epsilon: float) -> torch.Tensor:
+           epsilon: float, checked: bool = False) -> torch.Tensor:
     """``Σ c_i in_i * f^T(s, w_i)`` with ``s = r / stab(Σ c_i f(in_i, w_i, b_i))``.
 
     One forward per term and one backward through their sum. Terms whose input
-    is all zero add exactly nothing and are skipped.
+    is all zero and that have no bias add exactly nothing and are skipped
+    (``checked``: the caller already left them out).
     """
-    kept = [t for t in terms if bool(t[1].any())]
+    kept = terms if checked else [t for t in terms if t[3] is not None or bool(t[1].any())]
     if not kept:
         return torch.zeros_like(terms[0][1])
     leaves = [inp.detach().requires_grad_(True) for _, inp, _, _ in kept]
     with torch.enable_grad():
-        total = sum(c * f(leaf, w, b) for (c, _, w, b), leaf in zip(kept, leaves))
-        assert isinstance(total, torch.Tensor)
-        s = _divide(r, total.detach(), epsilon)
+        total: torch.Tensor | None = None
+        for (c, _, w, b), leaf in zip(kept, leaves):
+            term = f(leaf, w, b)
+            term = term if c == 1.0 else c * term
+            total = term if total is None else total + term
+        assert total is not None
+        # the layer's backward reads its input and weights, never ``total``: it is scratch
+        s = _divide(r, total.detach(), epsilon, inplace=True)
         grads = torch.autograd.grad(total, leaves, s)
-    out = sum(inp * g for (_, inp, _, _), g in zip(kept, grads))
-    assert isinstance(out, torch.Tensor)
+    out: torch.Tensor | None = None
+    for (_, inp, _, _), g in zip(kept, grads):
+        # the gradient is a fresh tensor unless a layer's backward expanded one
+        term = g.mul_(inp) if g.is_contiguous() and g.shape == inp.shape else inp * g
+        out = term if out is None else out + term
+    assert out is not None
     return out
 
 
@@ -104,43 +132,75 @@ def _neg(a: torch.Tensor | None) -> torch.Tensor | None:
     return None if a is None else a.clamp(max=0)
 
 
+def _signed_parts(x: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``(x⁺, x⁻)``, each ``None`` where it is all zero; one pass when ``x >= 0`` (after a ReLU)."""
+    low, high = torch.aminmax(x)
+    positive, negative = not bool(high <= 0), not bool(low >= 0)  # NaN counts as both
+    if not negative:
+        return (x if positive else None), None
+    return (x.clamp(min=0) if positive else None), x.clamp(max=0)
+
+
+def _plus_terms(xp: torch.Tensor | None, xn: torch.Tensor | None, up: torch.Tensor,
+                down: torch.Tensor | None, b: torch.Tensor | None) -> list[tuple[float, Any, Any, Any]]:
+    """The terms ``up x⁺ + b, down x⁻`` of z⁺, αβ and γ, without the ones that add nothing."""
+    terms: list[tuple[float, Any, Any, Any]] = []
+    if xp is not None:
+        terms.append((1.0, xp, up, b))
+    elif b is not None and xn is not None:  # the bias counts in the denominator at x⁺ = 0 too
+        terms.append((1.0, torch.zeros_like(xn), up, b))
+    if xn is not None:
+        terms.append((1.0, xn, down, None))
+    return terms
+
+
 def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: torch.Tensor | None,
-                     b: torch.Tensor | None, r: torch.Tensor) -> torch.Tensor:
+                     b: torch.Tensor | None, r: torch.Tensor, *,
+                     scratch_weight: bool = False) -> torch.Tensor:
     """Relevance at the input of ``f(x, w, b)`` given ``r`` at its output, under ``rule``.
 
-    ``rule=None`` is the transposed layer (the true gradient).
+    ``rule=None`` is the transposed layer (the true gradient). ``scratch_weight``:
+    ``w`` is this call's own copy (a merged BatchNorm), which z⁺ may clamp in place.
     """
     if rule is None:
         leaf = x.detach().requires_grad_(True)
         with torch.enable_grad():
             return torch.autograd.grad(f(leaf, w, None), leaf, r)[0]
-    xp, xn = x.clamp(min=0), x.clamp(max=0)
+    if not x.numel():
+        return torch.zeros_like(x)
     if isinstance(rule, (Epsilon, Norm)):
         eps = rule.epsilon if isinstance(rule, Epsilon) else rule.stabilizer
         return _share(f, [(1.0, x, w, b)], r, eps)
     assert w is not None, f"rule {rule.name!r} needs a layer with weights"
-    wp, wn = w.clamp(min=0), w.clamp(max=0)
-    if isinstance(rule, ZPlus):
-        return _share(f, [(1.0, xp, wp, _pos(b)), (1.0, xn, wn, None)], r, rule.stabilizer)
-    if isinstance(rule, AlphaBeta):
-        positive = _share(f, [(1.0, xp, wp, _pos(b)), (1.0, xn, wn, None)], r, rule.stabilizer)
-        negative = _share(f, [(1.0, xp, wn, _neg(b)), (1.0, xn, wp, None)], r, rule.stabilizer)
-        return rule.alpha * positive - rule.beta * negative
-    if isinstance(rule, Gamma):
+    if isinstance(rule, (ZPlus, AlphaBeta, Gamma)):
+        xp, xn = _signed_parts(x)
+        if xp is None and xn is None:
+            return torch.zeros_like(x)
+        if isinstance(rule, ZPlus):  # W⁻ only for a signed input
+            wn = None if xn is None else w.clamp(max=0)
+            wp = w.clamp_(min=0) if scratch_weight else w.clamp(min=0)
+            return _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
+        if isinstance(rule, AlphaBeta):
+            positive = _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
+            negative = _share(f, _plus_terms(xp, xn, wn, wp, _neg(b)), r, rule.stabilizer, True)
+            return rule.alpha * positive - rule.beta * negative
         g = rule.gamma
         wu, wd = w + g * wp, w + g * wn
         bu = None if b is None else b + g * b.clamp(min=0)
         bd = None if b is None else b + g * b.clamp(max=0)
         z = f(x, w, b)
-        up = _share(f, [(1.0, xp, wu, bu), (1.0, xn, wd, None)], r * (z > 0), rule.stabilizer)
-        down = _share(f, [(1.0, xp, wd, bd), (1.0, xn, wu, None)], r * (z < 0), rule.stabilizer)
+        up = _share(f, _plus_terms(xp, xn, wu, wd, bu), r * (z > 0), rule.stabilizer, True)
+        down = _share(f, _plus_terms(xp, xn, wd, wu, bd), r * (z < 0), rule.stabilizer, True)
         return up + down
     ones = torch.ones_like(x)
     if isinstance(rule, Flat):
-        return _share(f, [(1.0, ones, torch.ones_like(w), None)], r, rule.stabilizer)
+        return _share(f, [(1.0, ones, torch.ones_like(w), None)], r, rule.stabilizer, True)
     if isinstance(rule, WSquare):
-        return _share(f, [(1.0, ones, w * w, None if b is None else b * b)], r, rule.stabilizer)
+        return _share(f, [(1.0, ones, w * w, None if b is None else b * b)], r, rule.stabilizer,
+                      True)
     if isinstance(rule, ZBox):
+        wp, wn = w.clamp(min=0), w.clamp(max=0)
         low, high = (torch.as_tensor(a, dtype=x.dtype, device=x.device)
                      for a in rule.bounds(tuple(x.shape)))
         return _share(f, [(1.0, x, w, b), (-1.0, low, wp, _pos(b)), (-1.0, high, wn, _neg(b))],
@@ -187,7 +247,8 @@ class _Linear(torch.autograd.Function):
         if call.state.exact:
             return linear_relevance(None, call.f, x, call.weight.detach(), None, r), None
         w, b = call.merged()
-        return linear_relevance(call.rule, call.f, x, w, b, r), None
+        return linear_relevance(call.rule, call.f, x, w, b, r,
+                                scratch_weight=call.norm is not None), None
 
 
 class _Merged(torch.autograd.Function):
@@ -236,22 +297,22 @@ class _Add(torch.autograd.Function):
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
                 state: RuleState) -> torch.Tensor:
         ctx.rule, ctx.state = rule, state
-        out = a + b
-        # the values, not the tensors: an in-place add (``out += x``) overwrites ``a``
-        ctx.save_for_backward(a.detach().clone(), b.detach().clone(), out.detach().clone())
-        return out
+        # the values, not the tensors: an in-place add (``out += x``) overwrites ``a``;
+        # the sum is computed again in backward, as here (bitwise the same)
+        ctx.save_for_backward(a.detach().clone(), b.detach().clone())
+        return a + b
 
     @staticmethod
     def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
-        a, b, out = ctx.saved_tensors
         if ctx.state.exact or ctx.rule is None:
             return r, r, None, None
+        a, b = ctx.saved_tensors
         if not isinstance(ctx.rule, (Epsilon, Norm)):
             raise AttribError(f"rules: the addition of two activations takes Norm or Epsilon, "
                               f"not {ctx.rule!r}")
         eps = ctx.rule.epsilon if isinstance(ctx.rule, Epsilon) else ctx.rule.stabilizer
-        s = _divide(r, out, eps)
-        return a * s, b * s, None, None
+        s = _divide(r, a + b, eps, inplace=True)
+        return a.mul_(s), b.mul_(s), None, None  # the saved copies are this node's own
 
 
 # -- routing ----------------------------------------------------------------------------------
