@@ -444,12 +444,19 @@ _SUPPORTED = ("Supported: convolutions and dense layers (conv_general_dilated, d
               "activations, reshapes, slicing, padding and concatenation.")
 
 
+_TRANSFORMER = (" AttnLRP's transformer rules add: products of two activations (attention's "
+                "q·kᵀ and A·v), softmax, LayerNorm / RMSNorm, gated activations x·g(x) (GELU, "
+                "SiLU) and a parameter added to an activation (a position embedding); masks, "
+                "dropout and other operations inside attention have no rule.")
+
+
 def _no_rule(rules: RuleSet, node: _Node, what: str | None = None, why: str = "") -> AttribError:
     name = node.eqn.primitive.name
     return argument_error(
         "model", f"operations rule set {rules.name!r} has rules for",
         shown(what or f"the primitive {name!r}{_where(node)} applied to an activation"),
-        f"{why or 'It has no LRP rule'}, so no map is returned. {_SUPPORTED}")
+        f"{why or 'It has no LRP rule'}, so no map is returned. {_SUPPORTED}"
+        + (_TRANSFORMER if rules.transformer is not None else ""))
 
 
 def _check_parameter_free(rules: RuleSet, kind: str, rule: LinearRule | None) -> None:

@@ -122,7 +122,7 @@ def linen_params(torch_model: Any) -> dict[str, Any]:
 
 def linen_vit(attention: str = "flax") -> Any:
     """The Flax linen twin; ``attention="flax"`` (flax's ``dot_product_attention``) or
-    ``"jax"`` (``jax.nn.dot_product_attention``)."""
+    ``"jax"`` (``jax.nn.dot_product_attention``, whose softmax runs in float32)."""
     import flax.linen as nn
     import jax
     import jax.numpy as jnp
@@ -161,17 +161,25 @@ def linen_vit(attention: str = "flax") -> Any:
     return ViT()
 
 
-def nnx_vit(params: dict[str, Any]) -> Any:
-    """The Flax nnx twin (flax's ``dot_product_attention``) holding :func:`linen_params`."""
+def nnx_vit(params: dict[str, Any], attention: str = "jax") -> Any:
+    """The Flax nnx twin holding :func:`linen_params`; its attention is nnx's default
+    (``attention="jax"``: ``jax.nn.dot_product_attention``, whose softmax runs in float32)
+    or linen's ``dot_product_attention`` (``"flax"``: then it is the linen twin's model)."""
+    import flax.linen as nn
     import jax.numpy as jnp
     from flax import nnx
 
+    def flax_attention(query: Any, key: Any, value: Any, *args: Any, is_causal: bool = False,
+                       **kwargs: Any) -> Any:
+        return nn.dot_product_attention(query, key, value, *args, **kwargs)
+
+    extra = {"attention_fn": flax_attention} if attention == "flax" else {}
     f64 = {"dtype": jnp.float64, "param_dtype": jnp.float64}
     p = params["params"]
 
     def set_(module: Any, values: dict[str, np.ndarray]) -> Any:
         for name, value in values.items():
-            getattr(module, name).value = jnp.asarray(value)
+            getattr(module, name)[...] = jnp.asarray(value)
         return module
 
     class Block(nnx.Module):
@@ -179,7 +187,7 @@ def nnx_vit(params: dict[str, Any]) -> Any:
             self.norm1 = set_(nnx.LayerNorm(DIM, epsilon=EPS, rngs=rngs, **f64), q["norm1"])
             self.norm2 = set_(nnx.LayerNorm(DIM, epsilon=EPS, rngs=rngs, **f64), q["norm2"])
             self.attn = nnx.MultiHeadAttention(num_heads=HEADS, in_features=DIM, decode=False,
-                                               rngs=rngs, **f64)
+                                               rngs=rngs, **f64, **extra)
             for name in ("query", "key", "value", "out"):
                 set_(getattr(self.attn, name), q["attn"][name])
             self.fc1 = set_(nnx.Linear(DIM, HIDDEN, rngs=rngs, **f64), q["fc1"])
