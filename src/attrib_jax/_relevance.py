@@ -32,6 +32,10 @@ the input, a *constant* when it depends only on parameters and literals.
   must sit in the same body to be merged); an activation carried by a
   ``while_loop`` raises (reverse mode cannot pass it).
 
+With ``transformer`` rules (AttnLRP / CP-LRP) products of two activations,
+softmax, LayerNorm, gated activations and added parameters get theirs too
+(:mod:`attrib_jax._transformer_rules`).
+
 Under a strict rule set (every LRP set) any other operation on an activation
 raises :class:`attrib.AttribError` naming the primitive and where it is in the
 model: a map the rules do not define is never returned.
