@@ -304,11 +304,6 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
-        if isinstance(request.rule, RuleSet) and request.rule.transformer is not None:
-            raise argument_error(
-                "rule", "a rule set the jax backend implements (vanilla, guided, deconvnet, LRP, "
-                "DeepLIFT)", shown(f"rule set {request.rule.name!r} (AttnLRP's transformer rules)"),
-                "AttnLRP runs on the torch backend: explain a torch model.")
         if request.target is not None:
             if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
                 raise argument_error(

@@ -32,6 +32,10 @@ the input, a *constant* when it depends only on parameters and literals.
   must sit in the same body to be merged); an activation carried by a
   ``while_loop`` raises (reverse mode cannot pass it).
 
+With ``transformer`` rules (AttnLRP / CP-LRP) products of two activations,
+softmax, LayerNorm, gated activations and added parameters get theirs too
+(:mod:`attrib_jax._transformer_rules`).
+
 Under a strict rule set (every LRP set) any other operation on an activation
 raises :class:`attrib.AttribError` naming the primitive and where it is in the
 model: a map the rules do not define is never returned.
@@ -444,12 +448,19 @@ _SUPPORTED = ("Supported: convolutions and dense layers (conv_general_dilated, d
               "activations, reshapes, slicing, padding and concatenation.")
 
 
+_TRANSFORMER = (" AttnLRP's transformer rules add: products of two activations (attention's "
+                "q·kᵀ and A·v), softmax, LayerNorm / RMSNorm, gated activations x·g(x) (GELU, "
+                "SiLU) and a parameter added to an activation (a position embedding); masks, "
+                "dropout and other operations inside attention have no rule.")
+
+
 def _no_rule(rules: RuleSet, node: _Node, what: str | None = None, why: str = "") -> AttribError:
     name = node.eqn.primitive.name
     return argument_error(
         "model", f"operations rule set {rules.name!r} has rules for",
         shown(what or f"the primitive {name!r}{_where(node)} applied to an activation"),
-        f"{why or 'It has no LRP rule'}, so no map is returned. {_SUPPORTED}")
+        f"{why or 'It has no LRP rule'}, so no map is returned. {_SUPPORTED}"
+        + (_TRANSFORMER if rules.transformer is not None else ""))
 
 
 def _check_parameter_free(rules: RuleSet, kind: str, rule: LinearRule | None) -> None:
@@ -477,6 +488,7 @@ class _Planner:
             for a in node.ins:
                 if isinstance(a, int):
                     self.consumer[a] = k
+        self.owned: dict[int, Any] = {}  # node index -> its transformer group
 
     def is_act(self, atom: Atom) -> bool:
         return isinstance(atom, int) and self.act.get(atom, False)
@@ -485,6 +497,14 @@ class _Planner:
         steps: list[_Step] = []
         pending: dict[int, _Step] = {}
         absorbed: set[int] = set()
+        if self.rules.transformer is not None:
+            from ._transformer_rules import groups
+
+            for group in groups(self):
+                self.ctx.counts[group.kind] += 1
+                absorbed.update(group.nodes[:-1])
+                pending[group.nodes[-1]] = group.step
+                self.owned.update(dict.fromkeys(group.nodes, group))
         for k, node in enumerate(self.graph.nodes):
             if k in pending:
                 steps.append(pending.pop(k))
@@ -526,6 +546,10 @@ class _Planner:
             if all(a in self.nonneg for a in node.ins):
                 self.nonneg.add(node.outs[0])
             return _AddStep(node, rules.addition), []
+        if name == "add" and rules.transformer is not None and live.count(True) == 1 \
+                and len(node.ins) == 2 and _shape(self.graph, node.ins[live.index(True)]) \
+                == _shape(self.graph, node.outs[0]):
+            return self.constant(node, live.index(True)), []
         if name in _AFFINE and not all(live):
             if rules.strict:
                 raise _no_rule(rules, node, f"the primitive {name!r}{_where(node)} of an "
@@ -591,7 +615,7 @@ class _Planner:
             k = self.consumer[cur]
             node = self.graph.nodes[k]
             p = node.eqn.primitive.name
-            if p not in allowed or (not merge and (p != "add" or ops)):
+            if k in self.owned or p not in allowed or (not merge and (p != "add" or ops)):
                 break
             if p in ("neg", "convert_element_type"):
                 if not _floating(self.graph.avals[node.outs[0]]):
@@ -652,6 +676,22 @@ class _Planner:
                                      features, kernel_axes, out_rank)
         step = _Fused(nodes, x, _external(nodes, x), out, relevance)
         return step, chain
+
+    def constant(self, node: _Node, x_pos: int) -> _Step:
+        """An activation plus a parameter that follows no layer (a position embedding)."""
+        from ._transformer_rules import constant_relevance
+
+        assert self.rules.transformer is not None
+        rule = constant_relevance(self.rules.transformer.epsilon)
+        self.ctx.counts["constant"] += 1
+        x, out = node.ins[x_pos], node.outs[0]
+
+        def relevance(xv: Array, values: dict[int, Any], r: Array) -> Array:
+            env = {**values, x: xv}
+            _run_nodes([node], env)
+            return rule(xv, env[out], r)
+
+        return _Fused([node], x, _external([node], x), out, relevance)
 
     def pool(self, node: _Node) -> tuple[_Step, list[int]]:
         rule = self.rules.pooling

@@ -202,17 +202,63 @@ ERRORS.update({
                                             r"NumPy or JAX array.*str"),
 })
 
+class Attention(nn.Module):
+    """(N, 8, 8, 3) -> 5 classes through one pre-norm attention block (AttnLRP cases)."""
+
+    attention_fn: Callable[..., Any] = nn.dot_product_attention
+    causal: bool = False
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        x = nn.Conv(8, (4, 4), strides=(4, 4), name="embed")(x)
+        x = x.reshape(x.shape[0], -1, 8)
+        mask = nn.make_causal_mask(x[..., 0]) if self.causal else None
+        x = x + nn.MultiHeadDotProductAttention(num_heads=2, attention_fn=self.attention_fn,
+                                                name="attn")(nn.LayerNorm()(x), mask=mask)
+        return nn.Dense(5, name="fc")(x.mean(axis=1))
+
+
+ATTENTION = Attention().init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+
+
+def _capped(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> Any:
+    """Attention with tanh soft-capped logits (no AttnLRP rule for tanh)."""
+    w = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(q.shape[-1])
+    return jnp.einsum("...hqk,...khd->...qhd", jax.nn.softmax(30.0 * jnp.tanh(w / 30.0)), v)
+
+
+def _causal(q: Any, k: Any, v: Any, *args: Any, **kwargs: Any) -> Any:
+    return jax.nn.dot_product_attention(q, k, v, is_causal=True)
+
+
+ERRORS.update({
+    "attnlrp: a masked attention (flax, causal mask)": (
+        _explain(model=(Attention(causal=True), ATTENTION), method="attnlrp"), "model",
+        r"primitive 'select_n'.*masks, dropout and other operations inside attention"),
+    "attnlrp: a causal jax.nn.dot_product_attention": (
+        _explain(model=(Attention(_causal), ATTENTION), method="attnlrp"), "model",
+        r"primitive 'select_n'"),
+    "attnlrp: soft-capped attention logits (tanh)": (
+        _explain(model=(Attention(_capped), ATTENTION), method="attnlrp", cp=True), "model",
+        r"primitive 'tanh' in module 'Attention/attn' at test_jax_bad_input_matrix.py:\d+"),
+    "attnlrp: a bare tanh activation": (
+        _explain(model=_model(act=jnp.tanh), method="attnlrp"), "model", r"primitive 'tanh'"),
+    "attnlrp: a negative epsilon": (_explain(method="attnlrp", epsilon=-1.0), "epsilon",
+                                    r"a finite number >= 0.*-1"),
+})
+
+
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_bad_input_is_a_clear_error(case: str) -> None:
     call, argument, detail = ERRORS[case]
-    kept = jax.tree_util.tree_map(np.array, VARIABLES)
+    kept = jax.tree_util.tree_map(np.array, (VARIABLES, ATTENTION))
     with pytest.raises(attrib.AttribError) as info:
         call()
     message = str(info.value)
     assert message.startswith(f"{argument}: expected "), message
     assert ", got " in message, message
     assert re.search(detail, message, re.DOTALL), message
-    jax.tree_util.tree_map(np.testing.assert_array_equal, VARIABLES, kept)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, (VARIABLES, ATTENTION), kept)
 
 
 @pytest.mark.parametrize("method", ["guided_backprop", "deconvnet"])

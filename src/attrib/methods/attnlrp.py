@@ -1,4 +1,4 @@
-"""AttnLRP and CP-LRP on unmodified transformers (torch)."""
+"""AttnLRP and CP-LRP on unmodified transformers (torch and JAX)."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ class AttnLRP(Attributor):
     attention and, for AttnLRP, the softmax rule ``R_in = x ⊙ (R − s ⊙ ΣR)``;
     CP-LRP treats the attention as constant (no relevance through the
     softmax). Attention is reached as attention capture reaches it
-    (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``); the model
-    is never edited. With ``epsilon=0`` the map equals lxt's. The map
+    (``F.scaled_dot_product_attention``, ``nn.MultiheadAttention``; in JAX the
+    products, softmax, LayerNorm and GELU are found in the traced program of a
+    Flax linen / nnx model); the model is never edited. With ``epsilon=0`` the map equals lxt's. The map
     ``attribution`` has the input's shape ``(N, ...)`` and is signed.
 
     Parameters

@@ -1,0 +1,93 @@
+"""AttnLRP and CP-LRP on unmodified Flax ViTs: linen, nnx, ``jax.nn.dot_product_attention`` (issue 22).
+
+The maps are checked against torch in ``tests/parity/test_attnlrp_parity.py``;
+here: CP-LRP conserves relevance (Σ R = the target logit with zero biases and
+ε = 0: Ali et al. 2022), the nnx and ``jax.nn`` spellings of the same ViT give
+the linen twin's map, a jitted and a rematerialised spelling give the same map,
+and the parameters are left as found. Float64, the tiny ViT of
+``support.vit_twins`` (two blocks, patch 8 on 16², batch 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import attrib
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+nn = pytest.importorskip("flax.linen")
+torch = pytest.importorskip("torch")
+
+from support import vit_twins as vt  # noqa: E402
+
+
+def _rel(actual: np.ndarray, expected: np.ndarray) -> float:
+    return float(np.abs(actual - expected).max() / np.abs(expected).max())
+
+
+@pytest.fixture(autouse=True)
+def _x64() -> Iterator[None]:
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(scope="module")
+def params() -> dict[str, Any]:
+    return vt.linen_params(vt.torch_vit())
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    return vt.images().transpose(0, 2, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def linen_map(params: dict[str, Any], images: np.ndarray) -> np.ndarray:
+    with jax.enable_x64(True):
+        return attrib.explain((vt.linen_vit(), params), images, method="attnlrp",
+                              target=vt.TARGETS).attribution
+
+
+def test_cp_lrp_conserves_relevance(images: np.ndarray) -> None:
+    params = vt.linen_params(vt.torch_vit(seed=1, zero_biases=True))
+    model = vt.linen_vit()
+    e = attrib.explain((model, params), images, method="attnlrp", target=vt.TARGETS, cp=True,
+                       epsilon=0.0)
+    logits = np.asarray(model.apply(params, jnp.asarray(images)))[[0, 1], vt.TARGETS]
+    np.testing.assert_allclose(e.attribution.reshape(2, -1).sum(axis=1), logits, rtol=1e-8)
+    # AttnLRP's softmax rule does not conserve: relevance enters the logits of the attention
+    full = attrib.explain((model, params), images, method="attnlrp", target=vt.TARGETS,
+                          epsilon=0.0).attribution
+    assert np.abs(full.reshape(2, -1).sum(axis=1) - logits).min() > 1e-3 * np.abs(logits).max()
+
+
+def test_nnx_and_jax_nn_attention(params: dict[str, Any], images: np.ndarray,
+                                  linen_map: np.ndarray) -> None:
+    """nnx with flax's attention is the linen model; nnx's default attention is
+    ``jax.nn.dot_product_attention``, which runs its softmax in float32."""
+    kept = jax.tree_util.tree_map(np.array, params)
+    same = vt.nnx_vit(params, attention="flax")
+    ours = attrib.explain(same, images, method="attnlrp", target=vt.TARGETS).attribution
+    assert _rel(ours, linen_map) <= 1e-10
+    default = attrib.explain(vt.nnx_vit(params), images, method="attnlrp",
+                             target=vt.TARGETS).attribution
+    jax_nn = attrib.explain((vt.linen_vit("jax"), params), images, method="attnlrp",
+                            target=vt.TARGETS).attribution
+    assert np.isfinite(default).all() and np.isfinite(jax_nn).all()
+    assert _rel(default, jax_nn) <= 1e-12  # one program, two spellings
+    assert 0 < _rel(jax_nn, linen_map) <= 1e-6  # float32 softmax (measured 6.0e-8)
+    jax.tree_util.tree_map(np.testing.assert_array_equal, params, kept)
+
+
+def test_jit_and_remat_spellings(params: dict[str, Any], images: np.ndarray,
+                                 linen_map: np.ndarray) -> None:
+    module = vt.linen_vit()
+    jitted = jax.jit(jax.checkpoint(module.apply))
+    ours = attrib.explain((lambda p, x: jitted(p, x), params), images, method="attnlrp",
+                          target=vt.TARGETS).attribution
+    assert _rel(ours, linen_map) <= 1e-12
