@@ -82,7 +82,7 @@ def main() -> None:
     print(f"  one call             {median['one call']:8.3f} s   "
           f"{median['one call'] / median['separate']:.3f}x")
     print(f"  every map bit-equal; plan: {plan['gradient_calls']} gradient calls, "
-          f"{plan['backward_passes']} backward passes: "
+          f"{plan['forward_passes']} forward passes, {plan['backward_passes']} backward passes: "
           + "; ".join(f"{p['rule']}: {', '.join(p['methods'])}" for p in plan["passes"]))
 
 

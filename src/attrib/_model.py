@@ -204,6 +204,20 @@ class Model(ABC):
     def gradients(self, request: GradientRequest) -> GradientResult:
         """Run one forward pass and the backward pass(es) ``request`` needs."""
 
+    def gradients_many(self, requests: Sequence[GradientRequest]) -> list[GradientResult]:
+        """One result per request, each equal to ``gradients(request)`` bit for bit.
+
+        Several methods on one batch (``attrib.explain(method=[...])``) send
+        their requests together: the same ``inputs``, ``targets``,
+        ``target_weights``, ``objective`` and ``target`` objects, with other
+        rule sets and captures. A backend may serve such requests from one
+        forward pass (torch: one backward pass per rule set on one autograd
+        graph); ``stats["forward_passes"]`` of a result is then 0 when an
+        earlier result's forward pass served it (1 when absent). The default
+        calls :meth:`gradients` once per request.
+        """
+        return [self.gradients(request) for request in requests]
+
     # -- optional members, with defaults (issue 8: the CAM family) -----------------------
     def prefix_tokens(self) -> int | None:
         """How many tokens precede a transformer's patch grid (class, distillation, registers).

@@ -104,9 +104,12 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
 
     All ``methods`` hold the same :class:`attrib.Model` and objective. Each
     explanation's ``stats["plan"]`` describes every pass that ran for the
-    call: ``gradient_calls`` (one forward pass each), ``backward_passes``
-    (their sum), ``passes`` (per call: its rule, methods and backward passes)
-    and ``alone`` (the methods that ran their own passes).
+    call: ``gradient_calls`` (one :class:`attrib.GradientRequest` each, all
+    sent in one :meth:`attrib.Model.gradients_many`), ``forward_passes`` (the
+    forward passes they ran: 1 when the backend shared one between rule sets),
+    ``backward_passes`` (their sum), ``passes`` (per call: its rule, methods,
+    forward and backward passes) and ``alone`` (the methods that ran their own
+    passes).
     """
     first = methods[0]
     refusing = [m.name for m in methods if not m.several_inputs]  # of several inputs
@@ -118,14 +121,17 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
     stats = {"plan": MappingProxyType(described)}
     done: dict[str, Explanation] = {}
     runs: list[MappingProxyType[str, Any]] = []
+    scored = target if isinstance(target, Target) else None
+    requests = [shared.needs.request(inputs, targets, first.objective, weights, scored)
+                for shared in passes]
     with one_zero_warning():  # a map that is zero everywhere: one warning for the call
-        for shared in passes:
-            request = shared.needs.request(inputs, targets, first.objective, weights,
-                                           target if isinstance(target, Target) else None)
-            result = first.model.gradients(request)
+        # one batch, several rule sets: the backend may run one forward pass for all
+        results = first.model.gradients_many(requests) if requests else []
+        for shared, request, result in zip(passes, requests, results):
             check_finite(result)
             runs.append(MappingProxyType({
                 "rule": shared.rule, "methods": tuple(m.name for m, _ in shared.members),
+                "forward_passes": int(result.stats.get("forward_passes", 1)),
                 "backward_passes": int(result.stats.get("backward_passes", 0))}))
             with call_target(target):
                 for method, _ in shared.members:
@@ -143,6 +149,7 @@ def explain_planned(methods: Sequence[Attributor], inputs: Any,
             done[method.name] = replace(own, stats={**own.stats, **stats})
     described.update(
         gradient_calls=len(passes),
+        forward_passes=sum(int(run["forward_passes"]) for run in runs),
         backward_passes=sum(int(run["backward_passes"]) for run in runs),
         passes=tuple(runs),
         alone=tuple(m.name for m in alone),

@@ -55,7 +55,7 @@ from attrib._inputs import as_tuple, check_batch, each, several
 from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
-from attrib.rules import RuleSet, get_rule
+from attrib.rules import RuleSet, get_rule, rule_set
 
 from ._attention import evaluate as evaluate_attention
 from ._attention import find_sites
@@ -324,16 +324,92 @@ class JaxModel(Model):
         layers = tuple(request.layers)
         if layers:
             self._check_layers(layers)
-        # one check of the inputs and one transfer; the model's acceptance of
-        # them is the (cached) abstract evaluation below
-        _array_shape(request.inputs)
-        numpy_inputs = each(np.asarray, request.inputs)
-        _check_finite(numpy_inputs)
-        x = each(jnp.asarray, request.inputs)
+        numpy_inputs, x = self._batch(request.inputs)
         if rule != "vanilla":
             check_supported()
         entry = self._entry("gradients", rule, layers, request.objective,
                             request.input_gradient, request.layer_gradients)
+        targets, weights, eps = self._scored(request, x, layers)
+        attention = check_attention(request.attention)
+        if attention:
+            return self._with_attention(request, attention, numpy_inputs, x, targets, weights)
+        try:
+            out = entry.program(self._forward.params, x, eps, targets, weights)
+        except jax.errors.UnexpectedTracerError as error:
+            raise _lifted_layer_error(layers) from error
+        out = jax.device_get(out)  # every output to the host in one call (NumPy arrays)
+        return self._result(request, rule, numpy_inputs, out, {})
+
+    def gradients_many(self, requests: Sequence[GradientRequest]) -> list[GradientResult]:
+        """:meth:`gradients` of each request; requests on one batch run as one compiled program.
+
+        Requests with the same ``inputs``, ``targets`` and ``target_weights``
+        objects and objective, under rectifier rules (vanilla, guided,
+        deconvnet), with class targets and no attention, are traced into one
+        jit-compiled program: each request's computation as :meth:`gradients`
+        traces it, side by side, so XLA computes their common forward pass
+        once (common-subexpression elimination) and each result equals
+        ``gradients(request)`` bit for bit. ``stats["forward_passes"]`` is 1 on
+        the first result of such a group and 0 on the others; other requests
+        run alone.
+        """
+        groups: list[list[int]] = []
+        for i, request in enumerate(requests):
+            if not _shares(request):
+                continue
+            group = next((g for g in groups if _same_batch(requests[g[0]], request)), None)
+            if group is None:
+                groups.append([i])
+            else:
+                group.append(i)
+        results: dict[int, GradientResult] = {}
+        for group in groups:
+            if len(group) > 1:
+                results.update(zip(group, self._shared([requests[i] for i in group])))
+        return [results[i] if i in results else self.gradients(request)
+                for i, request in enumerate(requests)]
+
+    def _shared(self, requests: list[GradientRequest]) -> list[GradientResult]:
+        """The results of ``requests`` (one batch, see :meth:`gradients_many`) from one program."""
+        first = requests[0]
+        check_objective(first.objective)
+        rules = [get_rule(request.rule, "jax").name for request in requests]
+        for request in requests:
+            if request.layers:
+                self._check_layers(tuple(request.layers))
+        numpy_inputs, x = self._batch(first.inputs)
+        if any(rule != "vanilla" for rule in rules):
+            check_supported()
+        configs = tuple((rule, tuple(r.layers), r.objective, r.input_gradient, r.layer_gradients)
+                        for rule, r in zip(rules, requests))
+        forward = self._forward
+        entry = _cached((forward.key, "many", configs),
+                        lambda entry: _many_program(forward, entry, configs))
+        scored = [self._scored(request, x, tuple(request.layers)) for request in requests]
+        targets, weights, _ = scored[0]
+        try:
+            outs = entry.program(forward.params, x, [eps for _, _, eps in scored], targets, weights)
+        except jax.errors.UnexpectedTracerError as error:
+            raise _lifted_layer_error(tuple(n for r in requests for n in r.layers)) from error
+        outs = jax.device_get(outs)
+        return [self._result(request, rule, numpy_inputs if k == 0 else
+                             each(np.copy, numpy_inputs), out, {"forward_passes": int(k == 0)})
+                for k, (request, rule, out) in enumerate(zip(requests, rules, outs))]
+
+    def _batch(self, inputs: Any) -> tuple[Any, Any]:
+        """``inputs`` checked, as NumPy and as a JAX array (tuples for several inputs)."""
+        # one check of the inputs and one transfer; the model's acceptance of
+        # them is the (cached) abstract evaluation in _scored
+        _array_shape(inputs)
+        numpy_inputs = each(np.asarray, inputs)
+        _check_finite(numpy_inputs)
+        return numpy_inputs, each(jnp.asarray, inputs)
+
+    def _scored(self, request: GradientRequest, x: Any,
+                layers: tuple[str, ...]) -> tuple[Any, Any, dict[str, Any]]:
+        """``(targets, weights, eps)``: the program arguments saying what is explained
+        (class targets or target weights, checked against the traced logits' shape) and
+        zeros shaped like each of ``layers``' outputs."""
         out_shape, layer_shapes = self._out_shape(x, layers)
         given = None
         if request.targets is not None:
@@ -349,23 +425,20 @@ class JaxModel(Model):
             checked = resolve_target_weights(request.target_weights,
                                              np.zeros(out_shape, dtype=np.float32))
             weights, targets = jnp.asarray(checked), None
-        attention = check_attention(request.attention)
-        if attention:
-            return self._with_attention(request, attention, numpy_inputs, x, targets, weights)
         eps = {name: jnp.zeros(a.shape, a.dtype) for name, a in layer_shapes.items()}
-        try:
-            out = entry.program(self._forward.params, x, eps, targets, weights)
-        except jax.errors.UnexpectedTracerError as error:
-            raise _lifted_layer_error(layers) from error
-        out = jax.device_get(out)  # every output to the host in one call (NumPy arrays)
+        return targets, weights, eps
+
+    def _result(self, request: GradientRequest, rule: str, numpy_inputs: Any,
+                out: dict[str, Any], stats: dict[str, Any]) -> GradientResult:
+        """The :class:`GradientResult` of one program's (host) outputs ``out``, plus ``stats``."""
         stats = {"rectifiers": int(out["rectifiers"]), "backward_passes": int(out["passes"]),
-                 "downstream_rectifiers": int(out["downstream"])}
+                 "downstream_rectifiers": int(out["downstream"]), **stats}
         if rule != "vanilla" and request.input_gradient and stats["rectifiers"] == 0:
             warnings.warn(
                 f"the {rule!r} rule changed no rectifier: the program calls no "
                 "jax.nn.relu / relu6 (flax.linen.relu, nnx.relu) that attrib can rewrite "
                 "(a bare jnp.maximum(x, 0) is not treated as one), so the map is the "
-                "vanilla gradient", AttribWarning, stacklevel=3)
+                "vanilla gradient", AttribWarning, stacklevel=4)
         input_gradient = out.get("input_gradient")
         return GradientResult(
             inputs=numpy_inputs,
@@ -674,6 +747,21 @@ class _NotLogits(AttribValueError):
         return cls(str(error))
 
 
+def _shares(request: GradientRequest) -> bool:
+    """Whether ``request`` may join others in one program (see :meth:`JaxModel.gradients_many`)."""
+    rules = rule_set(request.rule)
+    return (rules.rectifier_only and rules.nonlinearity == "gradient"
+            and rules.transformer is None and request.target is None
+            and not request.attention and not request.attention_gradients
+            and request.reference is None)
+
+
+def _same_batch(a: GradientRequest, b: GradientRequest) -> bool:
+    """Whether two requests explain the same scores of the same batch (the same objects)."""
+    return (a.inputs is b.inputs and a.targets is b.targets
+            and a.target_weights is b.target_weights and a.objective == b.objective)
+
+
 def _array_shape(inputs: Any) -> Any:
     """The shape of ``inputs`` after checking it is a non-empty floating array batch.
 
@@ -848,8 +936,36 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
     data arrays and the ``targets`` output the per-sample scores.
     """
 
+    body = _gradient_body(forward, rule, layers, objective, want_input, want_layers, target)
+
     def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> dict[str, Any]:
         entry.traces += 1
+        return body(params, x, eps, targets, weights)
+
+    return jax.jit(run)
+
+
+def _many_program(forward: Forward, entry: _Entry,
+                  configs: tuple[tuple[str, tuple[str, ...], str, bool, bool], ...]) -> Any:
+    """The jitted ``(params, x, [eps per request], targets, weights) -> [dict per request]``.
+
+    Each request's computation is traced as :func:`_gradient_program` traces
+    it alone; in one program XLA computes their common forward pass once.
+    """
+    bodies = [_gradient_body(forward, *config) for config in configs]
+
+    def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> list[dict[str, Any]]:
+        entry.traces += 1
+        return [body(params, x, e, targets, weights) for body, e in zip(bodies, eps)]
+
+    return jax.jit(run)
+
+
+def _gradient_body(forward: Forward, rule: str, layers: tuple[str, ...], objective: str,
+                   want_input: bool, want_layers: bool, target: Any = None) -> Any:
+    """The traceable ``(params, x, eps, targets, weights) -> dict`` of one request."""
+
+    def run(params: Any, x: Any, eps: Any, targets: Any, weights: Any) -> dict[str, Any]:
         program = _traced_forward(forward, params, x, layers)  # from the shape check
         if program is None:
             program = trace(lambda p, x, e: forward.fn(p, x, e, layers), params, x, eps)
@@ -902,7 +1018,7 @@ def _gradient_program(forward: Forward, entry: _Entry, rule: str, layers: tuple[
         out.update(logits=logits, targets=chosen, activations=acts, passes=jnp.int32(passes))
         return out
 
-    return jax.jit(run)
+    return run
 
 
 def _attention_program(forward: Forward, entry: _Entry, objective: str, want_grads: bool) -> Any:

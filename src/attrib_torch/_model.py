@@ -242,15 +242,7 @@ class TorchModel(Model):
                 stats["rectifiers"] = rectifiers
                 stats["rectifier_path"] = "graph" if graph is not None else "mode"
                 if rectifiers == 0:
-                    warnings.warn(
-                        f"rule {rule!r} changed nothing: no rectifier (ReLU, ReLU6, hardtanh "
-                        "with min 0) ran in the model's forward pass, so the map equals the "
-                        "vanilla gradient. Smooth activations (GELU, SiLU, ...), "
-                        "clamp(min=0)/maximum, TorchScript and reentrant checkpointing are not "
-                        "rectifiers attrib can see.",
-                        AttribWarning,
-                        stacklevel=4,
-                    )
+                    _warn_no_rectifier(rule, stacklevel=5)
             wanted = [tap for tap in taps if request.layer_gradients] + \
                 [tap for tap in attended if grads]
             if graph is not None:
@@ -285,6 +277,134 @@ class TorchModel(Model):
                                  if id(tap) in gradients and tap.activation is not None},
             scores=scores,
         )
+
+    def gradients_many(self, requests: Sequence[GradientRequest]) -> list[GradientResult]:
+        """:meth:`gradients` of each request; requests on one batch share one forward pass.
+
+        Requests with the same ``inputs``, ``targets``, ``target_weights`` and
+        ``target`` objects and objective, under rectifier rules (vanilla,
+        guided, deconvnet), without attention, in an eager model (the graph
+        path of :class:`RectifierGraph`) run as one forward pass with every
+        layer captured once, then one backward pass per rule on that graph:
+        the :class:`RuleState` switches between them, so each pass is torch's
+        own kernels with the rule's hooks, as in :meth:`gradients`. The true
+        layer gradients come from the vanilla pass (one is run for them if no
+        request wants the vanilla input gradient). Each result equals
+        ``gradients(request)`` bit for bit; ``stats["forward_passes"]`` is 1 on
+        the first result of a shared group and 0 on the others. Other
+        requests, and a graph holding compiled code, run alone.
+        """
+        groups: list[list[int]] = []
+        for i, request in enumerate(requests):
+            if not self._shares(request):
+                continue
+            group = next((g for g in groups if _same_batch(requests[g[0]], request)), None)
+            if group is None:
+                groups.append([i])
+            else:
+                group.append(i)
+        results: dict[int, GradientResult] = {}
+        for group in groups:
+            if len(group) > 1:
+                shared = self._shared([requests[i] for i in group])
+                if shared is not None:
+                    results.update(zip(group, shared))
+        return [results[i] if i in results else self.gradients(request)
+                for i, request in enumerate(requests)]
+
+    def _shares(self, request: GradientRequest) -> bool:
+        """Whether ``request`` may share its forward pass (see :meth:`gradients_many`)."""
+        rules = rule_set(request.rule)
+        return (rules.rectifier_only and rules.nonlinearity != "rescale"
+                and not request.attention and not request.attention_gradients
+                and request.reference is None and self._rectifier_path != "mode"
+                and not _hides_rectifiers(self._model))
+
+    def _shared(self, requests: list[GradientRequest]) -> list[GradientResult] | None:
+        """One forward pass and one backward pass per rule for ``requests`` (one batch).
+
+        ``None`` when the graph holds compiled code (the caller runs each alone).
+        """
+        first = requests[0]
+        check_all(first.inputs)
+        check_objective(first.objective)
+        rules = [get_rule(rule_set(r.rule)).name for r in requests]
+        layers = tuple(dict.fromkeys(name for r in requests for name in r.layers))
+        check_layers(self._model, layers)
+        with torch.inference_mode(False):
+            x = each(lambda t: t.requires_grad_(any(r.input_gradient for r in requests)),
+                     self._tensor(first.inputs))
+        xs = list(as_tuple(x))
+        ruled = tuple(dict.fromkeys(
+            rule for rule, r in zip(rules, requests) if rule != "vanilla" and r.input_gradient))
+        state = RuleState("vanilla")
+        with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
+            logits, taps, _ = self._forward(x, layers, None, target=first.target)
+            scores: np.ndarray | None = None
+            if first.target is not None:
+                targets, score, scores = _target_score(first, logits)
+            else:
+                targets, score = _explained(first, logits)
+            graph = RectifierGraph(logits if first.target is None else score, state, ruled) \
+                if ruled else None
+            if graph is not None and graph.opaque:  # compiled code inside: the mode, per request
+                return None
+            for rule in ruled:
+                if graph is not None and graph.count == 0:
+                    _warn_no_rectifier(rule, stacklevel=5)
+            wanted = [tap for tap in taps if tap.output is not None and any(
+                r.layer_gradients and tap.name in r.layers for r in requests)]
+            vanilla_x = any(rule == "vanilla" and r.input_gradient
+                            for rule, r in zip(rules, requests))
+            # (rule, tensors): the true pass (vanilla input gradient, every layer), then each rule
+            passes = ([("vanilla", (xs if vanilla_x else []) + [tap.output for tap in wanted])]
+                      if vanilla_x or wanted else []) + [(rule, xs) for rule in ruled]
+            grads: dict[str, list[torch.Tensor]] = {}
+            with graph if graph is not None else contextlib.nullcontext():
+                for k, (rule, tensors) in enumerate(passes):
+                    state.rule = rule
+                    grads[rule] = _grad(score, tensors, retain_graph=k < len(passes) - 1)
+        layer_grads = dict(zip((tap.name for tap in wanted),
+                               grads.get("vanilla", [])[len(xs) if vanilla_x else 0:]))
+        activations = {tap.name: tap.activation for tap in taps if tap.activation is not None}
+        given: set[int] = set()
+
+        def own(tensor: torch.Tensor) -> np.ndarray:  # each result its own arrays, as alone
+            value = _numpy(tensor)
+            if id(tensor) in given:
+                return value.copy()
+            given.add(id(tensor))
+            return value
+
+        served: set[str | None] = set()  # each backward pass counted on the first result it serves
+        results = []
+        for k, (request, rule) in enumerate(zip(requests, rules)):
+            stats: dict[str, Any] = {"rule": rule, "forward_passes": int(k == 0)}
+            input_rule = rule if request.input_gradient else None
+            if input_rule is not None and input_rule != "vanilla":
+                stats["rectifiers"] = graph.count if graph is not None else 0
+                stats["rectifier_path"] = "graph"
+            used: set[str | None] = {input_rule} if input_rule is not None else set()
+            if request.layer_gradients and any(name in layer_grads for name in request.layers):
+                used.add("vanilla")
+            stats["backward_passes"] = len(used - served)
+            served |= used
+            input_gradient = None if input_rule is None else \
+                like(tuple(own(g) for g in grads[input_rule][:len(xs)]), x)
+            results.append(GradientResult(
+                inputs=each(own, x),
+                logits=own(logits) if isinstance(logits, torch.Tensor) or scores is None
+                else scores[:, None].copy(),
+                targets=targets.copy(),
+                input_gradient=input_gradient,
+                activations={name: own(activations[name]) for name in request.layers
+                             if name in activations},
+                layer_gradients={name: own(layer_grads[name]) for name in request.layers
+                                 if request.layer_gradients and name in layer_grads},
+                stats=stats,
+                scores=None if scores is None else scores.copy(),
+            ))
+        return results
 
     def _relevance(self, request: GradientRequest, rules: RuleSet) -> GradientResult:
         """One forward pass under :class:`RelevanceMode` and the backward pass(es) of ``rules``.
@@ -621,6 +741,12 @@ class TorchModel(Model):
 
 
 
+def _same_batch(a: GradientRequest, b: GradientRequest) -> bool:
+    """Whether two requests explain the same scores of the same batch (the same objects)."""
+    return (a.inputs is b.inputs and a.targets is b.targets and a.target is b.target
+            and a.target_weights is b.target_weights and a.objective == b.objective)
+
+
 def _hides_rectifiers(model: nn.Module) -> bool:
     """Whether ``model`` is compiled or scripted code whose rectifiers the graph cannot show.
 
@@ -634,6 +760,19 @@ def _hides_rectifiers(model: nn.Module) -> bool:
         return True
     dynamo = sys.modules.get("torch._dynamo.eval_frame")  # imported by any torch.compile
     return dynamo is not None and isinstance(model, dynamo.OptimizedModule)
+
+
+def _warn_no_rectifier(rule: str, stacklevel: int) -> None:
+    """The guided / deconvnet rule found no rectifier: the map is the vanilla gradient."""
+    warnings.warn(
+        f"rule {rule!r} changed nothing: no rectifier (ReLU, ReLU6, hardtanh "
+        "with min 0) ran in the model's forward pass, so the map equals the "
+        "vanilla gradient. Smooth activations (GELU, SiLU, ...), "
+        "clamp(min=0)/maximum, TorchScript and reentrant checkpointing are not "
+        "rectifiers attrib can see.",
+        AttribWarning,
+        stacklevel=stacklevel,
+    )
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -97,3 +97,17 @@ def test_blur_matches_scipy() -> None:
     x = np.random.default_rng(1).uniform(size=(2, 3, 16, 16))
     want = ndimage.gaussian_filter(x, sigma=(0, 0, 2.0, 2.0), mode="reflect", truncate=3.0)
     np.testing.assert_allclose(blurred(x, 2.0, "NCHW"), want, atol=1e-12)
+
+
+def test_ranks_of_every_row_at_once_equal_scipy_exactly() -> None:
+    # one sort for all rows; ties (runs of equal values, also -0.0 and 0.0) get their average rank
+    stats = pytest.importorskip("scipy.stats")
+    rng = np.random.default_rng(3)
+    rows = np.round(rng.normal(size=(6, 300)) * 2).astype(np.float32)
+    rows[0] = 0.0
+    rows[1, :3] = [-0.0, 0.0, -0.0]
+    rows[2] = rng.normal(size=300)
+    for x in (rows, rows.reshape(2, 3, 300), rows[4]):
+        got = ranks(x)
+        assert got.dtype == np.float64 and got.shape == x.shape
+        assert np.array_equal(got, stats.rankdata(x, axis=-1))

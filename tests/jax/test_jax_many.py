@@ -1,7 +1,9 @@
 """Several methods in one ``attrib.explain`` call (issue 19), jax backend.
 
 Every map equals, bit for bit, the same method called alone (float32 and
-float64); ``stats["plan"]`` counts the calls and backward passes that ran.
+float64); ``stats["plan"]`` counts the calls, forward and backward passes that
+ran; the requests of one call are one compiled program, whose forward pass XLA
+computes once.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ def test_six_seed_methods_in_one_call_equal_each_alone(layer: str, backward: int
             alone = attrib.explain(model, x, method=name, **options.get(name, {}))
             _assert_same(alone, many[name])
     plan = many["deconvnet"].stats["plan"]
-    assert (plan["gradient_calls"], plan["backward_passes"]) == (3, backward)
+    assert (plan["gradient_calls"], plan["forward_passes"], plan["backward_passes"]) == \
+        (3, 1, backward)
     assert [p["methods"] for p in plan["passes"]] == [
         ("saliency", "gradient_x_input", "gradcam"), ("guided_backprop", "guided_gradcam"),
         ("deconvnet",)]
@@ -69,4 +72,41 @@ def test_resnet_twin_seed_methods() -> None:
     for name in SEED:
         _assert_same(attrib.explain(model, x, method=name, target=[1, 4],
                                     **options.get(name, {})), many[name])
-    assert many["gradcam"].stats["plan"]["backward_passes"] == 3
+    plan = many["gradcam"].stats["plan"]
+    assert (plan["forward_passes"], plan["backward_passes"]) == (1, 3)
+
+
+def test_one_program_computes_the_forward_pass_once() -> None:
+    # the program of the three requests holds the forward convolutions once: as many
+    # convolutions as the three programs of the requests alone, less two forward passes
+    from attrib import GradientRequest
+    from attrib_jax import _model as jax_model
+
+    variables = TwoStage().init(jax.random.key(7), jnp.zeros((1, 8, 8, 3)))
+    model = attrib.wrap((TwoStage(), variables), backend="jax")
+    x = np.random.default_rng(1).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    requests = [GradientRequest(inputs=x, rule="vanilla", layers=("block",)),
+                GradientRequest(inputs=x, rule="guided", layers=("block",)),
+                GradientRequest(inputs=x, rule="deconvnet")]
+    results = model.gradients_many(requests)
+    assert [r.stats["forward_passes"] for r in results] == [1, 0, 0]
+    params, xj = model._forward.params, jnp.asarray(x)
+    eps = [model._scored(r, xj, tuple(r.layers))[2] for r in requests]
+
+    def convolutions(config: tuple[Any, ...], *args: Any) -> int:
+        entry = next(e for k, e in jax_model._CACHE.items() if k[0] == model._forward.key
+                     and k[1:] == config)
+        return entry.program.lower(params, xj, *args).compile().as_text().count(" convolution(")
+
+    many = convolutions(("many", tuple((r.rule, tuple(r.layers), "logit", True, True)
+                                       for r in requests)), eps, None, None)
+    alone = 0
+    for request, e in zip(requests, eps):
+        alone_result = model.gradients(request)
+        assert np.array_equal(alone_result.input_gradient, results[requests.index(request)]
+                              .input_gradient)
+        alone += convolutions(("gradients", request.rule, tuple(request.layers), "logit",
+                               True, True), e, None, None)
+    forward = model._entry("forward").program.lower(params, xj).compile().as_text() \
+        .count(" convolution(")
+    assert forward >= 2 and many == alone - 2 * forward

@@ -34,20 +34,20 @@ def needs_layer(method: str) -> bool:
 
 def explain_all(loaded: LoadedModel, inputs: np.ndarray, methods: Sequence[str], *,
                 target: Any = None, layer: str | None = None) -> dict[str, Explanation]:
-    """``{method: Explanation}`` of ``inputs`` for each method."""
+    """``{method: Explanation}`` of ``inputs`` for each method, in one :func:`attrib.explain`
+    call (shared gradient passes; each map equals the method's own call bit for bit)."""
     layer = layer or loaded.layer
     if loaded.backend == "jax":  # the second run of the same model and size starts fast
         from ._jaxcache import use_jax_compilation_cache
 
         use_jax_compilation_cache()
-    results: dict[str, Explanation] = {}
-    for method in methods:
-        kwargs: dict[str, Any] = {}
-        if needs_layer(method):
-            kwargs["layer"] = layer  # None: the method's default layer (the last spatial one)
-        results[method] = explain(loaded.model, inputs, method=method, target=target,
-                                  backend=loaded.backend, **kwargs)
-    return results
+    names = list(dict.fromkeys(methods))
+    if not names:
+        return {}
+    # layer None: each layer method's default layer (the last spatial one)
+    shared = layer if any(needs_layer(m) for m in names) else None
+    return dict(explain(loaded.model, inputs, method=names, target=target,
+                        backend=loaded.backend, layer=shared))
 
 
 def progress(items: Sequence[Any], description: str, unit: str = "image") -> Any:

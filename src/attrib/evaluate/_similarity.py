@@ -14,21 +14,27 @@ __all__ = ["ranks", "spearman", "pearson", "ssim", "unit_scaled"]
 def ranks(x: np.ndarray) -> np.ndarray:
     """Ranks along the last axis, ties given their average rank (1-based, as scipy's ``rankdata``).
 
+    Every row at once: one sort (any order within a run of equal values gives
+    the same average ranks, so an unstable sort is exact), then each element's
+    run found by running maxima / minima of the runs' first and last indices.
+
     >>> ranks(np.array([[3.0, 1.0, 3.0, 2.0]]))
     array([[3.5, 1. , 3.5, 2. ]])
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
     flat = x.reshape(-1, x.shape[-1])
-    out = np.empty_like(flat)
-    for i, row in enumerate(flat):
-        order = np.argsort(row, kind="mergesort")
-        sorted_row = row[order]
-        # first index of each run of equal values, and the run of every element
-        starts = np.r_[0, np.flatnonzero(np.diff(sorted_row)) + 1]
-        run = np.cumsum(np.r_[0, (np.diff(sorted_row) != 0).astype(np.int64)])
-        ends = np.r_[starts[1:], row.size]
-        average = (starts + ends + 1) / 2.0  # mean of 1-based ranks starts+1 … ends
-        out[i, order] = average[run]
+    order = np.argsort(flat, axis=1)  # in the maps' own dtype: the same order as in float64
+    sorted_rows = np.take_along_axis(flat, order, axis=1).astype(np.float64)
+    size = flat.shape[1]
+    index = np.arange(size)
+    changes = np.diff(sorted_rows, axis=1) != 0  # a new run starts after each change
+    starts = np.maximum.accumulate(
+        np.where(np.pad(changes, ((0, 0), (1, 0)), constant_values=True), index, 0), axis=1)
+    ends = np.minimum.accumulate(  # one past each run's last index
+        np.where(np.pad(changes, ((0, 0), (0, 1)), constant_values=True), index + 1, size)
+        [:, ::-1], axis=1)[:, ::-1]
+    out = np.empty(flat.shape, dtype=np.float64)
+    np.put_along_axis(out, order, (starts + ends + 1) / 2.0, axis=1)  # mean of starts+1 … ends
     return out.reshape(x.shape)
 
 

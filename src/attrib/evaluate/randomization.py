@@ -39,7 +39,7 @@ from .._errors import argument_error
 from .._model import Model
 from .._randomize import check_batchnorm
 from ._maps import explain_all, explain_maps, method_list, two_d
-from ._similarity import pearson, spearman, ssim, unit_scaled
+from ._similarity import pearson, ranks, ssim, unit_scaled
 from ._table import format_table
 
 __all__ = ["METRICS", "RandomizationResult", "model_randomization", "data_randomization",
@@ -60,16 +60,33 @@ def similarities(original: Any, other: Any) -> dict[str, np.ndarray]:
     -------
     dict of metric name to ndarray of shape (N,)
     """
-    a, b = two_d(original), two_d(other)
-    a_abs, b_abs = two_d(original, absolute=True), two_d(other, absolute=True)
-    if a.shape != b.shape:
-        raise argument_error("other", f"maps of shape {a.shape}", b.shape)
+    a, b = (x if isinstance(x, _Side) else _side(x) for x in (original, other))
+    if a.signed.shape != b.signed.shape:
+        raise argument_error("other", f"maps of shape {a.signed.shape}", b.signed.shape)
     return {
-        "spearman": spearman(a, b),
-        "spearman_abs": spearman(a_abs, b_abs),
-        "ssim": ssim(unit_scaled(a_abs), unit_scaled(b_abs)),
-        "pearson_abs": pearson(a_abs, b_abs),
+        "spearman": pearson(a.signed_ranks, b.signed_ranks),
+        "spearman_abs": pearson(a.absolute_ranks, b.absolute_ranks),
+        "ssim": ssim(a.unit, b.unit),
+        "pearson_abs": pearson(a.absolute, b.absolute),
     }
+
+
+@dataclass(frozen=True)
+class _Side:
+    """One batch of maps as :func:`similarities` reads them: computed once for the
+    original maps, which every randomisation step compares with."""
+
+    signed: np.ndarray  # (N, H, W), float64
+    absolute: np.ndarray
+    signed_ranks: np.ndarray  # (N, H * W): Spearman is Pearson of the ranks
+    absolute_ranks: np.ndarray
+    unit: np.ndarray  # |map| min-max scaled to [0, 1], for SSIM
+
+
+def _side(maps: Any) -> _Side:
+    signed, absolute = two_d(maps), two_d(maps, absolute=True)
+    return _Side(signed, absolute, ranks(signed.reshape(len(signed), -1)),
+                 ranks(absolute.reshape(len(absolute), -1)), unit_scaled(absolute))
 
 
 @dataclass(frozen=True)
@@ -276,6 +293,7 @@ def model_randomization(
     options = {"batchnorm": batchnorm} if _takes_batchnorm(wrapped) else {}
     originals = explain_all(wrapped, inputs, methods, target=target, layer=layer)
     targets = originals[methods[0]].targets
+    sides = {m: _side(originals[m]) for m in methods}  # compared with at every step
     steps = []
     per_seed: dict[str, dict[str, np.ndarray]] = {
         m: {k: np.zeros((len(seeds), len(from_logits))) for k in METRICS} for m in methods}
@@ -294,7 +312,7 @@ def model_randomization(
         explained = explain_all(copy, inputs, methods, target=targets, layer=layer)
         for m in methods:
             randomised = explained[m]
-            for key, values in similarities(originals[m], randomised).items():
+            for key, values in similarities(sides[m], randomised).items():
                 per_seed[m][key][i, k] = float(np.mean(values))
             if i == 0:
                 maps[m].append(two_d(randomised, absolute=True)[0])

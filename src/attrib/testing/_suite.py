@@ -155,7 +155,7 @@ def cases(conf: Conformance) -> list[Case]:
                 out.append(Case("native_inputs", spec))
             out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
                     Case("rule_sets", spec), Case("attention", spec),
-                    Case("several_inputs", spec)]
+                    Case("several_inputs", spec), Case("many", spec)]
         else:  # signals and volumes: what depends on the number of spatial axes
             out += [Case(kind, spec) for kind in SPATIAL_KINDS]
         if spec.spatial_dims and conf.gradcam_layers(spec):
@@ -357,6 +357,50 @@ def _check_capture(conf: Conformance, case: Case) -> None:
                                                                "logit"), "vanilla")
     assert_close(result.layer_gradients.get(layer), _laid(true_layer_grads[layer], conf, spec),
                  f"gradients(input_gradient=False).layer_gradients[{layer!r}]", conf)
+
+
+def _check_many(conf: Conformance, case: Case) -> None:
+    """``Model.gradients_many``: each result equals ``gradients`` of its request, bit for bit.
+
+    The requests of one ``attrib.explain(method=[...])`` call (one batch, the
+    three rectifier rules, layers merged or alone), plus one on another batch.
+    """
+    spec = case.spec
+    model = conf.model(spec)
+    x = conf.inputs(spec)
+    layers = conf.tapped(spec)
+    other = np.ascontiguousarray(x[::-1])
+    targets = np.array(_targets(spec)[2], dtype=np.int64)
+    requests = [
+        GradientRequest(inputs=x, targets=targets, rule="vanilla", layers=layers),
+        GradientRequest(inputs=x, targets=targets, rule="guided", layers=layers[-1:]),
+        GradientRequest(inputs=x, targets=targets, rule="deconvnet"),
+        GradientRequest(inputs=x, targets=targets, input_gradient=False, layers=layers[:1]),
+        GradientRequest(inputs=x, targets=targets, rule="guided", layers=layers[:1],
+                        layer_gradients=False),
+        GradientRequest(inputs=other, rule="guided", layers=layers[:1]),  # arg-max targets
+    ]
+    results = model.gradients_many(requests)
+    if len(results) != len(requests):
+        raise AssertionError(f"gradients_many: {len(results)} results for {len(requests)} "
+                             "requests")
+    forwards = [int(r.stats.get("forward_passes", 1)) for r in results]
+    if not forwards[0] == 1 or any(f not in (0, 1) for f in forwards):
+        raise AssertionError(f"gradients_many: stats['forward_passes'] {forwards}: expected 1 "
+                             "on the first result, 0 or 1 on the others")
+    for k, (request, result) in enumerate(zip(requests, results)):
+        alone = model.gradients(request)
+        what = f"gradients_many(...)[{k}]"
+        for name in ("inputs", "logits", "targets", "input_gradient"):
+            a, b = getattr(result, name), getattr(alone, name)
+            if (a is None) != (b is None) or (a is not None and not np.array_equal(a, b)):
+                raise AssertionError(f"{what}.{name}: not equal, bit for bit, to "
+                                     "gradients(request)")
+        for name in ("activations", "layer_gradients"):
+            a, b = getattr(result, name), getattr(alone, name)
+            if set(a) != set(b) or any(not np.array_equal(a[k_], b[k_]) for k_ in b):
+                raise AssertionError(f"{what}.{name}: not equal, bit for bit, to "
+                                     f"gradients(request) (layers {sorted(a)} vs {sorted(b)})")
 
 
 def _compare_explanation(explanation: Any, want: Expected, what: str, conf: Conformance,
@@ -1003,4 +1047,5 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "randomized": _check_randomized,
     "rule_sets": _check_rule_sets,
     "attention": _check_attention,
+    "many": _check_many,
 }
