@@ -26,7 +26,10 @@ the input, a *constant* when it depends only on parameters and literals.
   :mod:`attrib_jax._rewrite`) the set's rectifier rule (``"pass"`` for LRP).
 - Max pooling (``reduce_window_max``, ``reduce_max``), reshapes, transposes,
   broadcasts, slicing, padding, concatenation and dtype conversions keep their
-  true derivative (XLA routes a window's gradient to its first maximum).
+  true derivative (XLA routes a window's gradient to its first maximum). A
+  convolution of a zero ``pad`` of an activation is one layer ``conv(pad(x))``,
+  so every rule sees the unpadded input as it sees the convolution's own
+  padding (as the torch backend treats ``F.pad``).
 - ``remat`` / ``checkpoint``, ``scan`` and ``cond`` are re-expressed with the
   public functions around rewritten bodies (a layer and the BatchNorm after it
   must sit in the same body to be merged); an activation carried by a
@@ -484,6 +487,7 @@ class _Planner:
                                           if isinstance(a, int))
         self.uses.update(a for a in graph.outs if isinstance(a, int))
         self.consumer: dict[int, int] = {}
+        self.producer = {i: node for node in graph.nodes for i in node.outs}
         for k, node in enumerate(graph.nodes):
             for a in node.ins:
                 if isinstance(a, int):
@@ -647,6 +651,9 @@ class _Planner:
             return _BindStep(node), []
         kernel = node.ins[1 - x_pos]
         x = node.ins[x_pos]
+        pad = self.zero_pad(x) if name == "conv_general_dilated" else None
+        if pad is not None:  # one layer conv(pad(x)): the rules see the unpadded input
+            x = pad.ins[0]
         chain, ops = self.chain(node.outs[0], _AFFINE)
         out = self.graph.nodes[chain[-1]].outs[0] if chain else node.outs[0]
         out_rank = len(self.graph.avals[node.outs[0]].shape)
@@ -673,7 +680,9 @@ class _Planner:
             self.ctx.counts["normalisation"] += 1
         nodes = [node] + [self.graph.nodes[k] for k in chain]
         relevance = _LinearRelevance(eqn, x_pos, kernel, ops, rule, x in self.nonneg,
-                                     features, kernel_axes, out_rank)
+                                     features, kernel_axes, out_rank,
+                                     None if pad is None else pad.eqn)
+        nodes = ([] if pad is None else [pad]) + nodes
         step = _Fused(nodes, x, _external(nodes, x), out, relevance)
         return step, chain
 
@@ -692,6 +701,18 @@ class _Planner:
             return rule(xv, env[out], r)
 
         return _Fused([node], x, _external([node], x), out, relevance)
+
+    def zero_pad(self, x: Atom) -> _Node | None:
+        """The ``pad`` with zeros of an activation that computes ``x``, if it is one."""
+        node = self.producer.get(x) if isinstance(x, int) else None
+        if node is None or node.eqn.primitive.name != "pad" or not self.is_act(node.ins[0]):
+            return None
+        value = node.ins[1]  # jnp.pad: a literal 0 through a dtype conversion
+        while isinstance(value, int) and value in self.producer and \
+                self.producer[value].eqn.primitive.name in _NAMING:
+            value = self.producer[value].ins[0]
+        return node if isinstance(value, _Lit) and np.all(np.asarray(value.value) == 0) \
+            else None
 
     def pool(self, node: _Node) -> tuple[_Step, list[int]]:
         rule = self.rules.pooling
@@ -771,8 +792,11 @@ class _LinearRelevance:
     features: tuple[int, ...]
     kernel_axes: tuple[int, ...]
     out_rank: int
+    pad: Any = None  # a zero ``pad`` before the convolution: part of the layer
 
     def f(self, inp: Array, w: Array, b: Array | None) -> Array:
+        if self.pad is not None:
+            inp = _bind(self.pad, [inp, jnp.zeros((), inp.dtype)])[0]
         args = [inp, w] if self.x_pos == 0 else [w, inp]
         out = _bind(self.eqn, args)[0]
         return out if b is None else out + b

@@ -17,7 +17,12 @@ logits are bitwise those of the model) and whose backward applies the rule of
   ``add_``) get their kinds' rules; rectifiers go through
   :class:`attrib_torch._rectifiers.Rectify` with the set's rectifier rule;
 - max pooling, reshapes, flattening, concatenation, indexing and dropout in
-  eval mode keep their true derivative (relevance routed as the gradient is).
+  eval mode keep their true derivative (relevance routed as the gradient is);
+- zero padding (``F.pad``, constant 0, as timm's TF-``SAME`` convolutions
+  write it) is linear and carries no relevance: relevance of the padded
+  tensor is cropped back. A convolution of a zero-padded activation is one
+  layer ``conv(pad(x))``, so every rule sees the unpadded input exactly as
+  it sees a convolution's own padding (flat, w² and zᴮ included).
 
 Under a strict rule set (LRP) any other operation that takes an activation and
 returns one raises :class:`attrib.AttribError` naming it: a map the rules do not
@@ -404,6 +409,8 @@ class RelevanceMode(TorchFunctionMode):
         self.layer_names = layer_names
         self.counts: Counter[str] = Counter()
         self._calls: dict[int, tuple[weakref.ref[torch.Tensor], _LinearCall]] = {}
+        #: id(padded) -> (padded, its unpadded activation, F.pad's ``pad``): zero padding
+        self._pads: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor, Any]] = {}
 
     @property
     def count(self) -> int:
@@ -441,6 +448,11 @@ class RelevanceMode(TorchFunctionMode):
         if kind is not None and isinstance(x, torch.Tensor) and _activation(x):
             return self._route(kind, func, args, kwargs, x)
         out = func(*args, **kwargs)
+        if func is F.pad and isinstance(x, torch.Tensor) and _activation(x) \
+                and _arg(args, kwargs, 2, "mode", "constant") == "constant" \
+                and not _arg(args, kwargs, 3, "value", None):  # zero padding: linear
+            self._pads[id(out)] = (weakref.ref(out), x, _arg(args, kwargs, 1, "pad", None))
+            structural = True
         if any(t.requires_grad for t in _tensors(out if isinstance(out, (list, tuple)) else [out])):
             for tensor in _tensors(args):  # a differentiable use, not a query like dim()
                 call = self._call_of(tensor)
@@ -455,8 +467,8 @@ class RelevanceMode(TorchFunctionMode):
                       "has no rule"),
                 "LRP relevance through it is undefined, so no map is returned. Supported: "
                 "convolutions, linear layers, BatchNorm after them, rectifiers, average and "
-                "max pooling, the sum of two activations, reshapes, concatenation and dropout "
-                "in eval mode")
+                "max pooling, the sum of two activations, zero padding, reshapes, "
+                "concatenation and dropout in eval mode")
         return out
 
     def _transformer(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
@@ -521,9 +533,13 @@ class RelevanceMode(TorchFunctionMode):
             bias = _arg(args, kwargs, 2, "bias", None)
             rest, extra = args[3:], {k: v for k, v in kwargs.items()
                                      if k not in ("input", "weight", "bias")}
+            padded = self._pads.get(id(x)) if kind == "convolution" else None
+            pad = None
+            if padded is not None and padded[0]() is x:  # one layer conv(pad(x)), x unpadded
+                x, pad = padded[1], padded[2]
 
             def f(inp: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
-                return func(inp, w, b, *rest, **extra)
+                return func(inp if pad is None else F.pad(inp, pad), w, b, *rest, **extra)
 
             first = not self.counts["convolution"] and not self.counts["dense"]
             self.counts[kind] += 1

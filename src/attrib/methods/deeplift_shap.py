@@ -15,7 +15,7 @@ from ._batched import (
     check_batch_size,
     default_batch_size,
 )
-from .deeplift import deeplift_rows
+from .deeplift import check_summation, deeplift_rows
 from .gradient_shap import baseline_set
 
 __all__ = ["DeepLIFTSHAP"]
@@ -79,6 +79,7 @@ class DeepLIFTSHAP(MultiPassMethod):
         np.add.at(baseline_score, samples, explained.rows(samples).scores(base_logits))
         baseline_score /= len(base)
         delta = attribution.reshape(n, -1).sum(axis=1) - (score - baseline_score)
+        check_summation("deeplift_shap", delta, score, baseline_score)
         stats: dict[str, Any] = {"score": score, "baseline_score": baseline_score, "delta": delta,
                                  "baselines": len(base)}
         if logits is None:
