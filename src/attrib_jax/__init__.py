@@ -5,8 +5,8 @@ first access (module ``__getattr__``):
 
 - :func:`guided_relu`, :func:`deconvnet_relu` — the rectifier rules as
   ``jax.custom_vjp`` functions, for models that write the rule in;
-- :func:`from_torch` — a torchvision ResNet as the identical Flax
-  ``(module, variables)`` pair;
+- :func:`from_torch` — a torchvision ResNet, a timm EfficientNet-Lite or
+  Vision Transformer as the identical Flax ``(module, variables)`` pair;
 - :class:`ResNet`, :func:`resnet18`, :func:`resnet34`, :func:`resnet50` —
   Flax linen ResNets with torchvision's layer names and numerics (NHWC);
 - :class:`JaxModel` — the backend's :class:`attrib.Model` adapter;

@@ -39,6 +39,7 @@ Layer-wise relevance propagation: an overview.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -65,7 +66,16 @@ from attrib.rules import (
 
 from ._attention import _mha_parameters
 from ._rectifiers import NOT_A_RECTIFIER, RuleState, rectified
-from ._transformer_rules import AddConstant, Elementwise, LayerNormRule, multi_head, sdpa
+from ._transformer_rules import (
+    AddConstant,
+    Elementwise,
+    LayerNormRule,
+    Product,
+    Scale,
+    Softmax,
+    multi_head,
+    sdpa,
+)
 
 __all__ = ["RelevanceMode", "linear_relevance"]
 
@@ -373,6 +383,16 @@ def _tables() -> tuple[dict[Any, str], set[Any]]:
 _TABLES: tuple[dict[Any, str], set[Any]] | None = None
 
 
+@functools.cache
+def _explicit_tables() -> tuple[frozenset[Any], frozenset[Any], frozenset[Any], frozenset[Any]]:
+    """Attention written out: (products, softmaxes, multiplications, divisions)."""
+    T = torch.Tensor
+    return (frozenset({T.__matmul__, T.matmul, torch.matmul}),
+            frozenset({F.softmax, T.softmax, torch.softmax}),
+            frozenset({T.__mul__, T.__rmul__, T.mul, torch.mul}),
+            frozenset({T.__truediv__, T.div, torch.div}))
+
+
 def _kind(func: Any) -> tuple[str | None, bool]:
     global _TABLES
     if _TABLES is None:
@@ -512,6 +532,9 @@ class RelevanceMode(TorchFunctionMode):
                 return self._route("dense", F.linear, (inp, w, b), {}, inp)
 
             return multi_head(call, linear, rules, state)
+        explicit = self._explicit_attention(func, args, kwargs, x)
+        if explicit is not NOT_A_RECTIFIER:
+            return explicit
         kind, _ = _kind(func)
         if kind == "addition":
             other = _arg(args, kwargs, 1, "other", None)
@@ -523,6 +546,38 @@ class RelevanceMode(TorchFunctionMode):
                 if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
                     return x.copy_(out)
                 return out
+        return NOT_A_RECTIFIER
+
+    def _explicit_attention(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
+                            x: torch.Tensor) -> Any:
+        """Attention written out: ``a @ b`` of two activations, softmax over the last axis,
+        scaling by a number; else ``NOT_A_RECTIFIER``."""
+        rules, state = self.rules.transformer, self.state
+        assert rules is not None
+        matmul, softmax, scale, divide = _explicit_tables()
+        if func in matmul:
+            other = _arg(args, kwargs, 1, "other", None)
+            if isinstance(other, torch.Tensor) and _activation(other) and x.dim() >= 2 \
+                    and other.dim() >= 2:
+                self.counts["product"] += 1
+                return Product.apply(x, other, 1.0, rules, state)
+        elif func in softmax:
+            dim = _arg(args, kwargs, 1, "dim", None)
+            dtype = _arg(args, kwargs, 3 if func is F.softmax else 2, "dtype", None)
+            if dim is not None and int(dim) in (-1, x.dim() - 1):
+                self.counts["softmax"] += 1  # Hugging Face's eager attention: in float32
+                return Softmax.apply(x if dtype is None else x.to(dtype), rules, state)
+        elif func in scale or func in divide:
+            other = _arg(args, kwargs, 1, "other", None)
+            if isinstance(other, torch.Tensor) and other.dim() == 0 and not _activation(other):
+                other = float(other)
+            if isinstance(other, (int, float)) and not isinstance(other, bool) and other != 0 \
+                    and kwargs.get("rounding_mode") is None:
+                factor = 1.0 / other if func in divide else float(other)
+                self.counts["scale"] += 1
+                return Scale.apply(x, lambda inp: func(inp, *args[1:], **{
+                    k: v for k, v in kwargs.items() if k not in ("input", "self")}), factor,
+                    state)
         return NOT_A_RECTIFIER
 
     def _route(self, kind: str, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],

@@ -8,7 +8,11 @@ attention capture reaches it (``F.scaled_dot_product_attention``,
 
     A = softmax(q k^T * scale);  out = A @ v
 
-with the softmax and the two products under their rules. Every Function's
+with the softmax and the two products under their rules. Attention a model
+writes out itself (timm ``fused_attn=False``: ``q * scale``, ``q @ k^T``,
+``softmax(-1)``, ``A @ v``) gets the same rules operation by operation: a
+product of two activations, a softmax over the last axis, and a scaling by a
+number (relevance unchanged), so both paths give one map. Every Function's
 forward is the original computation; its backward applies the rule, or the
 true derivative when ``state.exact``.
 
@@ -32,7 +36,8 @@ from attrib.rules import Epsilon, TransformerRules
 
 from ._rectifiers import RuleState
 
-__all__ = ["LayerNormRule", "Elementwise", "AddConstant", "Softmax", "Product", "attention"]
+__all__ = ["LayerNormRule", "Elementwise", "AddConstant", "Scale", "Softmax", "Product",
+           "attention"]
 
 
 def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float) -> torch.Tensor:
@@ -104,6 +109,20 @@ class AddConstant(torch.autograd.Function):
         if ctx.state.exact:
             return r, None, None, None
         return x * _divide(r, out, ctx.rules.epsilon), None, None, None
+
+
+class Scale(torch.autograd.Function):
+    """``x * c`` (or ``x / c``) by a number: relevance passes unchanged (LRP-ε of a scaling)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor],
+                factor: float, state: RuleState) -> torch.Tensor:
+        ctx.factor, ctx.state = factor, state
+        return f(x)
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[Any, ...]:
+        return (r * ctx.factor if ctx.state.exact else r), None, None, None
 
 
 class Softmax(torch.autograd.Function):

@@ -212,3 +212,96 @@ def test_layer_norm_rule_matches_numpy_reference() -> None:
     assert rule_set.transformer is not None
     expected = rule_set.transformer.layer_norm(x, w, b, r, eps=1e-5)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+# -- the attention paths: fused (F.scaled_dot_product_attention), written out, Hugging Face --
+def _fused_flags(model: nn.Module) -> list[bool]:
+    return [block.attn.fused_attn for block in model.blocks]
+
+
+@pytest.mark.parametrize("cp", [False, True], ids=["attnlrp", "cp_lrp"])
+def test_fused_and_written_out_attention_give_one_map(cp: bool) -> None:
+    """timm ``vit_small_patch16_224`` (32², 12 blocks, float64): the SDPA route equals the
+    operation-by-operation route of ``fused_attn=False``; the flags are left as found."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_small_patch16_224", img_size=32, pretrained=False)
+    model = model.double().eval()
+    nn.init.normal_(model.cls_token, std=0.5)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    before = snapshot(model)
+    assert _fused_flags(model) == [True] * 12
+    fused = attrib.explain(model, x, method="attnlrp", target=[1, 2], epsilon=0.0, cp=cp)
+    assert fused.stats["rules"]["attention"] == 12 and "softmax" not in fused.stats["rules"]
+    assert_unchanged(model, before)
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    written = attrib.explain(model, x, method="attnlrp", target=[1, 2], epsilon=0.0, cp=cp)
+    assert _fused_flags(model) == [False] * 12
+    rules = written.stats["rules"]
+    assert (rules["softmax"], rules["product"], rules["scale"]) == (12, 24, 12)
+    assert "attention" not in rules
+    assert _rel(fused.attribution, written.attribution) <= 1e-10
+    plain = attrib.explain(model, x, method="gradient_x_input", target=[1, 2])
+    assert _rel(fused.attribution, plain.attribution) > 0.1  # the rules are at work
+
+
+def _timm_copy_of(hf: nn.Module, layers: int) -> nn.Module:
+    """The timm ViT computing what a Hugging Face ViT does, with its weights (q, k, v stacked)."""
+    timm = pytest.importorskip("timm")
+    sd = hf.state_dict()
+    config = hf.config
+    copy = timm.models.vision_transformer.VisionTransformer(
+        img_size=config.image_size, patch_size=config.patch_size, embed_dim=config.hidden_size,
+        depth=layers, num_heads=config.num_attention_heads,
+        mlp_ratio=config.intermediate_size / config.hidden_size,
+        num_classes=config.num_labels).double().eval()
+    e = "vit.embeddings."
+    new = {"cls_token": sd[e + "cls_token"], "pos_embed": sd[e + "position_embeddings"],
+           "patch_embed.proj.weight": sd[e + "patch_embeddings.projection.weight"],
+           "patch_embed.proj.bias": sd[e + "patch_embeddings.projection.bias"],
+           "norm.weight": sd["vit.layernorm.weight"], "norm.bias": sd["vit.layernorm.bias"],
+           "head.weight": sd["classifier.weight"], "head.bias": sd["classifier.bias"]}
+    for i in range(layers):
+        theirs, ours = f"vit.layers.{i}.", f"blocks.{i}."
+        for a, b in (("norm1", "layernorm_before"), ("norm2", "layernorm_after"),
+                     ("attn.proj", "attention.o_proj"), ("mlp.fc1", "mlp.fc1"),
+                     ("mlp.fc2", "mlp.fc2")):
+            for w in ("weight", "bias"):
+                new[f"{ours}{a}.{w}"] = sd[f"{theirs}{b}.{w}"]
+        for w in ("weight", "bias"):
+            new[f"{ours}attn.qkv.{w}"] = torch.cat(
+                [sd[f"{theirs}attention.{n}_proj.{w}"] for n in "qkv"])
+    copy.load_state_dict(new)
+    return copy
+
+
+@pytest.mark.parametrize("cp", [False, True], ids=["attnlrp", "cp_lrp"])
+def test_hugging_face_vit(cp: bool) -> None:
+    """A Hugging Face ``ViTForImageClassification`` from a config (random weights, float64):
+    its SDPA attention equals a timm ViT with the same weights; its eager attention (softmax in
+    float32, as Hugging Face computes it) within float32 rounding."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(
+        image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=5, layer_norm_eps=1e-6, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    hf = transformers.ViTForImageClassification(config).double().eval()
+    embeddings = hf.vit.embeddings
+    for token in (embeddings.cls_token, embeddings.position_embeddings):
+        nn.init.normal_(token, std=0.5)
+    reference = _timm_copy_of(hf, 2)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert _rel(hf(x).logits.numpy(), reference(x).numpy()) <= 1e-12
+    expected = attrib.explain(reference, x, method="attnlrp", target=[1, 2], epsilon=0.0, cp=cp)
+    sdpa = attrib.explain(hf, x, method="attnlrp", target=[1, 2], epsilon=0.0, cp=cp)
+    assert sdpa.stats["rules"]["attention"] == 2
+    assert _rel(sdpa.attribution, expected.attribution) <= 1e-10
+    hf.config._attn_implementation = "eager"
+    try:
+        eager = attrib.explain(hf, x, method="attnlrp", target=[1, 2], epsilon=0.0, cp=cp)
+    finally:
+        hf.config._attn_implementation = "sdpa"
+    assert eager.stats["rules"]["softmax"] == 2
+    assert _rel(eager.attribution, expected.attribution) <= 1e-6  # measured 5.2e-8

@@ -50,23 +50,24 @@ def _explain(inputs: Any = None, model: nn.Module | None = None, **kwargs: Any) 
     return build
 
 
-def _vit(fused: bool = True) -> nn.Module:
+def _vit(fused: bool = True, **options: Any) -> nn.Module:
     """A one-block timm ViT on (N, 3, 32, 32): a class token and a 4x4 grid of 8x8 patches."""
     from timm.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
     model = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2,
-                              num_classes=5).eval()
+                              num_classes=5, **options).eval()
     for block in model.blocks:
         block.attn.fused_attn = fused
     return model
 
 
-def _attn(fused: bool = True, **kwargs: Any) -> Case:
-    """``_explain`` on a fresh :func:`_vit` and a (2, 3, 32, 32) batch."""
+def _attn(fused: bool = True, vit: dict[str, Any] | None = None, **kwargs: Any) -> Case:
+    """``_explain`` on a fresh :func:`_vit` (built with ``vit`` options) and a (2, 3, 32, 32)
+    batch."""
     def build() -> tuple[Callable[[], Any], nn.Module]:
         x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-        return _explain(inputs=x, model=_vit(fused), **kwargs)()
+        return _explain(inputs=x, model=_vit(fused, **(vit or {})), **kwargs)()
     return build
 
 
@@ -387,6 +388,15 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
     "lrp: an operation without a rule": (
         _explain(method="lrp", model=_Output(lambda t: t, act=F.gelu).eval()), "model",
         r"the operation 'gelu' applied to an activation, for which it has no rule"),
+    # AttnLRP / CP-LRP (issue 22)
+    "attnlrp: cp not a bool": (_attn(method="attnlrp", cp="yes"), "cp", r"True \(CP-LRP\)"),
+    "attnlrp: negative epsilon": (_attn(method="attnlrp", epsilon=-1e-6), "epsilon",
+                                  r"finite number >= 0.*-1e-06"),
+    "attnlrp: objective not the logit": (_attn(method="attnlrp", objective="softmax"),
+                                         "objective", r"'logit' for AttnLRP"),
+    "attnlrp: LayerScale has no rule": (
+        _attn(method="attnlrp", vit={"init_values": 0.1}), "model",
+        r"the operation '.*mul' applied to an activation, for which it has no rule"),
     # DeepLIFT, DeepLIFT-SHAP, GradientSHAP (issue 23)
     "deeplift: baseline of the wrong shape": (
         _explain(method="deeplift", baseline=np.zeros((3, 4, 4))), "baseline",

@@ -120,3 +120,28 @@ def test_one_method_instance_shared_by_threads() -> None:
     # the class and Weights calls differ, so a target crossing threads would show
     assert not np.allclose(alone[0].attribution, alone[1].attribution)
     assert_unchanged(model, before)
+
+
+def test_threads_on_one_vit_get_the_sequential_maps(inputs: torch.Tensor) -> None:
+    """AttnLRP, CP-LRP and the attention methods from three threads on one timm ViT."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=8, embed_dim=16, depth=2, num_heads=2, num_classes=10).eval()
+    x = inputs[:, :, :32, :32].contiguous()
+    flags = [block.attn.fused_attn for block in vit.blocks]
+    plan: list[tuple[str, dict[str, object]]] = [
+        ("attnlrp", {}), ("attnlrp", {"cp": True}), ("generic_attention", {})]
+
+    def run(method: str, options: dict[str, object]) -> np.ndarray:
+        return attrib.explain(vit, x, method=method, target=[1, 7], **options).attribution
+
+    expected = [run(method, options) for method, options in plan]
+    before = snapshot(vit)
+    results = run_in_threads([
+        (lambda m=method, o=options: [run(m, o) for _ in range(CALLS)]) for method, options in plan])
+    for (method, _), maps, reference in zip(plan, results, expected):
+        for got in maps:
+            np.testing.assert_array_equal(got, reference, err_msg=method)
+    assert_unchanged(vit, before)
+    assert [block.attn.fused_attn for block in vit.blocks] == flags

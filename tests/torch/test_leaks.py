@@ -93,3 +93,26 @@ def test_rss_and_live_tensors_stay_flat_over_1000_calls(one_thread: None) -> Non
     assert rss[-1] - rss[1] < 4.0, rss
     assert_unchanged(model, before)
     assert x.grad is None
+
+
+def test_attnlrp_leaves_no_tensor_behind(one_thread: None) -> None:
+    """AttnLRP and CP-LRP (their own autograd Functions, routed attention) keep nothing alive."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=16, patch_size=8, embed_dim=8, depth=1, num_heads=2, num_classes=4).eval()
+    before = snapshot(vit)
+    x = torch.randn(2, 3, 16, 16)
+
+    def block(n: int) -> None:
+        for i in range(n):
+            e = attrib.explain(vit, x, method="attnlrp", cp=bool(i % 2), target=[0, 3])
+            assert np.isfinite(e.attribution).all()
+
+    block(10)
+    tensors = [_live_tensors()]
+    for _ in range(2):
+        block(40)
+        tensors.append(_live_tensors())
+    assert tensors == [tensors[0]] * len(tensors), tensors
+    assert_unchanged(vit, before)
