@@ -10,13 +10,13 @@ no input gradient, so the backend stops its backward pass at the layer.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS", "LayerInfo"]
+__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS", "LayerInfo", "same_batch_groups"]
 
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
 
@@ -355,3 +355,28 @@ def check_layout(layout: object) -> str:
 
     chosen = layout.upper() if isinstance(layout, str) and layout.upper() in LAYOUTS else layout
     return check_choice("layout", chosen, LAYOUTS, suggestion="torch models use 'NCHW', Flax models 'NHWC'.")
+
+
+def same_batch_groups(requests: Sequence[GradientRequest],
+                      shares: Callable[[GradientRequest], bool]) -> list[list[int]]:
+    """Indices of ``requests`` that explain the same scores of the same batch, grouped.
+
+    Only requests for which ``shares(request)`` holds are grouped; two join
+    one group when they hold the very same ``inputs``, ``targets``,
+    ``target_weights`` and ``target`` objects and the same objective (what
+    :meth:`Model.gradients_many` may serve from one forward pass).
+    """
+    def same_batch(a: GradientRequest, b: GradientRequest) -> bool:
+        return (a.inputs is b.inputs and a.targets is b.targets and a.target is b.target
+                and a.target_weights is b.target_weights and a.objective == b.objective)
+
+    groups: list[list[int]] = []
+    for i, request in enumerate(requests):
+        if not shares(request):
+            continue
+        group = next((g for g in groups if same_batch(requests[g[0]], request)), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups

@@ -52,7 +52,7 @@ from attrib._errors import (
     shown,
 )
 from attrib._inputs import as_tuple, check_batch, each, several
-from attrib._model import GradientRequest, GradientResult, LayerInfo, Model
+from attrib._model import GradientRequest, GradientResult, LayerInfo, Model, same_batch_groups
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 from attrib.rules import RuleSet, get_rule, rule_set
@@ -353,17 +353,8 @@ class JaxModel(Model):
         the first result of such a group and 0 on the others; other requests
         run alone.
         """
-        groups: list[list[int]] = []
-        for i, request in enumerate(requests):
-            if not _shares(request):
-                continue
-            group = next((g for g in groups if _same_batch(requests[g[0]], request)), None)
-            if group is None:
-                groups.append([i])
-            else:
-                group.append(i)
         results: dict[int, GradientResult] = {}
-        for group in groups:
+        for group in same_batch_groups(requests, _shares):
             if len(group) > 1:
                 results.update(zip(group, self._shared([requests[i] for i in group])))
         return [results[i] if i in results else self.gradients(request)
@@ -754,12 +745,6 @@ def _shares(request: GradientRequest) -> bool:
             and rules.transformer is None and request.target is None
             and not request.attention and not request.attention_gradients
             and request.reference is None)
-
-
-def _same_batch(a: GradientRequest, b: GradientRequest) -> bool:
-    """Whether two requests explain the same scores of the same batch (the same objects)."""
-    return (a.inputs is b.inputs and a.targets is b.targets
-            and a.target_weights is b.target_weights and a.objective == b.objective)
 
 
 def _array_shape(inputs: Any) -> Any:

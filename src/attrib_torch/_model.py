@@ -26,7 +26,7 @@ from attrib._errors import (
     shown,
 )
 from attrib._inputs import as_tuple, each, like, several
-from attrib._model import LayerInfo
+from attrib._model import LayerInfo, same_batch_groups
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
 from attrib.rules import RuleSet, get_rule, rule_set
@@ -294,17 +294,8 @@ class TorchModel(Model):
         the first result of a shared group and 0 on the others. Other
         requests, and a graph holding compiled code, run alone.
         """
-        groups: list[list[int]] = []
-        for i, request in enumerate(requests):
-            if not self._shares(request):
-                continue
-            group = next((g for g in groups if _same_batch(requests[g[0]], request)), None)
-            if group is None:
-                groups.append([i])
-            else:
-                group.append(i)
         results: dict[int, GradientResult] = {}
-        for group in groups:
+        for group in same_batch_groups(requests, self._shares):
             if len(group) > 1:
                 shared = self._shared([requests[i] for i in group])
                 if shared is not None:
@@ -738,13 +729,6 @@ class TorchModel(Model):
         if not logits.is_floating_point():
             raise argument_error("model", "floating-point logits", shown(f"dtype {logits.dtype}"))
         return logits
-
-
-
-def _same_batch(a: GradientRequest, b: GradientRequest) -> bool:
-    """Whether two requests explain the same scores of the same batch (the same objects)."""
-    return (a.inputs is b.inputs and a.targets is b.targets and a.target is b.target
-            and a.target_weights is b.target_weights and a.objective == b.objective)
 
 
 def _hides_rectifiers(model: nn.Module) -> bool:
