@@ -4,9 +4,11 @@ torchvision ``resnet18`` / ``resnet50`` (random weights, BatchNorm statistics
 and affine parameters perturbed to non-trivial values, eval mode) are
 explained with ``backend="torch"`` on NCHW inputs and their Flax twins from
 :func:`attrib_jax.from_torch` with ``backend="jax"`` on the same inputs in
-NHWC. Relative error ``||a - b|| / ||b||`` per sample must be below 1e-4 in
-float32 and 1e-10 in float64 (``jax.enable_x64`` scoped to the test, torch
-model ``.double()``).
+NHWC. Relative error ``||a - b|| / ||b||`` per sample must be below 1e-10 in
+float64 on both (``jax.enable_x64`` scoped to the test, torch model
+``.double()``) and below 1e-4 in float32 on resnet18. The float32 test does not
+run resnet50 as well: it would check the same translation (Bottleneck blocks:
+the float64 test; float32 maps and dtypes: resnet18) for 27 s of the suite.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ CASES: list[tuple[str, str | None]] = [
 ]
 TARGETS = [5, 8]  # batch of 2, different targets
 #: input size: small to keep compile and run times low (layer4 is 2x2, layer3 4x4). Smaller
-#: inputs make float32 maps of a random ResNet-50 ill-conditioned (at 48x48 a relu whose input
+#: inputs made float32 maps of a random ResNet-50 ill-conditioned (at 48x48 a relu whose input
 #: rounds to the other side of 0 moves saliency by 6e-3 relative; float64 still agrees to 1e-14)
 SIZES = {"resnet18": 64, "resnet50": 64}
 
@@ -101,9 +103,8 @@ def _check_parity(name: str, dtype: Any, np_dtype: Any, tolerance: float) -> dic
     return worst
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_float32_parity(name: str) -> None:
-    _check_parity(name, torch.float32, np.float32, 1e-4)
+def test_float32_parity() -> None:
+    _check_parity("resnet18", torch.float32, np.float32, 1e-4)
 
 
 @pytest.mark.parametrize("name", ["resnet18", "resnet50"])
