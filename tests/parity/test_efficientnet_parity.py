@@ -8,11 +8,9 @@
   saliency pass takes ~3 s at 32x32, ~21 s at 64x64; each new program
   compiles for 6-9 s); the multi-pass methods (integrated gradients,
   SmoothGrad, Score-CAM, Ablation-CAM: one more program each) run in a second
-  test, smaller: the photographs at 24x24 (XLA ran these float64 passes for
-  ~30 s at 32x32; at 16x16 Ablation-CAM's map is all zero), two IG steps, two
-  SmoothGrad samples, the CAMs at ``blocks.1`` (24 channels, 6x6). At 64x64
-  every method agreed within 3e-14 (measured once, ``bn2`` as the default
-  layer).
+  test, small: two IG steps, two SmoothGrad samples, the CAMs at ``blocks.1``
+  (24 channels). At 64x64 every method agreed within 3e-14 (measured once,
+  ``bn2`` as the default layer).
 - guided backprop and deconvnet of the torch backend equal a copy of the model
   whose ReLU6 modules are swapped for a hand-written autograd function with
   the rule's backward (≤ 1e-6 relative), and differ from the plain gradient.
@@ -39,7 +37,6 @@ from .test_resnet_parity import _relative  # noqa: E402
 
 TARGETS = [285, 967]  # Egyptian cat, espresso
 SIZE = 32
-MULTIPASS_SIZE = 24  # blocks.1 6x6; a JAX stride-2 pad made symmetric still fails it
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +107,7 @@ MULTIPASS: list[tuple[str, dict[str, Any]]] = [
 def test_float64_parity_of_the_multipass_methods(lite0) -> None:
     """Integrated gradients, SmoothGrad, Score-CAM and Ablation-CAM: torch = JAX (1e-10)."""
     torch_model = copy.deepcopy(lite0.model).double()
-    x = _inputs(lite0, MULTIPASS_SIZE).astype(np.float64)
+    x = _inputs(lite0, SIZE).astype(np.float64)
     x_nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     with torch.no_grad():
         targets = torch_model(torch.from_numpy(x)).argmax(1).tolist()
