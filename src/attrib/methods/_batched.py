@@ -174,9 +174,10 @@ def check_scale(name: str, value: object, unit: str, suggestion: str | None = No
     expected = f"a finite float >= 0 ({unit})"
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise argument_error(name, expected, value, suggestion, kind=AttribTypeError)
-    if not (np.isfinite(value) and value >= 0):
+    number = float(value)
+    if not (np.isfinite(number) and number >= 0):
         raise argument_error(name, expected, value, suggestion)
-    return float(value)
+    return number
 
 
 def spatial_axes(layout: str, ndim: int) -> tuple[int, ...]:
