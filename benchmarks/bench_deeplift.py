@@ -3,8 +3,8 @@
 Run: ``python benchmarks/bench_deeplift.py [--size 224] [--batch 8] [--repeats 3] [--threads 2]``
 
 torchvision ``vgg16`` (weights=None, eval, float32), a batch of ``--batch``
-images and a black baseline; timed interleaved within each round (the order
-rotates every round; median of ``--repeats``):
+images and a black baseline; variants interleaved in every round, medians of
+``--repeats`` (:func:`benchmarks._timing.interleaved`):
 
 - ``attrib``: ``attrib.explain(model, x, method="deeplift", target=...)`` on the
   unmodified model;
@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import statistics
-import time
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +31,9 @@ import torchvision
 from torch import nn
 
 import attrib
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import interleaved  # noqa: E402 - the benchmarks' one timing loop
 
 
 class _Copy(nn.Module):
@@ -47,12 +50,6 @@ def _with_copies(model: nn.Module) -> nn.Module:
         layers.append(layer)
     fixed.features = nn.Sequential(*layers)
     return fixed
-
-
-def _time(call: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    call()
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -81,13 +78,8 @@ def main() -> None:
     theirs = captum.attribute(x, baseline, target=targets).detach().numpy()
     print(f"vgg16 {args.size}² batch {args.batch}: |attrib - captum| / max|captum| = "
           f"{np.abs(ours - theirs).max() / np.abs(theirs).max():.1e}")
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    names = list(calls)
-    for round_ in range(args.repeats):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:
-            times[name].append(_time(calls[name]))
-    median = {name: statistics.median(t) for name, t in times.items()}
-    print("  ".join(f"{name} {median[name]:.2f} s" for name in names))
+    _, median = interleaved(calls, args.repeats)
+    print("  ".join(f"{name} {seconds:.2f} s" for name, seconds in median.items()))
     print(f"attrib / captum {median['attrib'] / median['captum']:.2f}x, "
           f"attrib / gradient {median['attrib'] / median['gradient']:.2f}x")
 

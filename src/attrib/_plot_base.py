@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-#: Panel titles of the built-in methods.
+#: Panel titles of the built-in methods (a test checks that every one has a title).
 METHOD_LABELS: dict[str, str] = {
     "saliency": "Vanilla gradient",
     "gradient_x_input": "Gradient × input",
@@ -29,6 +29,12 @@ METHOD_LABELS: dict[str, str] = {
     "smoothgrad": "SmoothGrad",
     "occlusion": "Occlusion",
     "gradient_shap": "GradientSHAP",
+    "lrp": "LRP",
+    "attnlrp": "AttnLRP",  # also CP-LRP (cp=True): one method name
+    "deeplift": "DeepLIFT",
+    "deeplift_shap": "DeepLIFT-SHAP",
+    "attention_rollout": "Attention rollout",
+    "generic_attention": "Generic attention",
 }
 
 _DIVERGING_CMAP = "RdBu_r"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import postprocess as pp
-from ._errors import AttribTypeError, argument_error, check_choice, shown
+from ._errors import AttribTypeError, argument_error, check_choice, did_you_mean, shown
 from ._kinds import is_explanation
 from ._plot_base import _DIVERGING_CMAP, METHOD_LABELS, _pyplot
 from ._signal_plots import signal_figure, volume_figure
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 __all__ = [
     "STYLES",
     "METHOD_LABELS",
+    "SEED_COLUMNS",
     "seed_figure",
     "saliency_figure",
     "grid_figure",
@@ -51,6 +52,9 @@ __all__ = [
     "signal_figure",
     "volume_figure",
 ]
+
+#: The seed figure's first columns, in order (Selvaraju et al. 2017, figure 1).
+SEED_COLUMNS: tuple[str, ...] = ("gradcam", "saliency", "guided_backprop", "guided_gradcam")
 
 #: How a map can be drawn (see :func:`render`).
 STYLES: tuple[str, ...] = ("auto", "heatmap", "gray", "rgb", "diverging", "color",
@@ -261,6 +265,7 @@ def _check_mapping(explanations: object, name: str) -> dict[str, Explanation]:
 
 
 def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
+                columns: Sequence[str] | None = None,
                 gradient_style: str = "rgb", colormap: Any = "jet", alpha: float = 0.5,
                 percentile: float = 99, class_names: Any = None,
                 panel_size: float = 2.4, title: str | None = None,
@@ -270,8 +275,8 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
     One row per sample, a title on every panel. Panels of methods not given
     are skipped; a guided Grad-CAM explanation also supplies the Grad-CAM
     and guided-backprop panels from its ``parts`` when those methods are not
-    given themselves. Other methods (deconvnet, gradient × input, third
-    parties') follow as extra columns.
+    given themselves. Every other method given follows as an extra column,
+    unless ``columns`` picks them.
 
     Parameters
     ----------
@@ -281,6 +286,10 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
     explanations : dict of str to Explanation
         Keyed by method name (``"gradcam"``, ``"saliency"``,
         ``"guided_backprop"``, ``"guided_gradcam"``, ...), of the same samples.
+    columns : sequence of str, optional
+        The methods to show after the original, in order (each given, or a
+        part of the guided Grad-CAM given). Default: :data:`SEED_COLUMNS`
+        that are available, then the other methods given, in their order.
     gradient_style : str
         How input-space maps are drawn (see :func:`render`): ``"rgb"``
         (the seeds' ``deprocess``), ``"gray"``, ``"diverging"``, ...
@@ -311,8 +320,6 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
     targets = np.asarray(first.targets)
     composite = given.get("guided_gradcam")
 
-    columns: list[tuple[str, _Map, str]] = []
-
     def part(name: str) -> _Map | None:
         if name in given:
             return _from_explanation(given[name])
@@ -320,19 +327,27 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
             return _Map(np.asarray(composite.parts[name]), composite.layout, name, targets)
         return None
 
-    for name in ("gradcam", "saliency", "guided_backprop", "guided_gradcam"):
-        m = part(name)
-        if m is not None:
-            columns.append((METHOD_LABELS[name], m, "heatmap" if m.is_cam else gradient_style))
-    for name, explanation in given.items():
-        if name not in METHOD_LABELS or name in ("gradient_x_input", "deconvnet"):
-            m = _from_explanation(explanation)
-            columns.append((METHOD_LABELS.get(name, name), m,
-                            "heatmap" if m.is_cam else gradient_style))
+    available = [name for name in SEED_COLUMNS if part(name) is not None]
+    available += [name for name in given if name not in SEED_COLUMNS]
+    if columns is None:
+        columns = available
+    elif isinstance(columns, str) or not isinstance(columns, Sequence) \
+            or not all(isinstance(name, str) for name in columns):
+        raise argument_error("columns", "a sequence of method names", columns,
+                             kind=AttribTypeError)
+    for name in columns:
+        if name not in available:
+            raise argument_error("columns", f"methods of {available}", name,
+                                 did_you_mean(name, available))
     if not columns:
-        raise argument_error("explanations", "at least one method to show", given)
+        raise argument_error("columns", f"at least one of {available}", columns)
+    panels: list[tuple[str, _Map, str]] = []
+    for name in columns:
+        m = part(name)
+        assert m is not None
+        panels.append((METHOD_LABELS.get(name, name), m, "heatmap" if m.is_cam else gradient_style))
 
-    cols = len(columns) + (pictures is not None)
+    cols = len(panels) + (pictures is not None)
     fig, axes = _figure(n, cols, panel_size)
     for row in range(n):
         picture = None if pictures is None else pictures[row]
@@ -341,7 +356,7 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
         if picture is not None:
             _show(axes[row, 0], picture, {}, f"Original ({label})" if label else "Original")
             col = 1
-        for text, m, style in columns:
+        for text, m, style in panels:
             shown_picture, kwargs = render(m, row, picture, style=style, colormap=colormap,
                                            alpha=alpha, percentile=percentile)
             _show(axes[row, col], shown_picture, kwargs,

@@ -166,6 +166,13 @@ class LinearRule(ABC):
         """
 
 
+def _proportional(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+                  relevance: np.ndarray, op: LinearOp, epsilon: float) -> np.ndarray:
+    """``x * f^T(R / stab(f(x)))``: LRP-ε's formula, also the norm rule's (no parameters)."""
+    s = stabilized_divide(relevance, op.forward(x, weight, bias), epsilon)
+    return x * op.transpose(s, weight)
+
+
 @dataclass(frozen=True)
 class Epsilon(LinearRule):
     """LRP-ε: ``R_in = x * W^T (R / (z + ε sign z))``; ε = 0 is LRP-0 (Bach et al. 2015)."""
@@ -175,8 +182,7 @@ class Epsilon(LinearRule):
 
     def reference(self, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
                   relevance: np.ndarray, op: LinearOp) -> np.ndarray:
-        s = stabilized_divide(relevance, op.forward(x, weight, bias), self.epsilon)
-        return x * op.transpose(s, weight)
+        return _proportional(x, weight, bias, relevance, op, self.epsilon)
 
 
 @dataclass(frozen=True)
@@ -191,8 +197,7 @@ class Norm(LinearRule):
 
     def reference(self, x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
                   relevance: np.ndarray, op: LinearOp) -> np.ndarray:
-        s = stabilized_divide(relevance, op.forward(x, weight, bias), self.stabilizer)
-        return x * op.transpose(s, weight)
+        return _proportional(x, weight, bias, relevance, op, self.stabilizer)
 
 
 @dataclass(frozen=True)

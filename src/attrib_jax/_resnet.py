@@ -19,7 +19,7 @@ He, Zhang, Ren, Sun (2016). Deep residual learning for image recognition.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -54,47 +54,49 @@ class Downsample(nn.Module):
         return _bn(train, "1", self.bn_eps)(x)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs with a residual connection (ResNet-18/34)."""
+class _Block(nn.Module):
+    """The fields of both residual blocks; their output is :func:`_joined`."""
 
     planes: int
     stride: int = 1
     downsample: bool = False
-    expansion: int = 1
     act: Callable[[jax.Array], jax.Array] = jax.nn.relu
     bn_eps: float = _BN_EPS
+    #: output channels per ``planes``
+    expansion: ClassVar[int] = 1
+
+
+def _joined(block: _Block, x: jax.Array, out: jax.Array, train: bool) -> jax.Array:
+    """``act(out + shortcut(x))``; the shortcut projects (``downsample``) when the block says so."""
+    identity = x
+    if block.downsample:
+        identity = Downsample(block.planes * block.expansion, block.stride, block.bn_eps,
+                              name="downsample")(x, train)
+    return block.act(out + identity)
+
+
+class BasicBlock(_Block):
+    """Two 3x3 convs with a residual connection (ResNet-18/34)."""
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        identity = x
         out = _conv(self.planes, 3, self.stride, 1, "conv1")(x)
         out = self.act(_bn(train, "bn1", self.bn_eps)(out))
         out = _conv(self.planes, 3, 1, 1, "conv2")(out)
-        out = _bn(train, "bn2", self.bn_eps)(out)
-        if self.downsample:
-            identity = Downsample(self.planes, self.stride, self.bn_eps, name="downsample")(x, train)
-        return self.act(out + identity)
+        return _joined(self, x, _bn(train, "bn2", self.bn_eps)(out), train)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Block):
     """1x1, 3x3 (strided), 1x1 convs with a residual connection (ResNet-50)."""
 
-    planes: int
-    stride: int = 1
-    downsample: bool = False
-    expansion: int = 4
-    act: Callable[[jax.Array], jax.Array] = jax.nn.relu
-    bn_eps: float = _BN_EPS
+    expansion: ClassVar[int] = 4
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        identity = x
         out = self.act(_bn(train, "bn1", self.bn_eps)(_conv(self.planes, 1, 1, 0, "conv1")(x)))
         out = self.act(_bn(train, "bn2", self.bn_eps)(_conv(self.planes, 3, self.stride, 1, "conv2")(out)))
-        out = _bn(train, "bn3", self.bn_eps)(_conv(self.planes * 4, 1, 1, 0, "conv3")(out))
-        if self.downsample:
-            identity = Downsample(self.planes * 4, self.stride, self.bn_eps, name="downsample")(x, train)
-        return self.act(out + identity)
+        out = _bn(train, "bn3", self.bn_eps)(_conv(self.planes * self.expansion, 1, 1, 0, "conv3")(out))
+        return _joined(self, x, out, train)
 
 
 class ResLayer(nn.Module):
@@ -111,7 +113,7 @@ class ResLayer(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         cls: Any = BasicBlock if self.block == "basic" else Bottleneck
-        expansion = 1 if self.block == "basic" else 4
+        expansion = cls.expansion
         for i in range(self.blocks):
             stride = self.stride if i == 0 else 1
             down = i == 0 and (stride != 1 or self.in_features != self.planes * expansion)
@@ -151,7 +153,7 @@ class ResNet(nn.Module):
         x = _conv(64, 7, 2, 3, "conv1")(x)
         x = self.act(_bn(train, "bn1", self.bn_eps)(x))
         x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
-        expansion = 1 if self.block == "basic" else 4
+        expansion = (BasicBlock if self.block == "basic" else Bottleneck).expansion
         features = 64
         for i, blocks in enumerate(self.stage_sizes):
             planes = 64 * 2**i

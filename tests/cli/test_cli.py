@@ -286,5 +286,8 @@ def test_explain_without_layer_uses_the_default_layer() -> None:
 def test_explain_takes_the_shap_and_deeplift_methods(photo: Path, tmp_path: Path) -> None:
     assert main(["explain", str(photo), "--model", "demo", "--method",
                  "deeplift,deeplift_shap,gradient_shap", "--out", str(tmp_path)]) == 0
+    # every method asked for is a column of the combined figure (GradientSHAP, labelled as
+    # a multi-pass method, used to be left out of it, and a multi-pass method alone raised)
+    assert _panels(_png(tmp_path / "chelsea_demo_torch.png")) == 4
     for method in ("deeplift", "deeplift_shap", "gradient_shap"):
         assert _png(tmp_path / f"chelsea_demo_torch_{method}.png").size > 0

@@ -46,3 +46,21 @@ def test_chunks_cover_every_row_once_within_batch_size(total: int, batch_size: i
 
 def test_default_batch_size_is_at_least_one_row() -> None:
     assert default_batch_size(np.zeros((2, 3, 2000, 2000))) == 1
+
+
+@pytest.mark.parametrize(("method", "option"), [("smoothgrad", "noise"),
+                                                ("gradient_shap", "stdevs")])
+def test_noise_scales_share_one_check(method: str, option: str) -> None:
+    import attrib
+    from attrib import GradientResult
+    from support.array_model import ArrayModel
+
+    model = ArrayModel(GradientResult(inputs=np.zeros((1, 1, 2, 2)), logits=np.zeros((1, 2)),
+                                      targets=np.zeros(1, np.int64)))
+    cls = attrib.Registry().method(method)
+    assert getattr(cls(model, **{option: 0.25}), option) == 0.25
+    for value, kind in [("big", attrib.AttribTypeError), (True, attrib.AttribTypeError),
+                        (-0.1, attrib.AttribValueError), (float("nan"), attrib.AttribValueError),
+                        (float("inf"), attrib.AttribValueError)]:
+        with pytest.raises(kind, match=f"^{option}: expected a finite float >= 0"):
+            cls(model, **{option: value})

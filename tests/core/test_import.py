@@ -67,5 +67,8 @@ def test_every_public_name_resolves_and_type_checkers_see_it():
     eager = {alias.asname or alias.name for node in tree.body
              if isinstance(node, ast.ImportFrom) for alias in node.names}
     assert set(attrib.__all__) <= checked | eager
+    # attrib.__all__ lists postprocess's names again (it cannot import postprocess, which
+    # loads NumPy): the two lists must not drift apart
+    assert set(attrib.postprocess.__all__) <= set(attrib.__all__)
     assert {"plotting", "preprocess", "testing", "ray"} <= checked & set(dir(attrib))
     assert "no_such_name" not in dir(attrib)

@@ -274,15 +274,48 @@ def test_import_attrib_loads_neither_matplotlib_nor_pil():
 
 
 def test_every_built_in_method_has_a_panel_title_and_the_demo_shows_them_by_family():
+    from attrib import Registry
     from attrib._cli._demo import _methods
-    from attrib.methods import CAM_METHODS, MULTIPASS_METHODS, SEED_METHODS
 
-    built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS)]
+    built_in = [name for name, cls in Registry().methods().items()
+                if cls.__module__.split(".")[0] == "attrib"]
     assert sorted(plots.METHOD_LABELS) == sorted(built_in)
     assert len(set(plots.METHOD_LABELS.values())) == len(built_in)
     order = _methods()
     assert order[:4] == ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
     assert order.index("gradcam_pp") < order.index("ablationcam") < order.index("integrated_gradients")
+
+
+def test_seed_figure_columns_are_chosen_not_implied_by_the_labels(tmp_path, explanations, images):
+    smooth = make("smoothgrad", explanations["saliency"].attribution)
+    # every method given has a column by default (a SmoothGrad alone used to raise)
+    fig = plots.seed_figure(None, {"smoothgrad": smooth})
+    assert [ax.get_title() for ax in fig.axes] == ["Original (class 3)", "SmoothGrad",
+                                                    "Original (class 7)", "SmoothGrad"]
+    fig = plots.seed_figure(images, {**explanations, "smoothgrad": smooth},
+                            columns=["guided_backprop", "smoothgrad", "gradcam"])
+    save_and_check(fig, tmp_path / "columns.png",
+                   [f"Original (class {k})" if i == 0 else t
+                    for k in (3, 7) for i, t in enumerate(["", "Guided backprop", "SmoothGrad",
+                                                           "Grad-CAM"])])
+    with pytest.raises(AttribError, match=r"columns: expected methods of .* got 'gradcma'. "
+                                          r"Did you mean 'gradcam'\?"):
+        plots.seed_figure(images, explanations, columns=["gradcma"])
+    with pytest.raises(AttribError, match="columns: expected a sequence of method names"):
+        plots.seed_figure(images, explanations, columns="gradcam")
+    with pytest.raises(AttribError, match="columns: expected at least one of"):
+        plots.seed_figure(images, explanations, columns=[])
+
+
+def test_the_demo_seed_figures_keep_their_columns():
+    # the columns the demo's seed figures showed while they were implied by METHOD_LABELS
+    from attrib._cli._demo import PHOTO_METHODS, _methods, _seed_columns
+
+    assert _seed_columns(_methods()) == [
+        "gradcam", "saliency", "guided_backprop", "guided_gradcam", "gradient_x_input",
+        "deconvnet", "lrp", "deeplift", "deeplift_shap"]
+    assert _seed_columns(list(PHOTO_METHODS)) == [
+        "gradcam", "saliency", "guided_backprop", "guided_gradcam", "deconvnet", "gradient_x_input"]
 
 
 def test_segmentation_and_detection_figures() -> None:

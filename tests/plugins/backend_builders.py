@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from attrib.testing import Conv, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
+from attrib.testing import BatchNorm, Conv, Dense, GlobalAvgPool, NetSpec, ReLU, ReLU6
 
 
 def build_torch(spec: NetSpec) -> Any:
@@ -50,6 +50,13 @@ def build_torch(spec: NetSpec) -> Any:
                 linear.weight.copy_(torch.from_numpy(layer.weight.T))
                 linear.bias.copy_(torch.from_numpy(layer.bias))
             modules[layer.name] = linear
+        elif isinstance(layer, BatchNorm):
+            norm = nn.BatchNorm2d(len(layer.weight), eps=layer.eps)
+            with torch.no_grad():
+                for name, value in (("weight", layer.weight), ("bias", layer.bias),
+                                    ("running_mean", layer.mean), ("running_var", layer.var)):
+                    getattr(norm, name).copy_(torch.from_numpy(value))
+            modules[layer.name] = norm
         elif isinstance(layer, ReLU):
             modules[layer.name] = nn.ReLU()
         elif isinstance(layer, ReLU6):
@@ -90,6 +97,9 @@ def build_linen(spec: NetSpec) -> tuple[Any, dict[str, Any]]:
                                 padding=((p, p),) * k, name=layer.name)(x)
                 elif isinstance(layer, Dense):
                     x = nn.Dense(layer.weight.shape[1], name=layer.name)(x)
+                elif isinstance(layer, BatchNorm):
+                    x = nn.BatchNorm(use_running_average=True, epsilon=layer.eps,
+                                     name=layer.name)(x)
                 elif isinstance(layer, ReLU):
                     x = nn.relu(x)
                 elif isinstance(layer, ReLU6):
@@ -101,6 +111,7 @@ def build_linen(spec: NetSpec) -> tuple[Any, dict[str, Any]]:
             return x
 
     params: dict[str, Any] = {}
+    stats: dict[str, Any] = {}
     for layer in layers:
         if isinstance(layer, Conv):
             kernel = layer.weight.transpose(*range(2, 2 + layer.dims), 1, 0)   # (*k, I, O)
@@ -109,7 +120,12 @@ def build_linen(spec: NetSpec) -> tuple[Any, dict[str, Any]]:
         elif isinstance(layer, Dense):
             params[layer.name] = {"kernel": jnp.asarray(layer.weight, jnp.float32),
                                   "bias": jnp.asarray(layer.bias, jnp.float32)}
-    return SpecNet(), {"params": params}
+        elif isinstance(layer, BatchNorm):
+            params[layer.name] = {"scale": jnp.asarray(layer.weight, jnp.float32),
+                                  "bias": jnp.asarray(layer.bias, jnp.float32)}
+            stats[layer.name] = {"mean": jnp.asarray(layer.mean, jnp.float32),
+                                 "var": jnp.asarray(layer.var, jnp.float32)}
+    return SpecNet(), {"params": params, **({"batch_stats": stats} if stats else {})}
 
 
 def jax_array(x: np.ndarray) -> Any:

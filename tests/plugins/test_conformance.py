@@ -29,6 +29,7 @@ class TestTorchConformance(BackendConformance):
     to_native = staticmethod(torch_tensor)
     rule_sets = True
     deeplift = True
+    batchnorm = True
 
 
 @_selected("jax")
@@ -41,6 +42,7 @@ class TestJaxLinenConformance(BackendConformance):
     parameter_free_layers = False
     rule_sets = True
     deeplift = True
+    batchnorm = True
 
 
 @_selected("numpy")

@@ -24,3 +24,16 @@ def perturb_batchnorm(model: Any, seed: int = 1) -> Any:
                 module.weight.copy_(0.8 + 0.4 * torch.rand(c, generator=generator))
                 module.bias.copy_(0.1 * torch.randn(c, generator=generator))
     return model.eval()
+
+
+def perturbed_resnet18(dtype: Any = None) -> Any:
+    """torchvision ``resnet18`` (10 classes, ``torch.manual_seed(0)``), BatchNorm perturbed, eval.
+
+    ``dtype``: the parameters' dtype (``torch.float64`` for the reference comparisons).
+    """
+    import torch
+    import torchvision
+
+    torch.manual_seed(0)
+    model = perturb_batchnorm(torchvision.models.resnet18(weights=None, num_classes=10))
+    return model if dtype is None else model.to(dtype)

@@ -20,20 +20,15 @@ captum_attr = pytest.importorskip("captum.attr")
 
 import attrib  # noqa: E402
 from attrib.methods.gradient_shap import Draws  # noqa: E402
-from support.batchnorm import perturb_batchnorm  # noqa: E402
+from support.batchnorm import perturbed_resnet18  # noqa: E402
+from support.compare import max_relative  # noqa: E402
 
 TARGETS = [3, 7]
 
 
 @pytest.fixture(scope="module")
 def resnet() -> Any:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=10)
-    return perturb_batchnorm(model).double()
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
+    return perturbed_resnet18(torch.float64)
 
 
 def _captum_draws(n: int, n_samples: int, n_baselines: int, shape: tuple[int, ...],
@@ -65,16 +60,16 @@ def test_gradient_shap_equals_captum_with_the_same_draws(resnet: Any, stdevs: fl
     ours = attrib.explain(resnet, x, method="gradient_shap", target=TARGETS, baselines=baselines,
                           n_samples=n_samples, stdevs=stdevs, draws=draws, batch_size=3)
     assert np.abs(theirs).max() > 0
-    assert _relative(ours.attribution, theirs) <= 1e-6
+    assert max_relative(ours.attribution, theirs) <= 1e-6
     # the same draws in any chunking give the same map; a seed gives the same draws
     again = attrib.explain(resnet, x, method="gradient_shap", target=TARGETS, baselines=baselines,
                            n_samples=n_samples, stdevs=stdevs, draws=draws, batch_size=8)
-    assert _relative(again.attribution, ours.attribution) <= 1e-12
+    assert max_relative(again.attribution, ours.attribution) <= 1e-12
     one = attrib.explain(resnet, x, method="gradient_shap", target=TARGETS, baselines=baselines,
                          n_samples=n_samples, stdevs=stdevs, seed=1)
     two = attrib.explain(resnet, x, method="gradient_shap", target=TARGETS, baselines=baselines,
                          n_samples=n_samples, stdevs=stdevs, seed=1, batch_size=2)
-    assert _relative(two.attribution, one.attribution) <= 1e-12
+    assert max_relative(two.attribution, one.attribution) <= 1e-12
     np.testing.assert_array_equal(one.stats["baseline_index"], two.stats["baseline_index"])
 
 

@@ -19,26 +19,21 @@ captum_attr = pytest.importorskip("captum.attr")
 
 import attrib  # noqa: E402
 from attrib.methods.integrated_gradients import RULES, quadrature  # noqa: E402
-from support.batchnorm import perturb_batchnorm  # noqa: E402
+from support.batchnorm import perturbed_resnet18  # noqa: E402
+from support.compare import max_relative  # noqa: E402
 
 TARGETS = [3, 7]
 
 
 @pytest.fixture(scope="module")
 def resnet() -> Any:
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None, num_classes=10)
-    return perturb_batchnorm(model).double()
+    return perturbed_resnet18(torch.float64)
 
 
 @pytest.fixture(scope="module")
 def images() -> np.ndarray:
     # small: a 32x32 input still runs every resnet18 stage (layer4 is 1x1)
     return np.random.default_rng(0).normal(size=(2, 3, 32, 32))
-
-
-def _relative(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.abs(np.asarray(a, np.float64) - b).max() / np.abs(b).max())
 
 
 def test_quadrature_nodes_and_weights_are_captums() -> None:
@@ -62,7 +57,7 @@ def test_integrated_gradients_equals_captum_on_resnet18(resnet: Any, images: np.
     theirs = captum_attr.IntegratedGradients(resnet).attribute(
         torch.tensor(images), target=TARGETS, n_steps=steps, method=rule).numpy()
     assert ours.attribution.shape == theirs.shape
-    assert _relative(ours.attribution, theirs) < 1e-5
+    assert max_relative(ours.attribution, theirs) < 1e-5
     assert np.abs(theirs).max() > 0
 
 
@@ -72,7 +67,7 @@ def test_integrated_gradients_array_baseline_equals_captum(resnet: Any, images: 
                           steps=3, baseline=baseline)
     theirs = captum_attr.IntegratedGradients(resnet).attribute(
         torch.tensor(images), baselines=torch.tensor(baseline), target=TARGETS, n_steps=3).numpy()
-    assert _relative(ours.attribution, theirs) < 1e-5
+    assert max_relative(ours.attribution, theirs) < 1e-5
 
 
 def test_occlusion_equals_captum_on_resnet18(resnet: Any, images: np.ndarray) -> None:
@@ -81,7 +76,7 @@ def test_occlusion_equals_captum_on_resnet18(resnet: Any, images: np.ndarray) ->
     theirs = captum_attr.Occlusion(resnet).attribute(
         torch.tensor(images), target=TARGETS, sliding_window_shapes=(3, 12, 10),
         strides=(3, 8, 6), baselines=0.5).numpy()
-    assert _relative(ours.attribution, theirs) < 1e-5
+    assert max_relative(ours.attribution, theirs) < 1e-5
     assert ours.stats["windows"] == 4 * 5  # ceil((32-12)/8)+1 rows, ceil((32-10)/6)+1 columns
 
 

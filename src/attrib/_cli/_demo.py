@@ -24,7 +24,7 @@ import numpy as np
 from .._demo import CLASS_NAMES, GRADCAM_LAYER, IMAGE_SIZE, demo_data, demo_model
 from .._errors import AttribError
 from .._registry import default_registry
-from ..plotting import grid_figure, saliency_figure, save_figure, seed_figure
+from ..plotting import SEED_COLUMNS, grid_figure, saliency_figure, save_figure, seed_figure
 from ..preprocess import resize_and_center_crop
 from ._errors import CLIError
 from ._models import JAX_RESNETS, LoadedModel, cached_weights, torchvision_from_weights
@@ -100,9 +100,18 @@ def _methods() -> list[str]:
     names = set(default_registry().methods()) - {cls.name for cls in (*ATTENTION_METHODS, AttnLRP)}
     built_in = [cls.name for cls in (*SEED_METHODS, *CAM_METHODS, *MULTIPASS_METHODS,
                                      *RULE_METHODS)]
-    first = ["gradcam", "saliency", "guided_backprop", "guided_gradcam"]
-    order = first + [m for m in built_in if m not in first]
+    order = [*SEED_COLUMNS, *(m for m in built_in if m not in SEED_COLUMNS)]
     return [m for m in order if m in names] + sorted(names - set(order))
+
+
+def _seed_columns(methods: list[str]) -> list[str]:
+    """The demo's seed-figure columns among ``methods``: the seed figure's four, then the
+    others but the CAM family and the multi-pass methods, which the grid figure shows."""
+    from ..methods import CAM_METHODS, MULTIPASS_METHODS
+
+    elsewhere = {cls.name for cls in (*CAM_METHODS, *MULTIPASS_METHODS)}
+    return [m for m in SEED_COLUMNS if m in methods] + [
+        m for m in methods if m not in SEED_COLUMNS and m not in elsewhere]
 
 
 def _resnet_name(state: dict[str, Any]) -> str:
@@ -177,8 +186,9 @@ def explain_photographs(backends: list[str], out: Path) -> list[Path]:
             for name, best in zip(pictures, top)))
         title = f"scikit-image photographs: {pretrained.spec.title} ({backend})"
         options: dict[str, Any] = {"class_names": pretrained.classes, "probabilities": True}
-        written.append(save_figure(seed_figure(display, explanations, title=title, **options),
-                                   out / f"photos_seed_{backend}.png"))
+        figure = seed_figure(display, explanations, columns=_seed_columns(list(PHOTO_METHODS)),
+                             title=title, **options)
+        written.append(save_figure(figure, out / f"photos_seed_{backend}.png"))
         written.append(save_figure(saliency_figure(explanations["guided_backprop"], display,
                                                    title=f"Guided backprop, {title}", **options),
                                    out / f"photos_saliency_{backend}.png"))
@@ -208,6 +218,7 @@ def run_demo(args: argparse.Namespace) -> int:
               f"(which cover {data.masks.mean():.0%} of the image)")
         title = f"attrib demo: the bundled CNN on generated scenes, every method ({backend})"
         written.append(save_figure(seed_figure(data.images, explanations,
+                                               columns=_seed_columns(methods),
                                                class_names=CLASS_NAMES, title=title),
                                    out / f"demo_seed_{backend}.png"))
         written.append(save_figure(grid_figure(explanations, data.images,

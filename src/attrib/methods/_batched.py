@@ -169,6 +169,17 @@ def check_count(name: str, value: object, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_scale(name: str, value: object, unit: str, suggestion: str | None = None) -> float:
+    """``value`` as a finite float >= 0 (a noise scale in ``unit``), else a clear error naming ``name``."""
+    expected = f"a finite float >= 0 ({unit})"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise argument_error(name, expected, value, suggestion, kind=AttribTypeError)
+    number = float(value)
+    if not (np.isfinite(number) and number >= 0):
+        raise argument_error(name, expected, value, suggestion)
+    return number
+
+
 def spatial_axes(layout: str, ndim: int) -> tuple[int, ...]:
     """The spatial axes of a batch of ``ndim`` dimensions in ``layout``: (H, W), (L,), (D, H, W)."""
     if not 3 <= ndim <= 5:

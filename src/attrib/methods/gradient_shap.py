@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ from ._batched import (
     add_rows,
     check_batch_size,
     check_count,
+    check_scale,
     chunks,
     default_batch_size,
     padded,
@@ -132,10 +132,7 @@ class GradientSHAP(MultiPassMethod):
             raise argument_error("baselines", "'zeros' or an array of baseline images", baselines)
         self.baselines: Any = baselines
         self.n_samples: int = check_count("n_samples", n_samples)
-        if isinstance(stdevs, bool) or not isinstance(stdevs, numbers.Real) \
-                or not (np.isfinite(stdevs) and stdevs >= 0):
-            raise argument_error("stdevs", "a finite float >= 0 (noise std in input units)", stdevs)
-        self.stdevs: float = float(stdevs)
+        self.stdevs: float = check_scale("stdevs", stdevs, "noise std in input units")
         self.seed: int | None = seed
         self.batch_size: int | None = check_batch_size(batch_size)
         if isinstance(draws, Mapping):

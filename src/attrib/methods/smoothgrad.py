@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import inspect
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from .._attributor import Attributor, MethodOutput
-from .._errors import AttribTypeError, argument_error, check_choice
+from .._errors import argument_error, check_choice
 from .._inputs import as_tuple, each, like
 from ._batched import (
     Explained,
@@ -19,6 +18,7 @@ from ._batched import (
     add_rows,
     check_batch_size,
     check_count,
+    check_scale,
     chunks,
     default_batch_size,
     padded,
@@ -99,13 +99,8 @@ class SmoothGrad(MultiPassMethod):
         super().__init__(model, backend=backend, objective=objective, registry=registry)
         self.n_samples: int = check_count("n_samples", n_samples)
         self.batch_size: int | None = check_batch_size(batch_size)
-        if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
-            raise argument_error("noise", "a float >= 0 (fraction of each image's value range)",
-                                 noise, kind=AttribTypeError)
-        if not (np.isfinite(noise) and noise >= 0):
-            raise argument_error("noise", "a finite float >= 0 (fraction of each image's value "
-                                 "range)", noise, "The paper's best values are 0.1 to 0.2.")
-        self.noise: float = float(noise)
+        self.noise: float = check_scale("noise", noise, "fraction of each image's value range",
+                                        "The paper's best values are 0.1 to 0.2.")
         self.kind: str = check_choice("kind", kind, KINDS)
         self.seed: int | None = seed
         self.base: Attributor = self._make_base(base, dict(base_options or {}))

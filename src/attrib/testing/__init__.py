@@ -41,6 +41,7 @@ from ._expected import BUILTIN_METHODS, Expected, expected
 from ._reference import ReferenceModel, backward, deeplift_backward, forward, score_gradient
 from ._specs import (
     MARGIN,
+    BatchNorm,
     Conv,
     Conv1d,
     Conv2d,
@@ -50,6 +51,7 @@ from ._specs import (
     NetSpec,
     ReLU,
     ReLU6,
+    batchnorm_cnn,
     default_specs,
     small_cnn,
     small_mlp,
@@ -73,6 +75,7 @@ __all__ = [
     "Conv2d",
     "Conv3d",
     "Dense",
+    "BatchNorm",
     "ReLU",
     "ReLU6",
     "GlobalAvgPool",
@@ -80,6 +83,7 @@ __all__ = [
     "small_mlp",
     "small_signal_cnn",
     "small_volume_cnn",
+    "batchnorm_cnn",
     "split_inputs",
     "default_specs",
     "MARGIN",

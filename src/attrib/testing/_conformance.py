@@ -38,6 +38,9 @@ class BackendConformance:
     deeplift : bool
         Whether the backend implements DeepLIFT's rule set (multipliers against
         a reference input); checked the same way.
+    batchnorm : bool
+        Whether the builder builds :class:`attrib.testing.BatchNorm` layers:
+        ``Model.randomized(batchnorm=...)`` is then checked on them.
     rtol, atol : float
         Tolerances, see :class:`attrib.testing.Conformance`.
     """
@@ -50,6 +53,7 @@ class BackendConformance:
     parameter_free_layers: ClassVar[bool] = True
     rule_sets: ClassVar[bool] = False
     deeplift: ClassVar[bool] = False
+    batchnorm: ClassVar[bool] = False
     rtol: ClassVar[float] = 1e-4
     atol: ClassVar[float] = 1e-5
     _conformance: ClassVar[Conformance | None] = None
@@ -78,7 +82,7 @@ class BackendConformance:
                 specs=cls.specs, to_native=to_native, wrap_options=dict(cls.wrap_options),
                 registry=cls().registry(),
                 parameter_free_layers=cls.parameter_free_layers, rule_sets=cls.rule_sets,
-                deeplift=cls.deeplift, rtol=cls.rtol, atol=cls.atol,
+                deeplift=cls.deeplift, batchnorm=cls.batchnorm, rtol=cls.rtol, atol=cls.atol,
             )
         conformance = cls._conformance
         assert conformance is not None

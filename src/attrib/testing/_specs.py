@@ -44,6 +44,7 @@ __all__ = [
     "Conv2d",
     "Conv3d",
     "Dense",
+    "BatchNorm",
     "GlobalAvgPool",
     "ReLU",
     "ReLU6",
@@ -53,6 +54,7 @@ __all__ = [
     "small_mlp",
     "small_signal_cnn",
     "small_volume_cnn",
+    "batchnorm_cnn",
     "split_inputs",
     "default_specs",
     "MARGIN",
@@ -108,6 +110,24 @@ class Dense:
     bias: np.ndarray
 
 
+@dataclass(frozen=True, eq=False)
+class BatchNorm:
+    """BatchNorm at inference over the channel axis: ``(x - mean) / sqrt(var + eps) * weight + bias``.
+
+    ``weight`` (γ), ``bias`` (β), ``mean`` and ``var`` (the running statistics)
+    have shape (C,). Only :func:`batchnorm_cnn` holds one (the randomisation
+    case's ``batchnorm=`` option); a backend's builder needs it only when
+    :attr:`attrib.testing.Conformance.batchnorm` is set.
+    """
+
+    name: str
+    weight: np.ndarray
+    bias: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float = 1e-5
+
+
 @dataclass(frozen=True)
 class ReLU:
     """``max(x, 0)``."""
@@ -129,7 +149,7 @@ class GlobalAvgPool:
     name: str
 
 
-Layer = Conv | Dense | ReLU | ReLU6 | GlobalAvgPool
+Layer = Conv | Dense | BatchNorm | ReLU | ReLU6 | GlobalAvgPool
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,8 +218,9 @@ class NetSpec:
         return tuple(np.split(array, np.cumsum(self.splits)[:-1], axis=axis))
 
     def parametrised_layers(self) -> tuple[str, ...]:
-        """Names of the layers with weights (convolutions and dense layers)."""
-        return tuple(layer.name for layer in self.layers if isinstance(layer, (Conv, Dense)))
+        """Names of the layers with weights (convolutions, dense layers, BatchNorm)."""
+        return tuple(layer.name for layer in self.layers
+                     if isinstance(layer, (Conv, Dense, BatchNorm)))
 
     def rectifiers_after(self, layer: str) -> bool:
         """Whether a rectifier lies between ``layer``'s output and the logits."""
@@ -258,6 +279,10 @@ def forward(spec: NetSpec, inputs: np.ndarray,
             x = conv_forward(x, layer)
         elif isinstance(layer, Dense):
             x = x @ layer.weight + layer.bias
+        elif isinstance(layer, BatchNorm):
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            x = ((x - layer.mean.reshape(shape)) / np.sqrt(layer.var.reshape(shape) + layer.eps)
+                 * layer.weight.reshape(shape) + layer.bias.reshape(shape))
         elif isinstance(layer, ReLU):
             x = np.maximum(x, 0.0)
         elif isinstance(layer, ReLU6):
@@ -406,6 +431,25 @@ def small_volume_cnn(seed: int = 0) -> NetSpec:
     (rectifiers after it) and ``conv3`` (none after it).
     """
     return _spatial_cnn("volume", 3, 5, seed, (0.4, 0.8, 0.4))
+
+
+def batchnorm_cnn(seed: int = 0) -> NetSpec:
+    """conv(3→4) batchnorm relu gap dense(4→3), inputs (2, 3, 6, 6).
+
+    Not in :func:`default_specs`: the randomisation case checks the
+    ``batchnorm=`` option of :meth:`attrib.Model.randomized` on it. Its
+    BatchNorm is off the identity (γ, β and running statistics drawn).
+    """
+    rng = np.random.default_rng(20_000 + seed)
+    layers: tuple[Layer, ...] = (
+        _conv(rng, "conv", 3, 4, 0.5),
+        BatchNorm("bn", 0.8 + 0.4 * rng.random(4), rng.normal(0.0, 0.2, size=4),
+                  rng.normal(0.0, 0.3, size=4), 0.5 + rng.random(4)),
+        ReLU("relu"),
+        GlobalAvgPool("pool"),
+        _dense(rng, "fc", 4, 3, 1.0),
+    )
+    return NetSpec("batchnorm", layers, rng.normal(0.0, 1.0, size=(2, 3, 6, 6)), classes=3)
 
 
 def default_specs() -> tuple[NetSpec, ...]:

@@ -27,7 +27,7 @@ from ._reference import (
     forward,
     score_gradient,
 )
-from ._specs import Conv, Dense, NetSpec, default_specs, split_inputs
+from ._specs import BatchNorm, Conv, Dense, NetSpec, batchnorm_cnn, default_specs, split_inputs
 
 __all__ = ["Conformance", "Case", "cases", "run_case", "check_backend", "OBJECTIVES_CHECKED"]
 
@@ -71,6 +71,12 @@ class Conformance:
         Whether the backend implements DeepLIFT's rule set (:data:`attrib.rules.DEEPLIFT`,
         multipliers against ``GradientRequest.reference``): checked against the
         NumPy reference when True; otherwise it must raise :class:`attrib.AttribError`.
+    batchnorm : bool
+        Whether the backend's models can hold BatchNorm layers (the builder
+        builds :class:`attrib.testing.BatchNorm`): ``randomized(batchnorm=...)``
+        is then checked on :func:`attrib.testing.batchnorm_cnn` against the
+        NumPy reference; otherwise only that the option is checked and, with
+        no BatchNorm, changes nothing.
     parameter_free_layers : bool
         Whether layers without weights (rectifiers, pooling) can be tapped.
         Flax linen backends see only modules that own variables: set it to
@@ -91,6 +97,7 @@ class Conformance:
     parameter_free_layers: bool = True
     rule_sets: bool = False
     deeplift: bool = False
+    batchnorm: bool = False
     rtol: float = 1e-4
     atol: float = 1e-5
     dtype: Any = np.float32
@@ -153,6 +160,8 @@ def cases(conf: Conformance) -> list[Case]:
                     Case("explain", spec), Case("randomized", spec)]
             if conf.to_native is not None:
                 out.append(Case("native_inputs", spec))
+            if conf.batchnorm and spec.spatial_dims == 2:
+                out.append(Case("randomized_batchnorm", spec))
             out += [Case("target_weights", spec), Case("targets", spec), Case("multipass", spec),
                     Case("rule_sets", spec), Case("attention", spec),
                     Case("several_inputs", spec), Case("many", spec)]
@@ -192,6 +201,7 @@ def check_backend(
     parameter_free_layers: bool = True,
     rule_sets: bool = False,
     deeplift: bool = False,
+    batchnorm: bool = False,
     rtol: float = 1e-4,
     atol: float = 1e-5,
 ) -> int:
@@ -209,7 +219,7 @@ def check_backend(
     conf = Conformance(backend, build, layout=layout, methods=methods, specs=specs,
                        to_native=to_native, wrap_options=dict(wrap_options or {}),
                        registry=registry, parameter_free_layers=parameter_free_layers,
-                       rule_sets=rule_sets, deeplift=deeplift, rtol=rtol,
+                       rule_sets=rule_sets, deeplift=deeplift, batchnorm=batchnorm, rtol=rtol,
                        atol=atol)
     failures = []
     all_cases = cases(conf)
@@ -802,15 +812,28 @@ def _check_cam(conf: Conformance, case: Case) -> None:
                              used)
 
 
-def _randomized_spec(spec: NetSpec, layers: Sequence[str], seed: int) -> NetSpec:
-    """``spec`` with ``layers`` re-drawn as :meth:`attrib.Model.randomized` must draw them."""
+def _randomized_spec(spec: NetSpec, layers: Sequence[str], seed: int,
+                     batchnorm: str = "reset") -> NetSpec:
+    """``spec`` with ``layers`` re-drawn as :meth:`attrib.Model.randomized` must draw them.
+
+    A BatchNorm among ``layers``: γ = 1 and β = 0 (``"reset"``) or γ and β drawn as
+    ``weight`` and ``bias`` (``"redraw"``); its running statistics are kept.
+    """
     from dataclasses import replace
 
     from .._randomize import redrawn
 
     new = []
     for layer in spec.layers:
-        if isinstance(layer, (Conv, Dense)) and layer.name in layers:
+        if isinstance(layer, BatchNorm) and layer.name in layers:
+            if batchnorm == "reset":
+                layer = replace(layer, weight=np.ones_like(layer.weight),
+                                bias=np.zeros_like(layer.bias))
+            else:
+                layer = replace(
+                    layer, weight=redrawn(layer.weight, seed=seed, layer=layer.name, name="weight"),
+                    bias=redrawn(layer.bias, seed=seed, layer=layer.name, name="bias"))
+        elif isinstance(layer, (Conv, Dense)) and layer.name in layers:
             layer = replace(
                 layer,
                 weight=redrawn(layer.weight, seed=seed, layer=layer.name, name="weight",
@@ -851,11 +874,45 @@ def _check_randomized(conf: Conformance, case: Case) -> None:
                      f"randomized({chosen}, seed=7) again (same seed, same copy)", conf)
         if np.allclose(model.randomized(chosen, seed=8).forward(x), reference.logits):
             raise AssertionError(f"randomized({chosen}): seeds 7 and 8 gave the same copy")
+    # no BatchNorm in these specs: batchnorm="redraw" changes nothing
+    assert_close(model.randomized(wanted, seed=7, batchnorm="redraw").forward(x),
+                 forward(_randomized_spec(spec, wanted, 7), spec.inputs).logits,
+                 f"randomized({wanted}, seed=7, batchnorm='redraw') of a model without BatchNorm",
+                 conf)
+    _expect_error("randomized(batchnorm='keep')",
+                  lambda: model.randomized(wanted, seed=0, batchnorm="keep"))
     assert_close(model.forward(x), before, "forward logits of the original after randomized()", conf)
     assert_close(conf.model(spec).forward(x), forward(spec, spec.inputs).logits,
                  "forward logits of a fresh adapter over the user's model after randomized()", conf)
     _expect_error("randomized(['no_such_layer'])",
                   lambda: model.randomized(["no_such_layer"], seed=0))
+
+
+def _check_randomized_batchnorm(conf: Conformance, case: Case) -> None:
+    """``randomized(batchnorm=...)`` on :func:`batchnorm_cnn`, against the NumPy reference.
+
+    ``"reset"``: γ = 1, β = 0; ``"redraw"``: γ and β drawn like any weight and
+    bias; the running statistics kept either way; layers not named untouched.
+    """
+    spec = batchnorm_cnn()
+    model = conf.model(spec)
+    wanted = list(spec.parametrised_layers())
+    layers = list(model.parameter_layers())
+    if layers != wanted:
+        raise AssertionError(f"parameter_layers(): expected {wanted}, got {layers}")
+    x = conf.inputs(spec)
+    before = model.forward(x)
+    assert_close(before, forward(spec, spec.inputs).logits, "forward logits", conf)
+    for chosen in (["bn"], wanted):
+        references = {}
+        for mode in ("reset", "redraw"):
+            references[mode] = forward(_randomized_spec(spec, chosen, 7, mode), spec.inputs).logits
+            assert_close(model.randomized(chosen, seed=7, batchnorm=mode).forward(x),
+                         references[mode],
+                         f"randomized({chosen}, seed=7, batchnorm={mode!r}).forward logits", conf)
+        if np.allclose(references["reset"], references["redraw"]):  # pragma: no cover - the spec
+            raise AssertionError("batchnorm_cnn: 'reset' and 'redraw' give the same logits")
+    assert_close(model.forward(x), before, "forward logits of the original after randomized()", conf)
 
 
 def _check_rule_sets(conf: Conformance, case: Case) -> None:
@@ -1045,6 +1102,7 @@ _CHECKS: dict[str, Callable[[Conformance, Case], None]] = {
     "multipass": _check_multipass,
     "cam": _check_cam,
     "randomized": _check_randomized,
+    "randomized_batchnorm": _check_randomized_batchnorm,
     "rule_sets": _check_rule_sets,
     "attention": _check_attention,
     "many": _check_many,
