@@ -7,14 +7,18 @@ data flow) and evaluated on the input and the reference in **one batch**
 and row ``N + n``. Then:
 
 - element-wise nonlinearities of one activation (the rectifiers
-  ``jax.nn.relu`` / ``relu6``, and the primitives ``max`` / ``min`` /
-  ``clamp`` with constants, ``logistic``, ``tanh``, ``exp``, ``expm1``,
-  ``log1p``, ``erf``, ``erfc``, ``abs``, ``integer_pow``, ``square``) get
-  the rescale rule: ``m_in = m_out Δy/Δz``, or
-  ``g'(z0)`` where ``|Δz| <= RESCALE_TINY`` (:func:`attrib.rules.rescale`);
-  functions built of several of them (``silu = x * logistic(x)``, ``gelu``,
+  ``jax.nn.relu`` / ``relu6``, the primitives ``max`` / ``min`` / ``clamp``
+  with constants, ``logistic``, ``tanh``, ``exp``, ``expm1``, ``log1p``,
+  ``erf``, ``erfc``, ``abs``, ``integer_pow``, ``square``, and the ``jax.nn``
+  activations :data:`WHOLE` names, kept whole as torch keeps ``F.elu``) get
+  the rescale rule: ``m_in = m_out Δy/Δz``, or ``g'(z0)`` where
+  ``|Δz| <= RESCALE_TINY`` (:func:`attrib.rules.rescale`). Other functions
+  of several primitives (``silu = x * logistic(x)``, ``gelu``,
   ``hard_swish``) are rescaled primitive by primitive, with the products
-  below, which keeps summation-to-delta exact;
+  below: for a function of one value, multipliers that sum to the delta
+  element by element are ``Δy/Δz`` whatever the split, so this is the
+  function's rescale multiplier up to rounding (and to ``O(RESCALE_TINY)``
+  where ``|Δz|`` is that small);
 - ``reduce_window_max`` (max pooling): each window one nonlinearity, its change
   split between the winners on the input and on the reference
   (:func:`attrib.rules.max_pool_multipliers`; XLA's window gradient picks the
@@ -70,7 +74,7 @@ from ._relevance import (
     _where,
     class_targets,
 )
-from ._rewrite import match_rectifier, trace
+from ._rewrite import _CALLS, match_rectifier, trace
 from ._rules import _forward as _rectified
 
 __all__ = ["deeplift_gradients", "plan"]
@@ -80,14 +84,25 @@ Array = Any
 #: element-wise primitives of one activation (and constants) that get the rescale rule
 ELEMENTWISE = frozenset({"max", "min", "clamp", "logistic", "tanh", "exp", "exp2", "expm1",
                          "log1p", "erf", "erfc", "abs", "integer_pow", "square"})
+#: ``jax.nn`` activations kept whole (one ``jit`` equation named after the function): the
+#: ones whose primitives have no rule (``select_n``, a quotient of two activations); the
+#: others (``silu``, ``hard_silu``, ``celu``, ...) are exact primitive by primitive
+WHOLE = frozenset({"elu", "selu", "leaky_relu", "hard_tanh", "softplus", "log_sigmoid",
+                   "mish", "soft_sign"})
+#: what an element-wise function of one value may be built of (with rectifiers)
+_POINTWISE = ELEMENTWISE | {"add", "sub", "mul", "div", "neg", "sign", "log", "sqrt", "rsqrt",
+                            "pow", "select_n", "gt", "ge", "lt", "le", "eq", "ne", "copy",
+                            "copy_p", "convert_element_type", "stop_gradient"}
 #: primitives linear in their activation arguments (true derivative), besides the layers
 _LINEAR_OPS = frozenset({"add", "add_any", "sub", "neg"}) | _POOLS | (STRUCTURAL - {
     "reduce_window_max", "reduce_max", "argmax", "argmin", "select_and_gather_add"})
 _SUPPORTED = ("Supported: convolutions and dense layers with a constant kernel, additions, "
               "products and quotients by constants (bias, BatchNorm in eval mode), sum / "
               "average / max pooling, rectifiers and element-wise max, min, clamp, logistic, "
-              "tanh, exp, expm1, log1p, erf, erfc, abs, powers, the product of two activations, reshapes, "
-              "slicing, padding and concatenation.")
+              "tanh, exp, expm1, log1p, erf, erfc, abs, powers, the jax.nn activations (elu, "
+              "selu, leaky_relu, hard_tanh, softplus, log_sigmoid, mish, soft_sign, silu, gelu, "
+              "hard_swish, ...), the product of two activations, reshapes, slicing, padding "
+              "and concatenation.")
 
 
 def _halves(t: Array) -> tuple[Array, Array]:
@@ -107,6 +122,7 @@ class _RescaleStep(_Step):
     pos: int  # the activation's position among the equation's inputs
     upper: float | None = None
     rectifier: bool = False
+    whole: bool = False  # a jit call kept whole: its body has the full batch's shapes
 
     def g(self, z: Array, others: dict[int, Any]) -> Array:
         if self.rectifier:
@@ -136,8 +152,9 @@ class _RescaleStep(_Step):
             (z1, z0), (y1, y0) = _halves(z), _halves(y)
             dz = z1 - z0
             small = jnp.abs(dz) <= RESCALE_TINY
-            m = jnp.where(small, self.derivative(z0, others),
-                          (y1 - y0) / jnp.where(small, jnp.ones_like(dz), dz))
+            slope = _halves(self.derivative(z, others))[1] if self.whole \
+                else self.derivative(z0, others)
+            m = jnp.where(small, slope, (y1 - y0) / jnp.where(small, jnp.ones_like(dz), dz))
             return (_with_zero_reference(_halves(grad)[0] * m),)
 
         f.defvjp(fwd, bwd)
@@ -223,6 +240,48 @@ def _shape(graph: _Graph, atom: Any) -> tuple[int, ...]:
     return tuple(np.shape(atom.value)) if isinstance(atom, _Lit) else tuple(graph.avals[atom].shape)
 
 
+# -- whole element-wise functions ---------------------------------------------------------------
+def _scalar(graph: _Graph, atom: Any) -> bool:
+    return int(np.prod(_shape(graph, atom))) == 1
+
+
+def _pointwise(graph: _Graph, nodes: Sequence[_Node], x: int) -> bool:
+    """Whether ``nodes`` compute element-wise functions of ``x``: every value made from ``x``
+    has its shape and comes from :data:`_POINTWISE` primitives (or a rectifier), and every
+    other operand they read is a scalar (broadcast or not)."""
+    shape = _shape(graph, x)
+    made = {i for node in nodes for i in node.outs}
+    derived, constant = {x}, set()
+    for node in nodes:
+        reads = [a for a in node.ins if isinstance(a, int) and a in derived]
+        if any(not (isinstance(a, int) and (a in derived or a in constant)) and not
+               _scalar(graph, a) for a in node.ins):
+            return False
+        if not reads:  # a constant made of scalars (a broadcast 0 in jax.nn.elu)
+            constant.update(node.outs)
+            continue
+        if node.eqn.primitive.name not in _POINTWISE and match_rectifier(node.eqn) is None:
+            return False
+        if any(_shape(graph, i) != shape for i in node.outs):
+            return False
+        derived.update(node.outs)
+    return all(i in derived or i in constant or i not in made for n in nodes for i in n.outs)
+
+
+def _whole_call(eqn: Any) -> bool:
+    """Whether ``eqn`` is a ``jit`` call of a :data:`WHOLE` activation of its first input."""
+    params = eqn.params
+    if eqn.primitive.name not in _CALLS or params.get("name") not in WHOLE \
+            or "jaxpr" not in params or len(eqn.outvars) != 1 or not eqn.invars:
+        return False
+    body = _graph(params["jaxpr"])
+    x = body.invars[0]
+    return (len(body.outs) == 1 and isinstance(body.outs[0], int)
+            and _shape(body, body.outs[0]) == _shape(body, x)
+            and all(_scalar(body, i) for i in body.invars[1:])
+            and _pointwise(body, body.nodes, x))
+
+
 def plan(graph: _Graph, act_in: Sequence[bool], rules: RuleSet) -> Plan:
     """The :class:`Plan` of ``graph`` under DeepLIFT (raises for an operation without a rule)."""
     act = _activations(graph, act_in)
@@ -236,7 +295,13 @@ def plan(graph: _Graph, act_in: Sequence[bool], rules: RuleSet) -> Plan:
             steps.append(_BindStep(node))
             continue
         matched = match_rectifier(node.eqn)
-        if matched is not None:
+        if name in _CALLS and node.eqn.params.get("name") in WHOLE:  # kept whole: _whole_call
+            if live != [True] + [False] * (len(live) - 1):
+                raise _no_rule(rules, node, f"{node.eqn.params['name']!r}{_where(node)} with "
+                               "an activation in an argument other than its first")
+            counts["nonlinearity"] += 1
+            steps.append(_RescaleStep(node, 0, whole=True))
+        elif matched is not None:
             counts["rectifier"] += 1
             steps.append(_RescaleStep(node, 0, matched.upper, rectifier=True))
         elif name in ELEMENTWISE and live.count(True) == 1 and len(node.outs) == 1 \
@@ -253,7 +318,7 @@ def plan(graph: _Graph, act_in: Sequence[bool], rules: RuleSet) -> Plan:
                 name == "dot_general" and any(node.eqn.params["dimension_numbers"][1])):
             counts[_LINEAR[name]] += 1
             steps.append(_BindStep(node))
-        elif name in _LINEAR_OPS or (name in ("mul", "div") and live[0]) or \
+        elif name in _LINEAR_OPS or (name in ("mul", "div") and live == [True, False]) or \
                 (name == "mul" and live[1]):
             steps.append(_BindStep(node))
         else:
@@ -271,7 +336,7 @@ def _program(forward: Any, entry: Any, rules: RuleSet, objective: str) -> Callab
         if program is None:
             program = trace(lambda p, x, e: forward.fn(p, x, e, ()), params, both, {})
         leaves = jax.tree_util.tree_leaves(params)
-        graph = _graph(program.closed)
+        graph = _graph(program.closed, keep=_whole_call)
         n_in = len(graph.invars)
         ruled = plan(graph, [False] * len(leaves) + [True] * (n_in - len(leaves)), rules)
 

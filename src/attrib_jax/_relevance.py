@@ -130,20 +130,22 @@ class _Ids:
         return self.next - 1
 
 
-def _graph(jaxpr: Any, ids: _Ids | None = None) -> _Graph:
-    """``jaxpr`` (closed or open) with ``jit`` calls and custom-derivative bodies inlined."""
+def _graph(jaxpr: Any, ids: _Ids | None = None,
+           keep: Callable[[Any], bool] | None = None) -> _Graph:
+    """``jaxpr`` (closed or open) with ``jit`` calls and custom-derivative bodies inlined
+    (but the ``jit`` equations ``keep`` says to keep whole)."""
     ids = ids or _Ids()
     open_ = getattr(jaxpr, "jaxpr", jaxpr)
     invars = [ids.new() for _ in open_.invars]
     graph = _Graph(invars, [], [], {})
     for i, var in zip(invars, open_.invars):
         graph.avals[i] = var.aval
-    graph.outs = _flatten(jaxpr, list(invars), graph, ids, ())
+    graph.outs = _flatten(jaxpr, list(invars), graph, ids, (), keep)
     return graph
 
 
 def _flatten(jaxpr: Any, ins: list[Atom], graph: _Graph, ids: _Ids,
-             within: tuple[str, ...]) -> list[Atom]:
+             within: tuple[str, ...], keep: Callable[[Any], bool] | None = None) -> list[Atom]:
     consts: list[Any] = []
     if isinstance(jaxpr, jcore.ClosedJaxpr):
         consts, jaxpr = list(jaxpr.consts), jaxpr.jaxpr
@@ -158,12 +160,12 @@ def _flatten(jaxpr: Any, ins: list[Atom], graph: _Graph, ids: _Ids,
         name = eqn.primitive.name
         params = eqn.params
         inner = (*within, str(params.get("name", name)))
-        if name in _CALLS and "jaxpr" in params:
-            outs = _flatten(params["jaxpr"], args, graph, ids, inner)
+        if name in _CALLS and "jaxpr" in params and not (keep and keep(eqn)):
+            outs = _flatten(params["jaxpr"], args, graph, ids, inner, keep)
         elif name == "custom_jvp_call" and match_rectifier(eqn) is None:
-            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner)
+            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner, keep)
         elif name == "custom_vjp_call" and "call_jaxpr" in params:
-            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner)
+            outs = _flatten(params["call_jaxpr"], args, graph, ids, inner, keep)
         else:
             outs = [ids.new() for _ in eqn.outvars]
             for i, var in zip(outs, eqn.outvars):

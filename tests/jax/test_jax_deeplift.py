@@ -45,6 +45,15 @@ class _Sine(nn.Module):
         return nn.Dense(3)(jnp.sin(nn.Dense(4)(x.reshape(len(x), -1))))
 
 
+class _Quotient(nn.Module):
+    """``soft_sign`` written out: a quotient of two activations (no rule, not a scaling)."""
+
+    @nn.compact
+    def __call__(self, x: Any) -> Any:
+        h = nn.Dense(4)(x.reshape(len(x), -1))
+        return nn.Dense(3)(h / (1.0 + jnp.abs(h)))
+
+
 @pytest.fixture(scope="module")
 def net() -> Any:
     with jax.enable_x64(True):
@@ -86,5 +95,11 @@ def test_op_without_a_rule_is_named() -> None:
     with pytest.raises(attrib.AttribError, match="'sin'"):
         model.gradients(GradientRequest(inputs=x, targets=np.array([0, 1]), rule=DEEPLIFT,
                                         reference=np.zeros_like(x)))
+    quotient = _Quotient()
+    wrapped = attrib.wrap((quotient.apply, quotient.init(jax.random.PRNGKey(0), x)),
+                          backend="jax")
+    with pytest.raises(attrib.AttribError, match="'div'"):  # was a silently wrong map
+        wrapped.gradients(GradientRequest(inputs=x, targets=np.array([0, 1]), rule=DEEPLIFT,
+                                          reference=np.zeros_like(x)))
     with pytest.raises(attrib.AttribError, match="reference"):
         model.gradients(GradientRequest(inputs=x, targets=np.array([0, 1]), rule=DEEPLIFT))
