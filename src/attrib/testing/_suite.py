@@ -887,10 +887,10 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
         want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
         assert_close(result.input_gradient, _laid(want, conf, spec), what, conf)
     # the token relevance belongs to transformer rule sets (AttnLRP): refused, never ignored
-    for rules in (sets[0], "vanilla"):
-        _expect_error(f"gradients(rule={str(rules)!r}, token_relevance=True)",
+    for plain in (sets[0], "vanilla"):
+        _expect_error(f"gradients(rule={str(plain)!r}, token_relevance=True)",
                       partial(model.gradients, GradientRequest(
-                          inputs=x, targets=targets, rule=rules, token_relevance=True)))
+                          inputs=x, targets=targets, rule=plain, token_relevance=True)))
     # DeepLIFT: multipliers against a reference input (half the inputs, shifted)
     reference_nchw = 0.5 * spec.inputs - 0.25
     reference = _laid(reference_nchw, conf, spec).astype(x.dtype)
