@@ -70,8 +70,13 @@ def test_cp_lrp_conserves_relevance(images: np.ndarray) -> None:
     np.testing.assert_allclose(e.parts["tokens"].sum(axis=1), logits, rtol=1e-8)
     # AttnLRP's softmax rule does not conserve: relevance enters the logits of the attention
     full = attrib.explain((model, params), images, method="attnlrp", target=vt.TARGETS,
-                          epsilon=0.0).attribution
-    assert np.abs(full.reshape(2, -1).sum(axis=1) - logits).min() > 1e-3 * np.abs(logits).max()
+                          epsilon=0.0)
+    assert np.abs(full.attribution.reshape(2, -1).sum(axis=1) - logits).min() \
+        > 1e-3 * np.abs(logits).max()
+    # but from the tokens to the pixels it does (a bias-free patch embedding, no position
+    # embedding, a zero class token): Σ tokens = Σ pixels
+    np.testing.assert_allclose(full.parts["tokens"].sum(axis=1),
+                               full.attribution.reshape(2, -1).sum(axis=1), rtol=1e-8)
 
 
 def test_nnx_and_jax_nn_attention(params: dict[str, Any], images: np.ndarray,
