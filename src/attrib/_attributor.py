@@ -35,6 +35,8 @@ class GradientNeeds:
     #: attention layers to capture (``"all"``: every one; see :mod:`attrib._attention`)
     attention: tuple[str, ...] | str = ()
     attention_gradients: bool = False
+    #: the relevance at the tokens entering the first transformer block (AttnLRP)
+    token_relevance: bool = False
 
     def merge(self, other: GradientNeeds) -> GradientNeeds:
         """The needs of two methods served by one pass."""
@@ -54,6 +56,7 @@ class GradientNeeds:
             layer_gradients=self.layer_gradients or other.layer_gradients,
             attention=merge_attention(self.attention, other.attention),
             attention_gradients=self.attention_gradients or other.attention_gradients,
+            token_relevance=self.token_relevance or other.token_relevance,
         )
 
     def request(self, inputs: Any, targets: np.ndarray | None, objective: str,
@@ -72,6 +75,7 @@ class GradientNeeds:
             attention=self.attention,
             attention_gradients=self.attention_gradients,
             target=target,
+            token_relevance=self.token_relevance,
         )
 
 

@@ -16,7 +16,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS", "LayerInfo", "same_batch_groups"]
+__all__ = ["GradientRequest", "GradientResult", "Model", "LAYOUTS", "LayerInfo", "same_batch_groups",
+           "check_token_relevance"]
 
 LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC")
 
@@ -68,6 +69,11 @@ class GradientRequest:
         dense output, weights, cosine to a reference, boxes), evaluated as
         :mod:`attrib.targets` describes. ``GradientResult.targets`` is then
         ``target.labels(N)`` and ``GradientResult.scores`` the (N,) scores.
+    token_relevance : bool
+        Under a rule set with ``transformer`` rules (AttnLRP / CP-LRP) only:
+        also return the relevance at the token sequence entering the first
+        transformer block (``GradientResult.token_relevance``). A backend
+        refuses it for any other rule set with an :class:`attrib.AttribError`.
     """
 
     inputs: Any
@@ -82,6 +88,7 @@ class GradientRequest:
     attention_gradients: bool = False
     reference: Any = None
     target: Any = None
+    token_relevance: bool = False
 
 
 @dataclass(frozen=True)
@@ -111,6 +118,16 @@ class GradientResult:
         The true gradient of the summed scores at each captured attention.
     scores : ndarray, shape (N,), or None
         The explained score of each sample, set when the request had a ``target``.
+    token_relevance : ndarray, shape (N, T, C), or None
+        When the request asked for it: the relevance (the quantity the rule
+        pass carries, seeded with the logit) at the tokens entering the first
+        transformer block, i.e. after the patch embedding, the prefix tokens
+        and the position embedding, where the first block reads them both
+        into its first normalisation and into its residual connection. The
+        backends find that tensor as the input of the first normalisation over
+        the tokens that runs before the first attention (a pre-norm
+        transformer); ``None`` when there is none (a post-norm model), and
+        ``stats["token_relevance"]`` then says why.
     """
 
     inputs: np.ndarray
@@ -123,6 +140,7 @@ class GradientResult:
     attention: Mapping[str, np.ndarray] = field(default_factory=dict)
     attention_gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
     scores: np.ndarray | None = None
+    token_relevance: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +373,19 @@ def check_layout(layout: object) -> str:
 
     chosen = layout.upper() if isinstance(layout, str) and layout.upper() in LAYOUTS else layout
     return check_choice("layout", chosen, LAYOUTS, suggestion="torch models use 'NCHW', Flax models 'NHWC'.")
+
+
+def check_token_relevance(request: GradientRequest, rules: Any) -> None:
+    """Refuse ``request.token_relevance`` unless ``rules`` (a :class:`attrib.rules.RuleSet`) has
+    transformer rules: the token relevance is defined for AttnLRP / CP-LRP only."""
+    if request.token_relevance and getattr(rules, "transformer", None) is None:
+        from ._errors import argument_error, shown
+
+        raise argument_error(
+            "token_relevance", "a rule set with transformer rules (AttnLRP / CP-LRP)",
+            shown(f"rule set {getattr(rules, 'name', rules)!r}"),
+            "The relevance at the tokens entering the first transformer block comes from the "
+            "AttnLRP rule pass (attrib.rules.attnlrp_rule_set).")
 
 
 def same_batch_groups(requests: Sequence[GradientRequest],

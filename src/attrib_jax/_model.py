@@ -52,7 +52,14 @@ from attrib._errors import (
     shown,
 )
 from attrib._inputs import as_tuple, check_batch, each, several
-from attrib._model import GradientRequest, GradientResult, LayerInfo, Model, same_batch_groups
+from attrib._model import (
+    GradientRequest,
+    GradientResult,
+    LayerInfo,
+    Model,
+    check_token_relevance,
+    same_batch_groups,
+)
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, resolve_targets
 from attrib.rules import RuleSet, get_rule, rule_set
@@ -304,6 +311,7 @@ class JaxModel(Model):
 
     def gradients(self, request: GradientRequest) -> GradientResult:
         check_objective(request.objective)
+        check_token_relevance(request, rule_set(request.rule))
         if request.target is not None:
             if isinstance(request.rule, RuleSet) and not request.rule.rectifier_only:
                 raise argument_error(
@@ -744,7 +752,7 @@ def _shares(request: GradientRequest) -> bool:
     return (rules.rectifier_only and rules.nonlinearity == "gradient"
             and rules.transformer is None and request.target is None
             and not request.attention and not request.attention_gradients
-            and request.reference is None)
+            and not request.token_relevance and request.reference is None)
 
 
 def _array_shape(inputs: Any) -> Any:

@@ -379,11 +379,22 @@ class Plan:
     graph: _Graph
     steps: list[_Step]
     counts: Counter[str] = field(default_factory=Counter)
+    #: the value of the tokens entering the first transformer block (transformer rules),
+    #: else None; ``token_status`` 0 when found, 1 when no attention ran, 2 when no
+    #: normalisation over the tokens preceded it (see :func:`_token_value`)
+    token: int | None = None
+    token_status: int = 1
 
-    def call(self, *args: Any) -> list[Any]:
+    def call(self, *args: Any, taps: dict[int, Any] | None = None) -> list[Any]:
+        """The outputs; ``taps`` maps values to zeros added to them where they are made, so
+        that the cotangent of a tap is the quantity the backward pass carries at its value."""
         env: dict[int, Any] = dict(zip(self.graph.invars, args))
-        for step in self.steps:
-            step.run(env)
+        pending = dict(taps or {})
+        for step in [None, *self.steps]:
+            if step is not None:
+                step.run(env)
+            for i in [i for i in pending if i in env]:
+                env[i] = env[i] + pending.pop(i)
         return [_read(env, a) for a in self.graph.outs]
 
 
@@ -503,10 +514,13 @@ class _Planner:
         steps: list[_Step] = []
         pending: dict[int, _Step] = {}
         absorbed: set[int] = set()
+        token, status = None, 1
         if self.rules.transformer is not None:
             from ._transformer_rules import groups
 
-            for group in groups(self):
+            found = groups(self)
+            token, status = _token_value(self.graph, found)
+            for group in found:
                 self.ctx.counts[group.kind] += 1
                 absorbed.update(group.nodes[:-1])
                 pending[group.nodes[-1]] = group.step
@@ -523,7 +537,7 @@ class _Planner:
                 pending[chain[-1]] = step
             else:
                 steps.append(step)
-        return Plan(self.graph, steps, self.ctx.counts)
+        return Plan(self.graph, steps, self.ctx.counts, token, status)
 
     # -- one equation ----------------------------------------------------------------------
     def classify(self, node: _Node) -> tuple[_Step, list[int]]:
@@ -731,6 +745,29 @@ class _Planner:
         return step, chain
 
 
+def _token_value(graph: _Graph, found: Sequence[Any]) -> tuple[int | None, int]:
+    """The tokens entering the first transformer block among the transformer ``found`` groups.
+
+    The entry of the first LayerNorm region over an (N, T, C) value, T the
+    first softmax's token count, that comes before that softmax in program
+    order: a pre-norm block reads it in its normalisation and its residual
+    connection (as :meth:`attrib_torch._relevance.RelevanceMode.token_input`).
+    ``(value, 0)``, or ``(None, 1)`` with no softmax, ``(None, 2)`` with no such norm.
+    """
+    softmaxes = [g for g in found if g.kind == "softmax"]
+    if not softmaxes:
+        return None, 1
+    first = min(softmaxes, key=lambda g: g.nodes[0])
+    tokens = _shape(graph, first.step.out)[-1]
+    for group in sorted(found, key=lambda g: g.nodes[0]):
+        if group.nodes[0] > first.nodes[0]:
+            break
+        shape = _shape(graph, group.step.x) if group.kind == "layer_norm" else ()
+        if len(shape) >= 3 and shape[-2] == tokens:
+            return group.step.x, 0
+    return None, 2
+
+
 def _external(nodes: list[_Node], x: int) -> list[int]:
     """The values ``nodes`` read that they do not compute, other than ``x`` (constants)."""
     made = {i for node in nodes for i in node.outs}
@@ -872,7 +909,8 @@ def plan(program: Program, params: Any, kind: str, rules: RuleSet) -> Plan:
     return result
 
 
-def _program(forward: Any, entry: Any, rules: RuleSet, objective: str) -> Any:
+def _program(forward: Any, entry: Any, rules: RuleSet, objective: str,
+             tokens: bool = False) -> Any:
     from ._model import _scores, _traced_forward, _weighted_values
 
     def run(params: Any, x: Any, targets: Any, weights: Any) -> dict[str, Any]:
@@ -882,12 +920,15 @@ def _program(forward: Any, entry: Any, rules: RuleSet, objective: str) -> Any:
             program = trace(lambda p, x, e: forward.fn(p, x, e, ()), params, x, {})
         ruled = plan(program, params, forward.kind, rules)
         leaves = jax.tree_util.tree_leaves(params)
+        token = ruled.token if tokens else None
+        aval = None if token is None else ruled.graph.avals[token]
+        zeros = () if aval is None else (jnp.zeros(aval.shape, aval.dtype),)
 
-        def logits_of(x: Any) -> Any:
-            outs = ruled.call(*leaves, x)
+        def logits_of(x: Any, *eps: Any) -> Any:
+            outs = ruled.call(*leaves, x, taps={token: eps[0]} if token is not None else None)
             return jax.tree_util.tree_unflatten(program.out_tree, outs)[0]
 
-        logits, vjp = jax.vjp(logits_of, x)
+        logits, vjp = jax.vjp(logits_of, x, *zeros)
         if weights is not None:
             chosen = jnp.argmax(weights, axis=1)
             g = jax.grad(lambda v: jnp.sum(_weighted_values(v, objective)
@@ -897,9 +938,13 @@ def _program(forward: Any, entry: Any, rules: RuleSet, objective: str) -> Any:
                       if targets is None else targets)
             g = jax.grad(lambda v: jnp.sum(_scores(v, chosen, objective)))(logits)
         seed = g * logits if rules.seed == "relevance" else g
-        (relevance,) = vjp(seed)
-        return {"logits": logits, "targets": chosen, "input_gradient": relevance,
-                "counts": {k: jnp.int32(v) for k, v in ruled.counts.items()}}
+        relevance, *at_tokens = vjp(seed)
+        out = {"logits": logits, "targets": chosen, "input_gradient": relevance,
+               "counts": {k: jnp.int32(v) for k, v in ruled.counts.items()},
+               "token_status": jnp.int32(ruled.token_status)}
+        if at_tokens:
+            out["token_relevance"] = at_tokens[0]
+        return out
 
     return jax.jit(run)
 
@@ -935,8 +980,8 @@ def relevance_gradients(model: Any, request: GradientRequest, rules: RuleSet) ->
     from ._model import _array_shape, _cached, _check_finite
 
     check_objective(request.objective)
-    if not request.input_gradient:  # the rules act on the input quantity only
-        return model.gradients(replace(request, rule="vanilla"))
+    if not request.input_gradient and not request.token_relevance:
+        return model.gradients(replace(request, rule="vanilla"))  # rules act on inputs only
     layers = tuple(request.layers)
     if layers:
         model._check_layers(layers)
@@ -947,12 +992,16 @@ def relevance_gradients(model: Any, request: GradientRequest, rules: RuleSet) ->
     targets, weights = class_targets(model, request, x)
     forward = model._forward
     objective = request.objective
-    entry = _cached((forward.key, "relevance", rules, objective),
-                    lambda entry: _program(forward, entry, rules, objective))
+    tokens = bool(request.token_relevance)
+    entry = _cached((forward.key, "relevance", rules, objective, tokens),
+                    lambda entry: _program(forward, entry, rules, objective, tokens))
     out = jax.device_get(entry.program(forward.params, x, targets, weights))
     counts = {k: int(v) for k, v in out["counts"].items()}
     stats: dict[str, Any] = {"rule": rules.name, "rules": counts,
                              "rectifiers": counts.get("rectifier", 0), "backward_passes": 1}
+    status = int(out["token_status"])
+    if tokens and status:
+        stats["token_relevance"] = _TOKEN_STATUS[status]
     activations: dict[str, np.ndarray] = {}
     layer_gradients: dict[str, np.ndarray] = {}
     if layers:
@@ -963,4 +1012,14 @@ def relevance_gradients(model: Any, request: GradientRequest, rules: RuleSet) ->
         inputs=numpy_inputs, logits=np.asarray(out["logits"]),
         targets=np.asarray(out["targets"], dtype=np.int64),
         input_gradient=np.asarray(out["input_gradient"]), activations=activations,
-        layer_gradients=layer_gradients, stats=stats)
+        layer_gradients=layer_gradients, stats=stats,
+        token_relevance=np.asarray(out["token_relevance"]) if "token_relevance" in out else None)
+
+
+#: why :attr:`Plan.token_status` found no token value
+_TOKEN_STATUS = {
+    1: "no attention (softmax) was found in the traced program, outside scan / remat bodies",
+    2: "no normalisation over the tokens ran before the first attention (a post-norm "
+       "transformer has no pre-norm residual stream to read the token relevance from; "
+       "blocks inside a scan / remat body are not searched)",
+}

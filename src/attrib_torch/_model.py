@@ -26,7 +26,7 @@ from attrib._errors import (
     shown,
 )
 from attrib._inputs import as_tuple, each, like, several
-from attrib._model import LayerInfo, same_batch_groups
+from attrib._model import LayerInfo, check_token_relevance, same_batch_groups
 from attrib._outputs import check_output, select_output
 from attrib._targets import check_objective, resolve_target_weights, weights_targets
 from attrib.rules import RuleSet, get_rule, rule_set
@@ -193,11 +193,12 @@ class TorchModel(Model):
         check_all(request.inputs)
         check_objective(request.objective)
         rules = rule_set(request.rule)
+        check_token_relevance(request, rules)
         if rules.nonlinearity == "rescale":
             return self._deeplift(request, rules)
         if not rules.rectifier_only:
-            if not request.input_gradient:  # the rules act on the input quantity only
-                return self.gradients(replace(request, rule="vanilla"))
+            if not request.input_gradient and not request.token_relevance:
+                return self.gradients(replace(request, rule="vanilla"))  # rules act on inputs only
             return self._relevance(request, rules)
         rule = get_rule(rules).name
         layers = tuple(request.layers)
@@ -308,7 +309,8 @@ class TorchModel(Model):
         rules = rule_set(request.rule)
         return (rules.rectifier_only and rules.nonlinearity != "rescale"
                 and not request.attention and not request.attention_gradients
-                and request.reference is None and self._rectifier_path != "mode"
+                and not request.token_relevance and request.reference is None
+                and self._rectifier_path != "mode"
                 and not _hides_rectifiers(self._model))
 
     def _shared(self, requests: list[GradientRequest]) -> list[GradientResult] | None:
@@ -443,12 +445,15 @@ class TorchModel(Model):
                 finally:
                     state.exact, state.rule = False, rules.rectifier
                 passes = 2
+            token, why = mode.token_input() if request.token_relevance else (None, "")
+            wrt = [x] if token is None else [x, token]
             if rules.seed == "relevance" and score.requires_grad:
                 seed = torch.autograd.grad(score, logits, retain_graph=True)[0] * logits.detach()
-                input_grad = torch.autograd.grad(logits, x, seed, allow_unused=True,
-                                                 materialize_grads=True)[0]
+                grads = list(torch.autograd.grad(logits, wrt, seed, allow_unused=True,
+                                                 materialize_grads=True))
             else:
-                input_grad = _grad(score, [x])[0]
+                grads = _grad(score, wrt)
+            input_grad = grads[0]
         wanted = [tap for tap in taps if request.layer_gradients and tap.output is not None]
         return GradientResult(
             inputs=_numpy(x),
@@ -460,8 +465,10 @@ class TorchModel(Model):
                          if tap.activation is not None},
             layer_gradients={tap.name: _numpy(g) for tap, g in zip(wanted, layer_grads)},
             stats={"rule": rules.name, "rules": dict(mode.counts), "rectifiers": mode.count,
-                   "rectifier_path": "mode", "backward_passes": passes},
+                   "rectifier_path": "mode", "backward_passes": passes,
+                   **({"token_relevance": why} if why else {})},
             scores=scores,
+            token_relevance=None if token is None else _numpy(grads[1]),
         )
 
     def _deeplift(self, request: GradientRequest, rules: RuleSet) -> GradientResult:

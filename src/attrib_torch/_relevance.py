@@ -431,6 +431,10 @@ class RelevanceMode(TorchFunctionMode):
         self._calls: dict[int, tuple[weakref.ref[torch.Tensor], _LinearCall]] = {}
         #: id(padded) -> (padded, its unpadded activation, F.pad's ``pad``): zero padding
         self._pads: dict[int, tuple[weakref.ref[torch.Tensor], torch.Tensor, Any]] = {}
+        #: inputs of the normalisations run before the first attention, and that
+        #: attention's token count (see :meth:`token_input`)
+        self._norm_inputs: list[torch.Tensor] = []
+        self._tokens: int | None = None
 
     @property
     def count(self) -> int:
@@ -441,6 +445,29 @@ class RelevanceMode(TorchFunctionMode):
         if entry is None or entry[0]() is not tensor:
             return None
         return entry[1]
+
+    def token_input(self) -> tuple[torch.Tensor | None, str]:
+        """The tokens entering the first transformer block, or ``None`` and why.
+
+        That is the input of the first normalisation over the tokens (a
+        LayerNorm of an (N, T, C) tensor with T the first attention's token
+        count) run before the first attention: in a pre-norm block that tensor
+        is read by the normalisation and by the residual connection, so the
+        relevance autograd sums there is all the relevance the blocks pass
+        down (see :attr:`attrib.GradientResult.token_relevance`).
+        """
+        if self._tokens is None:
+            return None, "no attention ran in the forward pass"
+        for x in self._norm_inputs:
+            if x.dim() >= 3 and x.shape[-2] == self._tokens:
+                return x, ""
+        return None, (f"no normalisation over the {self._tokens} tokens ran before the first "
+                      "attention (a post-norm transformer has no pre-norm residual stream to "
+                      "read the token relevance from)")
+
+    def _attention_ran(self, tokens: int) -> None:
+        if self._tokens is None:
+            self._tokens = int(tokens)
 
     def check(self) -> None:
         """Raise if a merged BatchNorm's layer output was also used elsewhere (no exact merge)."""
@@ -511,6 +538,8 @@ class RelevanceMode(TorchFunctionMode):
                 return out if bias is None else out + bias.detach()
 
             self.counts["layer_norm"] += 1
+            if self._tokens is None:
+                self._norm_inputs.append(x)
             return LayerNormRule.apply(x, lambda inp: func(inp, *args[1:], **{
                 k: v for k, v in kwargs.items() if k != "input"}), frozen, rules, state)
         if func in (F.gelu, F.silu):
@@ -522,11 +551,13 @@ class RelevanceMode(TorchFunctionMode):
                 ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale",
                  "enable_gqa"))}
             self.counts["attention"] += 1
+            self._attention_ran(values["query"].shape[-2])
             return sdpa(values, rules, state)
         if func is F.multi_head_attention_forward:
             call = dict(zip(_mha_parameters(func), args))
             call.update(kwargs)
             self.counts["attention"] += 1
+            self._attention_ran(call["query"].shape[0])  # (T, N, C) or (T, C)
 
             def linear(inp: torch.Tensor, w: Any, b: Any) -> torch.Tensor:
                 return self._route("dense", F.linear, (inp, w, b), {}, inp)
@@ -566,6 +597,7 @@ class RelevanceMode(TorchFunctionMode):
             dtype = _arg(args, kwargs, 3 if func is F.softmax else 2, "dtype", None)
             if dim is not None and int(dim) in (-1, x.dim() - 1):
                 self.counts["softmax"] += 1  # Hugging Face's eager attention: in float32
+                self._attention_ran(x.shape[-1])
                 return Softmax.apply(x if dtype is None else x.to(dtype), rules, state)
         elif func in scale or func in divide:
             other = _arg(args, kwargs, 1, "other", None)

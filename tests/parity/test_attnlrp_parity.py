@@ -54,6 +54,7 @@ def test_torch_equals_jax(twins: dict[str, Any], cp: bool, epsilon: float) -> No
     expected = theirs.attribution.transpose(0, 2, 3, 1)
     assert ours.attribution.dtype == np.float64
     assert _rel(ours.attribution, expected) <= 1e-10
+    assert _rel(ours.parts["tokens"], theirs.parts["tokens"]) <= 1e-10  # the token maps too
     np.testing.assert_allclose(ours.logits, theirs.logits, rtol=1e-12)
     rules = ours.stats["rules"]
     torch_rules = theirs.stats["rules"]

@@ -150,14 +150,22 @@ def test_twin_refuses_another_image_size() -> None:
 
 @pytest.mark.parametrize("cp", [False, True], ids=["attnlrp", "cp_lrp"])
 def test_vit_small_attnlrp_float64_parity(cp: bool) -> None:
-    """AttnLRP and CP-LRP on the from_torch twin equal torch's (measured 6.4e-13 / 5.5e-13)."""
+    """AttnLRP and CP-LRP on the from_torch twin equal torch's (measured 6.4e-13 / 5.5e-13),
+    and so do their token maps (class token + 4x4 grid; tokens 4.0e-13 / 1.9e-13, upsampled
+    4.8e-13 / 2.0e-13)."""
     torch.manual_seed(0)
     model = timm.create_model("vit_small_patch16_224", img_size=64, pretrained=False)
     model = model.double().eval()
     x, x_nhwc = _inputs(64)
-    theirs = attrib.explain(model, x, method="attnlrp", target=TARGETS, cp=cp).attribution
+    theirs = attrib.explain(model, x, method="attnlrp", target=TARGETS, cp=cp)
     with jax.enable_x64(True):
         twin = attrib.wrap(attrib_jax.from_torch(model), backend="jax")
-        ours = attrib.explain(twin, x_nhwc, method="attnlrp", target=TARGETS, cp=cp).attribution
+        ours = attrib.explain(twin, x_nhwc, method="attnlrp", target=TARGETS, cp=cp)
     assert not jax.config.jax_enable_x64, "x64 must not leak into other tests"
-    assert _rel(np.asarray(ours).transpose(0, 3, 1, 2), theirs) < 1e-10
+    assert _rel(np.asarray(ours.attribution).transpose(0, 3, 1, 2), theirs.attribution) < 1e-10
+    assert ours.parts["tokens"].shape == theirs.parts["tokens"].shape == (2, 17)
+    assert ours.stats["grid"] == theirs.stats["grid"] == (4, 4)
+    for got, want in ((ours.parts["tokens"], theirs.parts["tokens"]),
+                      (ours.layer_attribution, theirs.layer_attribution),
+                      (ours.parts["token_map"], theirs.parts["token_map"])):
+        assert _rel(got, want) < 1e-10, _rel(got, want)

@@ -87,8 +87,11 @@ def images() -> torch.Tensor:
     return torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
 
-def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any], cp: bool) -> np.ndarray:
-    """lxt's relevance (gradient × input) for ``TARGETS``, its patches undone afterwards."""
+def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any],
+                   cp: bool) -> tuple[np.ndarray, np.ndarray]:
+    """lxt's relevance (gradient × input) for ``TARGETS`` at the input and, summed over
+    channels, at the tokens entering the first block (the output of ``encoder.dropout``,
+    after the position embedding), its patches undone afterwards."""
     patches = lxt["patches"]
     patch_map = dict(lxt["vit_torch"].cp_LRP)
     if not cp:
@@ -112,10 +115,17 @@ def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any], cp: b
         for cls, patch in patch_map.items():
             assert patch(cls)
         x = x.clone().requires_grad_(True)
-        logits = model(x)
+        tokens: list[torch.Tensor] = []
+        hook = model.encoder.dropout.register_forward_hook(
+            lambda module, args, out: tokens.append(out) or out.retain_grad())
+        try:
+            logits = model(x)
+        finally:
+            hook.remove()
         logits[torch.arange(len(TARGETS)), TARGETS].sum().backward()
-        assert x.grad is not None
-        return (x * x.grad).detach().numpy()
+        (t,) = tokens
+        assert x.grad is not None and t.grad is not None
+        return (x * x.grad).detach().numpy(), (t * t.grad).sum(-1).detach().numpy()
     finally:
         for cls, attributes in saved:
             for name in ("forward", "original_forward"):
@@ -129,26 +139,39 @@ def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any], cp: b
 def test_equals_lxt(vit: nn.Module, images: torch.Tensor, lxt_modules: dict[str, Any],
                     cp: bool) -> None:
     before = snapshot(vit)
-    ours = attrib.explain(vit, images, method="attnlrp", cp=cp, epsilon=0.0,
-                          target=TARGETS).attribution
+    explanation = attrib.explain(vit, images, method="attnlrp", cp=cp, epsilon=0.0,
+                                 target=TARGETS)
+    ours, tokens = explanation.attribution, explanation.parts["tokens"]
     assert_unchanged(vit, before)
     classes = (nn.GELU, nn.LayerNorm, nn.MultiheadAttention)
     originals = [vars(cls)["forward"] for cls in classes]
-    expected = _lxt_relevance(vit, images, lxt_modules, cp)
+    expected, expected_tokens = _lxt_relevance(vit, images, lxt_modules, cp)
     assert [vars(cls)["forward"] for cls in classes] == originals  # lxt's patches undone
     assert not any("original_forward" in vars(cls) for cls in classes)
     assert ours.shape == expected.shape == (2, 3, 32, 32)
     # float64: 3.6e-8 / 4.2e-8 measured, all from lxt's identity rule on GELU dividing by
     # x + 1e-10; with that 1e-10 set to 0 the two agree to rounding (4e-12 / 1.1e-11)
     assert _rel(ours, expected) < 1e-7, _rel(ours, expected)
+    # the token map (the class token and the 2x2 patch grid) against lxt's gradient x input
+    # at encoder.dropout's output: measured 1.0e-8 / 1.8e-8 from the same GELU 1e-10, and
+    # 4.3e-13 / 2.8e-12 without it
+    assert tokens.shape == expected_tokens.shape == (2, 5)
+    assert explanation.stats["prefix_tokens"] == 1 and explanation.stats["grid"] == (2, 2)
+    assert _rel(tokens, expected_tokens) < 1e-7, _rel(tokens, expected_tokens)
+    np.testing.assert_array_equal(explanation.layer_attribution, tokens[:, 1:].reshape(2, 2, 2))
+    token_map = explanation.parts["token_map"]
+    assert token_map.shape == (2, 32, 32)  # the corner pixel's centre is clamped to its patch
+    np.testing.assert_allclose(token_map[:, 0, 0], tokens[:, 1], rtol=1e-12)
+    np.testing.assert_allclose(token_map[:, -1, -1], tokens[:, 4], rtol=1e-12)
     identity = lxt_modules["rules"].identity_rule_implicit_fn.forward
     defaults = identity.__defaults__
     try:
         identity.__defaults__ = (0.0,)
-        exact = _lxt_relevance(vit, images, lxt_modules, cp)
+        exact, exact_tokens = _lxt_relevance(vit, images, lxt_modules, cp)
     finally:
         identity.__defaults__ = defaults
     assert _rel(ours, exact) < 1e-9, _rel(ours, exact)
+    assert _rel(tokens, exact_tokens) < 1e-9, _rel(tokens, exact_tokens)
 
 
 def test_attnlrp_differs_from_cp(vit: nn.Module, images: torch.Tensor) -> None:
@@ -170,9 +193,62 @@ def test_cp_lrp_conserves(images: torch.Tensor) -> None:
             if name.endswith("bias") or name.endswith("pos_embedding") or name == "class_token":
                 p.zero_()
     logits = model(images)[torch.arange(2), TARGETS].detach().numpy()
-    relevance = attrib.explain(model, images, method="attnlrp", cp=True, epsilon=0.0,
-                               target=TARGETS).attribution
-    np.testing.assert_allclose(relevance.sum(axis=(1, 2, 3)), logits, rtol=1e-9)
+    explanation = attrib.explain(model, images, method="attnlrp", cp=True, epsilon=0.0,
+                                 target=TARGETS)
+    np.testing.assert_allclose(explanation.attribution.sum(axis=(1, 2, 3)), logits, rtol=1e-9)
+    # and at the tokens entering the first block: every block passes its relevance down
+    np.testing.assert_allclose(explanation.parts["tokens"].sum(axis=1), logits, rtol=1e-9)
+
+
+class _Encoder(nn.Module):
+    """Patches of 8 on 16² → one ``nn.TransformerEncoderLayer`` → token mean → head."""
+
+    def __init__(self, norm_first: bool) -> None:
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 8, stride=8)
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                                norm_first=norm_first)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.embed(x).flatten(2).transpose(1, 2)).mean(1))
+
+
+@pytest.mark.parametrize("norm_first", [True, False], ids=["pre_norm", "post_norm"])
+def test_token_relevance_needs_a_pre_norm_stream(norm_first: bool) -> None:
+    """A pre-norm block reads the tokens in its LayerNorm and its residual: the token map is
+    there (no prefix token, a 2x2 grid); a post-norm block has no such point: no token maps,
+    and the stats say why (the input map is returned either way)."""
+    torch.manual_seed(0)
+    model = _Encoder(norm_first).double().eval()
+    x = torch.randn(2, 3, 16, 16, dtype=torch.float64)
+    e = attrib.explain(model, x, method="attnlrp", cp=True, target=[0, 2])
+    assert e.attribution.shape == (2, 3, 16, 16) and np.isfinite(e.attribution).all()
+    if norm_first:
+        assert e.parts["tokens"].shape == (2, 4) and e.layer_attribution.shape == (2, 2, 2)
+        assert e.stats["prefix_tokens"] == 0 and "token_relevance" not in e.stats
+        # prefix_tokens= / reshape= read the token map as the attention methods read theirs
+        given = attrib.explain(model, x, method="attnlrp", cp=True, target=[0, 2],
+                               prefix_tokens=0, reshape=(2, 2))
+        np.testing.assert_array_equal(given.layer_attribution, e.layer_attribution)
+        with pytest.raises(attrib.AttribError, match=r"reshape: expected a grid \(h, w\) "
+                           r"with h \* w \+ prefix tokens == 4 tokens"):
+            attrib.explain(model, x, method="attnlrp", target=[0, 2], reshape=(3, 3))
+        with pytest.raises(attrib.AttribError, match="reshape: expected None or the patch grid"):
+            attrib.AttnLRP(model, reshape=(2, 0))
+    else:
+        assert "tokens" not in e.parts and e.layer_attribution is None
+        assert "post-norm" in e.stats["token_relevance"]
+
+
+def test_token_relevance_only_under_transformer_rules(vit: nn.Module,
+                                                      images: torch.Tensor) -> None:
+    model = attrib.wrap(vit)
+    for rule in ("vanilla", attrib.rules.lrp_rule_set("epsilon")):
+        with pytest.raises(attrib.AttribError, match="token_relevance: expected a rule set "
+                           "with transformer rules"):
+            model.gradients(attrib.GradientRequest(inputs=images, rule=rule,
+                                                   token_relevance=True))
 
 
 def test_numpy_references_match_torch_rules() -> None:

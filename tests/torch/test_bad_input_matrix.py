@@ -394,6 +394,11 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
                                   r"finite number >= 0.*-1e-06"),
     "attnlrp: objective not the logit": (_attn(method="attnlrp", objective="softmax"),
                                          "objective", r"'logit' for AttnLRP"),
+    "attnlrp: a token grid that does not fit": (
+        _attn(method="attnlrp", reshape=(3, 3)), "reshape",
+        r"h \* w \+ prefix tokens == 17 tokens, got \(3, 3\)"),
+    "attnlrp: negative prefix tokens": (_attn(method="attnlrp", prefix_tokens=-1),
+                                        "prefix_tokens", r"an int >= 0.*-1"),
     "attnlrp: LayerScale has no rule": (
         _attn(method="attnlrp", vit={"init_values": 0.1}), "model",
         r"the operation '.*mul' applied to an activation, for which it has no rule"),

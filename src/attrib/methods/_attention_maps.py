@@ -25,7 +25,34 @@ from .._model import GradientResult
 from .._resize import resize_bilinear
 from ._cam import input_hw
 
-__all__ = ["AttentionMethod"]
+__all__ = ["AttentionMethod", "check_reshape", "image_size", "grid_maps"]
+
+
+def check_reshape(reshape: object) -> tuple[int, int] | None:
+    """``reshape`` as the patch grid ``(h, w)`` of positive ints, or ``None``; else a clear error."""
+    if reshape is not None and not (
+            isinstance(reshape, (tuple, list)) and len(reshape) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in reshape)):
+        raise argument_error("reshape", "None or the patch grid (h, w) as positive ints",
+                             reshape, kind=AttribTypeError)
+    return None if reshape is None else (int(reshape[0]), int(reshape[1]))
+
+
+def image_size(result: GradientResult, layout: str, method: str) -> tuple[int, int]:
+    """The (H, W) of the images of ``result`` (a patch grid is two-dimensional)."""
+    spatial = input_hw(tuple(result.inputs.shape), layout, method)
+    if len(spatial) != 2:
+        raise argument_error("inputs", f"images (N, C, H, W) or (N, H, W, C) for {method!r}",
+                             shown(f"shape {tuple(result.inputs.shape)}"))
+    return int(spatial[0]), int(spatial[1])
+
+
+def grid_maps(row: np.ndarray, layout: TokenLayout, size: tuple[int, int]
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The patch tokens of ``row`` (N, T) on their grid (N, h, w), and that grid upsampled
+    bilinearly (half-pixel centres) to ``size`` (N, H, W)."""
+    grid = row[:, layout.prefix:].reshape(row.shape[0], layout.h, layout.w)
+    return grid, resize_bilinear(grid, size)
 
 
 class AttentionMethod(Attributor):
@@ -67,12 +94,7 @@ class AttentionMethod(Attributor):
         if not self._attention:
             raise argument_error("attention", "'all' or attention layer names", attention)
         self._prefix = check_prefix_tokens(prefix_tokens)
-        if reshape is not None and not (
-                isinstance(reshape, (tuple, list)) and len(reshape) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in reshape)):
-            raise argument_error("reshape", "None or the patch grid (h, w) as positive ints",
-                                 reshape, kind=AttribTypeError)
-        self._reshape = None if reshape is None else (int(reshape[0]), int(reshape[1]))
+        self._reshape = check_reshape(reshape)
         if not self.model.captures_attention:
             raise BackendError(
                 f"backend: {self.model.backend!r} does not capture attention "
@@ -89,11 +111,7 @@ class AttentionMethod(Attributor):
         raise NotImplementedError
 
     def compute(self, result: GradientResult) -> MethodOutput:
-        spatial = input_hw(tuple(result.inputs.shape), self.model.layout, self.name)
-        if len(spatial) != 2:  # a patch grid is two-dimensional
-            raise argument_error("inputs", f"images (N, C, H, W) or (N, H, W, C) for {self.name!r}",
-                                 shown(f"shape {tuple(result.inputs.shape)}"))
-        size = (int(spatial[0]), int(spatial[1]))
+        size = image_size(result, self.model.layout, self.name)
         if not result.attention:
             raise BackendError(f"backend: {self.model.backend!r} returned no attention for a "
                                f"request that asked for it ({self.name!r})")
@@ -108,9 +126,9 @@ class AttentionMethod(Attributor):
         layout = token_layout(tokens, size, prefix, self._reshape, self.name)
         relevance = self.relevance(attentions, gradients, layout)
         row = relevance[:, 0, :] if layout.prefix else relevance.mean(axis=1)
-        grid = row[:, layout.prefix:].reshape(n, layout.h, layout.w)
+        grid, upsampled = grid_maps(row, layout, size)
         return MethodOutput(
-            attribution=resize_bilinear(grid, size), layer_attribution=grid,
+            attribution=upsampled, layer_attribution=grid,
             parts={"tokens": row},
             stats={"attention_layers": tuple(names), "prefix_tokens": layout.prefix,
                    "grid": (layout.h, layout.w)})

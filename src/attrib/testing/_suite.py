@@ -943,6 +943,11 @@ def _check_rule_sets(conf: Conformance, case: Case) -> None:
         result = model.gradients(request)
         want, _ = backward(spec, trace, score_gradient(trace.logits, targets, "logit"), rules)
         assert_close(result.input_gradient, _laid(want, conf, spec), what, conf)
+    # the token relevance belongs to transformer rule sets (AttnLRP): refused, never ignored
+    for plain in (sets[0], "vanilla"):
+        _expect_error(f"gradients(rule={str(plain)!r}, token_relevance=True)",
+                      partial(model.gradients, GradientRequest(
+                          inputs=x, targets=targets, rule=plain, token_relevance=True)))
     # DeepLIFT: multipliers against a reference input (half the inputs, shifted)
     reference_nchw = 0.5 * spec.inputs - 0.25
     reference = _laid(reference_nchw, conf, spec).astype(x.dtype)

@@ -173,6 +173,10 @@ class NumpyModel(attrib.Model):
             raise attrib.BackendError(
                 "attention: the 'numpy' backend captures no attention (its networks have none; "
                 "Model.captures_attention is False); use the torch or jax backend")
+        if request.token_relevance:  # no transformer rules here: declared, not silently ignored
+            raise attrib.BackendError(
+                "token_relevance: the 'numpy' backend has no transformer rule sets (AttnLRP), "
+                "which the token relevance comes from; use the torch or jax backend")
         x = self.to_numpy(request.inputs)
         rules = rule_set(request.rule)
         rule = rules.rectifier if rules.rectifier_only else "vanilla"
