@@ -1,9 +1,10 @@
-"""Why torch and JAX disagree at one cascading-randomisation step in float32, and not in float64.
+"""Why torch and JAX disagree at some cascading-randomisation steps in float32, and not in float64.
 
 ``scripts/randomization_efficientnet.py`` (BatchNorm "reset") gives torch and
-JAX scores up to 2e-3 apart in Spearman and 2.2e-2 in SSIM, for integrated
-gradients at the step that randomises the network down to ``blocks.5``
-(seed 0). Two measurements:
+JAX float32 scores up to 2.2e-2 apart at a few steps (seeds 0, 2, 3: integrated
+gradients at ``blocks.5``; seed 4: saliency, guided backprop and integrated
+gradients from ``blocks.5`` to ``blocks.1``; see the cascade's table.md).
+Two measurements:
 
 ``scores``: the similarities of one step (or several steps and seeds), per
 photograph, in one backend and dtype (float32 with 1 or 2 torch threads, or
