@@ -1,17 +1,27 @@
-"""Why torch and JAX disagree at one cascading-randomisation step in float32, and not in float64.
+"""Why torch and JAX disagree at some cascading-randomisation steps in float32, and not in float64.
 
 ``scripts/randomization_efficientnet.py`` (BatchNorm "reset") gives torch and
-JAX scores up to 2e-3 apart in Spearman and 2.2e-2 in SSIM, for integrated
-gradients at the step that randomises the network down to ``blocks.5``
-(seed 0). Two measurements:
+JAX float32 scores up to 2.2e-2 apart at a few steps (seeds 0, 2, 3: integrated
+gradients at ``blocks.5``; seed 4: saliency, guided backprop and integrated
+gradients from ``blocks.5`` to ``blocks.1``; see the cascade's table.md).
+Two measurements:
 
-``scores``: the similarities of one step, per photograph, in one backend and
-dtype (float32 with 1 or 2 torch threads, or float64), written to
-``benchmarks/results/randomization_efficientnet/reset/precision/<tag>.json``::
+``scores``: the similarities of one step (or several steps and seeds), per
+photograph, in one backend and dtype (float32 with 1 or 2 torch threads, or
+float64), one record per step and seed in
+``benchmarks/results/randomization_efficientnet/reset/precision/<tag>.json``;
+``report`` compares each with torch float64 at the same step and seed::
 
     python scripts/randomization_precision.py scores --backend torch --dtype float64
     python scripts/randomization_precision.py scores --backend jax --dtype float64 --photos 1
+    python scripts/randomization_precision.py scores --backend jax --dtype float64 \
+        --step blocks.5 --seed 1,2,3,4
     python scripts/randomization_precision.py report
+
+JAX float64 is slow on a CPU (~10 min per step on 2 cores, 20x float32): XLA's
+CPU compiler turns grouped convolutions of types other than float16/float32
+into dense ones, and the backward pass of each depthwise convolution is one
+(C channels: a C x C kernel, mostly zeros).
 
 ``kinks``: for one photograph, the input gradient of the randomised copy at each
 integrated-gradients node α, in float32 and float64 (torch), and the number of
@@ -43,6 +53,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import randomization_efficientnet as cascade  # noqa: E402
 
 OUT = cascade.RESULTS / "reset" / "precision"
+#: the cascade's steps, from the logits down
+STEPS = ("classifier", "head", "blocks.6", "blocks.5", "blocks.4", "blocks.3", "blocks.2",
+         "blocks.1", "blocks.0", "stem")
 
 
 def _steps_down_to(model: Any, step: str, sep: str) -> list[str]:
@@ -54,8 +67,10 @@ def _steps_down_to(model: Any, step: str, sep: str) -> list[str]:
     raise SystemExit(f"no step {step!r}")
 
 
-def scores(backend: str, dtype: str, threads: int, step: str, photos: list[int], seed: int,
-           targets: list[int]) -> None:
+def scores(backend: str, dtype: str, threads: int, steps: list[str], photos: list[int],
+           seeds: list[int], targets: list[int]) -> None:
+    """One record per (seed, step); the original maps are computed once (and kept in /tmp:
+    they do not depend on the seed, and JAX float64 takes ~7 min for them at 224²)."""
     import torch
 
     torch.set_num_threads(threads)
@@ -79,57 +94,74 @@ def scores(backend: str, dtype: str, threads: int, step: str, photos: list[int],
             model, sep = attrib.wrap(attrib_jax.from_torch(native), backend="jax"), "/"
             x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
         chosen_targets = [targets[i] for i in photos]
-        originals = cascade.maps(model, x, chosen_targets, net.layer)
-        copied = model.randomized(_steps_down_to(model, step, sep), seed=seed, batchnorm="reset")
-        randomised = cascade.maps(copied, x, chosen_targets, net.layer)
-        record: dict[str, Any] = {"backend": backend, "dtype": dtype, "threads": threads,
-                                  "step": step, "seed": seed, "photos": photos, "scores": {}}
-        arrays = {}
-        for m in cascade.METHODS:
-            record["scores"][m] = {k: np.asarray(v).tolist() for k, v in
-                                   similarities(originals[m], randomised[m]).items()}
-            for part, e in (("original", originals[m]), ("randomised", randomised[m])):
-                arrays[f"{m}_{part}"] = np.asarray(attrib.evaluate._maps.two_d(e, absolute=True))
-    tag = f"{backend}_{dtype}_t{threads}_{step}_seed{seed}_p{'-'.join(map(str, photos))}"
-    OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / f"{tag}.json").write_text(json.dumps(record, indent=1))
-    np.savez_compressed(Path("/tmp") / f"attrib-precision-{tag}.npz", **arrays)
-    print(tag, f"{time.time() - start:.0f} s")
+        cached = Path("/tmp") / (f"attrib-precision-originals-{backend}_{dtype}_t{threads}"
+                                 f"_p{'-'.join(map(str, photos))}_targets"
+                                 f"{'-'.join(map(str, chosen_targets))}.npz")
+        if cached.exists():
+            with np.load(cached) as saved:
+                originals: dict[str, Any] = {m: saved[m] for m in cascade.METHODS}
+        else:
+            originals = {m: np.asarray(e.attribution) for m, e in
+                         cascade.maps(model, x, chosen_targets, net.layer).items()}
+            np.savez(cached, **originals)
+        print(f"{backend} {dtype}: originals after {time.time() - start:.0f} s", flush=True)
+        for seed in seeds:
+            for step in steps:
+                copied = model.randomized(_steps_down_to(model, step, sep), seed=seed,
+                                          batchnorm="reset")
+                randomised = cascade.maps(copied, x, chosen_targets, net.layer)
+                record: dict[str, Any] = {"backend": backend, "dtype": dtype, "threads": threads,
+                                          "step": step, "seed": seed, "photos": photos,
+                                          "scores": {}}
+                for m in cascade.METHODS:
+                    record["scores"][m] = {k: np.asarray(v).tolist() for k, v in
+                                           similarities(originals[m], randomised[m]).items()}
+                tag = f"{backend}_{dtype}_t{threads}_{step}_seed{seed}_p{'-'.join(map(str, photos))}"
+                OUT.mkdir(parents=True, exist_ok=True)
+                (OUT / f"{tag}.json").write_text(json.dumps(record, indent=1))
+                print(tag, f"{time.time() - start:.0f} s", flush=True)
 
 
 def report() -> str:
-    """Largest differences of any similarity against torch float64: per photograph, and of the
-    mean over the photographs (what the cascade reports). Runs of one backend, dtype and
-    thread count over different photographs are put together."""
-    runs: dict[tuple[str, str, int], dict[str, Any]] = {}
+    """Largest differences of any similarity against torch float64, per (step, seed) measured:
+    per photograph, and of the mean over the photographs (what the cascade reports). Runs of
+    one backend, dtype and thread count over different photographs are put together."""
+    runs: dict[tuple[str, int], dict[tuple[str, str, int], dict[str, Any]]] = {}
     for path in sorted(OUT.glob("*.json")):
         r = json.loads(path.read_text())
-        run = runs.setdefault((r["backend"], r["dtype"], r["threads"]),
-                              {**r, "photos": [], "scores": {m: {} for m in r["scores"]}})
+        group = runs.setdefault((r["step"], r["seed"]), {})
+        run = group.setdefault((r["backend"], r["dtype"], r["threads"]),
+                               {**r, "photos": [], "scores": {m: {} for m in r["scores"]}})
         for m, values in r["scores"].items():
             for key, per_photo in values.items():
                 run["scores"][m].setdefault(key, {}).update(zip(r["photos"], per_photo))
         run["photos"] = sorted(set(run["photos"]) | set(r["photos"]))
-    reference = runs.pop(("torch", "float64", 2))
-    lines = [f"step {reference['step']}, seed {reference['seed']}: largest |difference| of any "
-             "similarity (Spearman, Spearman |map|, SSIM, Pearson |map|) against torch float64, "
-             "per method: of one photograph / of the mean over the six photographs (what "
-             "`randomization_efficientnet.py` reports)\n",
-             "| run | " + " | ".join(cascade.METHODS) + " |",
-             "|---" * (len(cascade.METHODS) + 1) + "|"]
-    for (backend, dtype, threads), r in runs.items():
-        cells = []
-        for m in cascade.METHODS:
-            photo, mean = 0.0, 0.0
-            for key, ours in r["scores"][m].items():
-                theirs = reference["scores"][m][key]  # {photo: value}
-                diffs = [ours[i] - theirs[i] for i in r["photos"]]
-                photo = max(photo, float(np.max(np.abs(diffs))))
-                mean = max(mean, abs(float(np.mean(diffs))))
-            cells.append(f"{photo:.1e} / {mean:.1e}")
-        name = f"{backend} {dtype}" + (f" ({threads} threads)" if backend == "torch" else "")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines)
+    order = {name: i for i, name in enumerate(STEPS)}
+    sections = []
+    for (step, seed), group in sorted(runs.items(), key=lambda kv: (kv[0][1], order[kv[0][0]])):
+        reference = group.pop(("torch", "float64", 2), None)
+        if reference is None or not group:
+            continue
+        lines = [f"step {step}, seed {seed}: largest |difference| of any "
+                 "similarity (Spearman, Spearman |map|, SSIM, Pearson |map|) against torch float64, "
+                 "per method: of one photograph / of the mean over the six photographs (what "
+                 "`randomization_efficientnet.py` reports)\n",
+                 "| run | " + " | ".join(cascade.METHODS) + " |",
+                 "|---" * (len(cascade.METHODS) + 1) + "|"]
+        for (backend, dtype, threads), r in group.items():
+            cells = []
+            for m in cascade.METHODS:
+                photo, mean = 0.0, 0.0
+                for key, ours in r["scores"][m].items():
+                    theirs = reference["scores"][m][key]  # {photo: value}
+                    diffs = [ours[i] - theirs[i] for i in r["photos"]]
+                    photo = max(photo, float(np.max(np.abs(diffs))))
+                    mean = max(mean, abs(float(np.mean(diffs))))
+                cells.append(f"{photo:.1e} / {mean:.1e}")
+            name = f"{backend} {dtype}" + (f" ({threads} threads)" if backend == "torch" else "")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        sections.append("\n".join(lines))
+    text = "\n\n".join(sections)
     (OUT / "scores.md").write_text(text + "\n")
     return text
 
@@ -188,19 +220,20 @@ if __name__ == "__main__":
     parser.add_argument("--backend", default="torch", choices=("torch", "jax"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--step", default="blocks.5")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--step", default="blocks.5", help="one step or several: blocks.5,blocks.4")
+    parser.add_argument("--seed", default="0", help="one seed or several: 0,1,2")
     parser.add_argument("--photos", default="0,1,2,3,4,5", help="indices into PHOTOS")
     parser.add_argument("--photo", default="coffee")
     args = parser.parse_args()
     # the original model's top classes, as the cascade explains them (torch float32 record)
-    record = json.loads((cascade.RESULTS / "reset" / f"torch_seed{args.seed}.json").read_text())
+    record = json.loads((cascade.RESULTS / "reset" / "torch_seed0.json").read_text())
     targets = [int(t) for t in record["targets"]]
     if args.what == "scores":
-        scores(args.backend, args.dtype, args.threads, args.step,
-               [int(i) for i in args.photos.split(",")], args.seed, targets)
+        scores(args.backend, args.dtype, args.threads, args.step.split(","),
+               [int(i) for i in args.photos.split(",")],
+               [int(s) for s in args.seed.split(",")], targets)
     elif args.what == "report":
         print(report())
     else:
         index = list(photographs()).index(args.photo)
-        print(kinks(args.photo, args.step, args.seed, targets[index]))
+        print(kinks(args.photo, args.step, int(args.seed), targets[index]))

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
+from flax import linen, nnx
 
 import attrib
 from attrib._randomize import redrawn
@@ -113,3 +113,61 @@ def test_resnet18_and_its_flax_twin_get_the_same_randomised_copy(batchnorm: str)
         assert torch.equal(net.state_dict()[key], value), f"the user's {key} changed"
     with pytest.raises(attrib.AttribError, match=r"batchnorm: expected one of \['reset', 'redraw'\]"):
         t.randomized(chosen, seed=2, batchnorm="zero")
+
+
+class _NormNet(linen.Module):
+    """conv -> BatchNorm -> relu6 -> conv -> relu -> dense: the shape of a cascade's model."""
+
+    @linen.compact
+    def __call__(self, x: Any) -> Any:
+        x = linen.Conv(4, (3, 3), name="conv1")(x)
+        x = jax.nn.relu6(linen.BatchNorm(use_running_average=True, name="bn1")(x))
+        x = jax.nn.relu(linen.Conv(4, (3, 3), name="conv2")(x))
+        return linen.Dense(5, name="head")(x.mean(axis=(1, 2)))
+
+
+@pytest.mark.parametrize("kind", ["linen", "nnx"])
+def test_randomised_copies_reuse_the_compiled_programs(kind: str) -> None:
+    """A cascade (model_randomization) explains one copy per step: the copies' variables are
+    program arguments of the same structure, so no copy traces or compiles a program again
+    (counted by attrib's trace counter and by JAX's own compile events)."""
+    from attrib_jax._model import trace_count
+
+    x = np.random.default_rng(0).normal(size=(2, 4, 4, 3)).astype(np.float32)
+    if kind == "linen":
+        variables = _NormNet().init(jax.random.key(0), x)
+        stats = jax.tree_util.tree_map(lambda a: a + 0.5, variables["batch_stats"])
+        model = attrib.wrap((_NormNet(), {**variables, "batch_stats": stats}), backend="jax")
+        layer = "conv2"
+    else:
+        model, layer = attrib.wrap(nnx_net()), "conv"
+    targets = np.array([1, 3])
+    runs = {"gradcam": {"layer": layer}, "guided_backprop": {}, "saliency": {}}
+
+    def explain(m: Any) -> list[np.ndarray]:
+        return [np.asarray(attrib.explain(m, x, method=name, target=targets, **options).attribution)
+                for name, options in runs.items()]
+
+    events: list[str] = []
+
+    def listener(event: str, duration: float, **kwargs: Any) -> None:
+        if event.endswith("backend_compile_duration"):
+            events.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        previous = explain(model)  # traces and compiles each method's program once
+        assert events, "the listener does listen"
+        traced = trace_count()
+        chosen: list[str] = []
+        for seed, layer_name in enumerate(reversed(list(model.parameter_layers()))):
+            chosen.append(layer_name)
+            copy = model.randomized(chosen, seed=seed, batchnorm="reset")
+            events.clear()
+            maps = explain(copy)
+            assert trace_count() == traced, f"after randomising {chosen}"
+            assert events == [], f"after randomising {chosen}"
+            assert not np.array_equal(maps[2], previous[2])  # a new copy, new saliency
+            previous = maps
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
