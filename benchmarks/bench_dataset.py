@@ -21,6 +21,10 @@ Usage::
 
     python benchmarks/bench_dataset.py [--n 2000] [--batch 64] [--repeats 10] [--method gradcam]
                                        [--dir /dev/shm] [--model resnet18 --size 224]
+    python benchmarks/bench_dataset.py --several saliency,guided_backprop,gradcam,guided_gradcam
+
+3. ``--several``: several methods in one ``explain_dataset(method=[...])`` run
+   (one forward pass per batch) against one run per method, interleaved.
 """
 
 from __future__ import annotations
@@ -165,6 +169,33 @@ def throughput(n: int, batch: int, method: str, repeats: int,
     return result
 
 
+def several(n: int, batch: int, methods: list[str], repeats: int,
+            folder: str | None = None) -> dict[str, float]:
+    """Median seconds of ``methods`` in one ``explain_dataset(method=[...])`` run against one run
+    per method, over ``repeats`` interleaved rounds (demo scenes); every map checked bit-equal."""
+    model = _model("demo")
+    batches = list(scene_batches(n, batch))
+    options = {m: _options(m) for m in methods if _options(m)}
+    times: dict[str, list[float]] = {"separate": [], "one": []}
+    for _ in range(repeats):
+        place = Path(tempfile.mkdtemp(dir=folder))
+        start = time.perf_counter()
+        alone = {m: attrib.explain_dataset(model, batches, method=m, out=place / f"{m}.zarr",
+                                           progress=False, **options.get(m, {})) for m in methods}
+        times["separate"].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        together = attrib.explain_dataset(model, batches, method=methods, options=options,
+                                          out=place / "all.zarr", progress=False)
+        times["one"].append(time.perf_counter() - start)
+        for m in methods:
+            for name, array in together.maps(m).items():
+                assert np.array_equal(array[:], alone[m][name][:]), (m, name)
+        shutil.rmtree(place)
+    result = {name: float(np.median(values)) for name, values in times.items()}
+    result["ratio"] = result["one"] / result["separate"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2000)
@@ -180,6 +211,8 @@ def main() -> None:
     parser.add_argument("--model", default="demo",
                         help="throughput on 'demo' (default) or a torchvision classifier, e.g. resnet18")
     parser.add_argument("--size", type=int, default=224, help="picture side for --model other than demo")
+    parser.add_argument("--several", metavar="M,M,...",
+                        help="only: these methods in one explain_dataset run against one run each")
     parser.add_argument("--rss-run", type=int, metavar="N", help=argparse.SUPPRESS)
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
@@ -190,6 +223,17 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+    if args.several:
+        methods = [m.strip() for m in args.several.split(",") if m.strip()]
+        import torch
+
+        result = several(args.throughput_n, args.batch, methods, args.repeats, args.dir)
+        print(f"{len(methods)} methods ({', '.join(methods)}), {args.throughput_n} scenes, batch "
+              f"{args.batch}, {torch.get_num_threads()} torch threads, median of {args.repeats} "
+              f"interleaved rounds, every map bit-equal:")
+        print(f"  one explain_dataset per method {result['separate']:.3f} s, one explain_dataset "
+              f"of all {result['one']:.3f} s, ratio {result['ratio']:.3f}")
+        return
     if args.rss_run:
         print(json.dumps(rss_run(args.rss_run, args.batch, args.method)))
         return

@@ -6,13 +6,14 @@ import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, overload
 
+from ._attributor import Attributor
 from ._errors import AttribTypeError, argument_error, did_you_mean, shown
 from ._explanation import Explanation
 from ._model import Model
 from ._plan import explain_planned
 from ._registry import default_registry
 
-__all__ = ["explain", "wrap", "list_backends", "list_methods"]
+__all__ = ["explain", "wrap", "list_backends", "list_methods", "build_methods"]
 
 
 @overload
@@ -117,6 +118,24 @@ def explain(
     >>> maps["gradcam"].attribution.shape                          # doctest: +SKIP
     (2, 224, 224)
     """
+    methods = build_methods(model, method, layer=layer, backend=backend, objective=objective,
+                            output=output, options=options, method_options=method_options)
+    if isinstance(method, str):
+        return methods[0].attribute(inputs, target)
+    return explain_planned(methods, inputs, target)
+
+
+def build_methods(model: Any, method: str | Sequence[str], *, layer: Any = None,
+                  backend: str | None = None, objective: str = "logit", output: Any = None,
+                  options: Mapping[str, Mapping[str, Any]] | None = None,
+                  method_options: Mapping[str, Any] | None = None) -> list[Attributor]:
+    """The attributors :func:`explain` runs: one per method, all on one :class:`attrib.Model`.
+
+    Every argument is checked as :func:`explain` documents it (the names, the
+    per-method ``options``, keyword ``method_options`` only with one method,
+    a ``layer`` only with a layer method).
+    """
+    method_options = dict(method_options or {})
     registry = default_registry()
     single = isinstance(method, str)
     names = _method_names(method)
@@ -145,9 +164,7 @@ def explain(
         if cls.needs_layer and "layer" not in own:
             kwargs["layer"] = layer
         methods.append(cls(model, **kwargs))
-    if single:
-        return methods[0].attribute(inputs, target)
-    return explain_planned(methods, inputs, target)
+    return methods
 
 
 def _method_names(method: object) -> list[str]:

@@ -4,11 +4,13 @@ One page, ``index.html``, with every CSS rule and script inline (no server, no
 network, nothing external), and two PNGs per sample next to it
 (``img/NNNNNN.png``: the input's thumbnail; ``map/NNNNNN.png``: the map —
 Grad-CAM-shaped maps as a jet overlay on the picture, input-space maps in
-grayscale). The table is paginated in the browser and sorts by sample,
-confidence (the softmax probability of the predicted class), whether the
-prediction matched the label, and any per-sample metric the store keeps under
-``metrics/``. The sort and page live in the URL's hash (``#sort=confidence&
-order=asc&page=2``), so a link opens the same view.
+grayscale). A store of several methods gets one map column per method, side
+by side in the run's order (``map/METHOD/NNNNNN.png``). The table is
+paginated in the browser and sorts by sample, confidence (the softmax
+probability of the predicted class), whether the prediction matched the
+label, and any per-sample metric the store keeps under ``metrics/``. The
+sort and page live in the URL's hash (``#sort=confidence&order=asc&page=2``),
+so a link opens the same view.
 """
 
 from __future__ import annotations
@@ -87,7 +89,12 @@ def write_report(store: Any, out: Any, *, per_page: int = 50, limit: int | None 
     n = len(maps) if limit is None else min(len(maps), int(limit))
     root = Path(os.fspath(out))
     (root / "img").mkdir(parents=True, exist_ok=True)
-    (root / "map").mkdir(exist_ok=True)
+    # one folder of map pictures per method; a store of one keeps them in map/ itself
+    folders = {method: root / "map" / method if maps.several else root / "map"
+               for method in maps.methods}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    arrays = {method: maps.maps(method)["attribution"] for method in maps.methods}
     settings = maps.settings
     metrics = maps.metrics()
     has_labels = "labels" in maps
@@ -98,8 +105,9 @@ def write_report(store: Any, out: Any, *, per_page: int = 50, limit: int | None 
         logits = np.asarray(maps["logits"][start:stop])
         targets = np.asarray(maps["targets"][start:stop])
         labels = np.asarray(maps["labels"][start:stop]) if has_labels else None
-        pictures = _map_pictures(np.asarray(maps["attribution"][start:stop]),
-                                 str(settings.get("layout", "NCHW")), thumbs)
+        pictures = {method: _map_pictures(np.asarray(array[start:stop]),
+                                          str(settings.get("layout", "NCHW")), thumbs)
+                    for method, array in arrays.items()}
         confidence = _softmax_max(logits)
         predicted = logits.argmax(axis=1)
         values = {name: np.asarray(array[start:stop], dtype=np.float64)
@@ -107,7 +115,8 @@ def write_report(store: Any, out: Any, *, per_page: int = 50, limit: int | None 
         for j in range(stop - start):
             i = start + j
             _save_png(thumbs[j], root / "img" / f"{i:06d}.png")
-            _save_png(pictures[j], root / "map" / f"{i:06d}.png")
+            for method, folder in folders.items():
+                _save_png(pictures[method][j], folder / f"{i:06d}.png")
             row: dict[str, Any] = {
                 "i": i, "target": int(targets[j]), "pred": int(predicted[j]),
                 "conf": round(float(confidence[j]), 6),
@@ -119,25 +128,44 @@ def write_report(store: Any, out: Any, *, per_page: int = 50, limit: int | None 
                 row[name] = None if not np.isfinite(value[j]) else round(float(value[j]), 6)
             rows.append(row)
     page = root / "index.html"
-    page.write_text(_page(rows, settings, sorted(metrics), has_labels, per_page), encoding="utf-8")
+    page.write_text(_page(rows, settings, sorted(metrics), has_labels, per_page,
+                          maps.methods if maps.several else None), encoding="utf-8")
     return page
 
 
+def _map_columns(methods: list[str] | None) -> tuple[str, str]:
+    """The header cells and the script line of the map columns: one, or one per method."""
+    if methods is None:  # a store of one method: the page as it always was
+        return ("<th>map</th>",
+                'image(tr, "map/" + name(row.i), "map " + row.i);')
+    headers = "".join(f"<th>{html.escape(method)}</th>" for method in methods)
+    return (headers, 'for (const method of DATA.methods) image(tr, "map/" + method + "/" + name(row.i), '
+                     'method + " map " + row.i);')
+
+
 def _page(rows: list[dict[str, Any]], settings: dict[str, Any], metric_names: list[str],
-          has_labels: bool, per_page: int) -> str:
+          has_labels: bool, per_page: int, methods: list[str] | None = None) -> str:
     names = settings.get("class_names") or []
     sorts = [("index", "sample"), ("conf", "confidence")]
     if has_labels:
         sorts.append(("correct", "correct vs label"))
     sorts += [(f"metric:{m}", m) for m in metric_names]
     options = "".join(f'<option value="{html.escape(k)}">{html.escape(v)}</option>' for k, v in sorts)
-    title = (f"attrib report: {settings.get('method')} ({settings.get('backend')}), "
+    shown_method = settings.get("method") if methods is None else ", ".join(methods)
+    title = (f"attrib report: {shown_method} ({settings.get('backend')}), "
              f"{len(rows)} samples")
     described = ", ".join(f"{k}={settings[k]!r}" for k in ("method", "layer", "target", "objective",
                                                            "backend") if settings.get(k) is not None)
-    data = json.dumps({"rows": rows, "classes": names, "metrics": metric_names,
-                       "perPage": per_page, "labels": has_labels}, separators=(",", ":"))
+    if methods is not None and settings.get("options"):
+        described += f", options={settings['options']!r}"
+    content: dict[str, Any] = {"rows": rows, "classes": names, "metrics": metric_names,
+                               "perPage": per_page, "labels": has_labels}
+    if methods is not None:
+        content["methods"] = methods
+    data = json.dumps(content, separators=(",", ":"))
+    headers, cells = _map_columns(methods)
     return _TEMPLATE.replace("{title}", html.escape(title)).replace("{described}", html.escape(described)) \
+        .replace("{map_headers}", headers).replace("{map_cells}", cells) \
         .replace("{options}", options).replace("{data}", data.replace("</", "<\\/"))
 
 
@@ -170,7 +198,7 @@ tr.right td.verdict { color: #1b7f3b; }
   <button id="next" type="button">next &rarr;</button>
 </div>
 <table id="gallery">
-<thead><tr><th>#</th><th>image</th><th>map</th><th>predicted</th><th>confidence</th>
+<thead><tr><th>#</th><th>image</th>{map_headers}<th>predicted</th><th>confidence</th>
 <th>target</th><th>label</th><th>verdict</th><th>metrics</th></tr></thead>
 <tbody id="rows"></tbody>
 </table>
@@ -225,7 +253,7 @@ function render() {
     tr.dataset.index = row.i;
     cell(tr, String(row.i));
     image(tr, "img/" + name(row.i), "input " + row.i);
-    image(tr, "map/" + name(row.i), "map " + row.i);
+    {map_cells}
     cell(tr, className(row.pred));
     cell(tr, (100 * row.conf).toFixed(1) + "%");
     cell(tr, className(row.target));

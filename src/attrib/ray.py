@@ -13,13 +13,13 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from ._dataset._actors import ActorPlan, plan_actors
-from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums
+from ._dataset._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums, described
 from ._dataset._run import progress_bar, with_class_names, write_outputs
 from ._dataset._store import MapStore
 from ._errors import AttribError, argument_error, shown
@@ -48,7 +48,7 @@ def explain_dataset(
     ds: Any,
     model_factory: Callable[[], Any],
     *,
-    method: str,
+    method: str | Sequence[str],
     out: Any,
     batch_size: int = 64,
     concurrency: int | str = 1,
@@ -65,9 +65,10 @@ def explain_dataset(
     num_cpus: float | None = None,
     num_gpus: float | None = None,
     batches_per_chunk: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
     **method_options: Any,
 ) -> MapStore:
-    """Explain every row of a Ray Data dataset with ``method``; write the maps to a Zarr store.
+    """Explain every row of a Ray Data dataset with ``method`` (or several); write the maps to a Zarr store.
 
     The same store as :func:`attrib.explain_dataset` over the same samples in
     batches of ``batch_size`` (same layout, settings and bytes), so either
@@ -84,8 +85,9 @@ def explain_dataset(
     model_factory : callable of no arguments
         Returns the model; called once in each actor (ship a function, not a
         loaded model).
-    method, target, layer, backend, objective, thumbnail, store_inputs, class_names, **method_options
-        As :func:`attrib.explain_dataset`.
+    method, target, layer, backend, objective, thumbnail, store_inputs, class_names, options, **method_options
+        As :func:`attrib.explain_dataset`: ``method`` a name or a list of
+        names (each actor explains a batch with all of them in one call).
     out : str or path-like
         The Zarr store, created if missing.
     batch_size : int
@@ -130,12 +132,12 @@ def explain_dataset(
     if target == "labels" and not has_labels:
         raise argument_error("label_column", f"a column of the dataset ({columns}) for target='labels'",
                              label_column)
-    options = dict(method=method, target=target, layer=layer, backend=backend,
-                   objective=objective, thumbnail=thumbnail, store_inputs=store_inputs,
-                   **method_options)
+    arguments = dict(method=method, target=target, layer=layer, backend=backend,
+                     objective=objective, thumbnail=thumbnail, store_inputs=store_inputs,
+                     options=options, **method_options)
     # one local explainer: checks every argument before the cluster does any work, gives the
     # settings, and checks a resumed store's weights
-    local = BatchExplainer(model_factory, **options)
+    local = BatchExplainer(model_factory, **arguments)
     plan = plan_actors(concurrency, num_cpus, num_gpus, _alive_nodes())
     store = MapStore.create_or_resume(out, with_class_names(local.settings, class_names), batches_per_chunk)
     first, offset = _done_prefix(store)
@@ -157,7 +159,7 @@ def explain_dataset(
     # model's floats can depend on the batch's size, e.g. torch's kernels for one sample)
     ds = ds.repartition(target_num_rows_per_block=batch_size, strict=True)
     explained = ds.map_batches(BatchExplainer, fn_constructor_args=(model_factory,),
-                               fn_constructor_kwargs=options, batch_size=batch_size,
+                               fn_constructor_kwargs=arguments, batch_size=batch_size,
                                batch_format="numpy", compute=data.ActorPoolStrategy(size=plan.size),
                                **plan.remote_args())
     # The store is written in the dataset's order: Ray Data hands the batches on in the order of
@@ -170,7 +172,7 @@ def explain_dataset(
     context.execution_options.preserve_order = True
     stop = _Stop(context)
     try:
-        with progress_bar(None, f"attrib.ray ({method})", progress) as bar:
+        with progress_bar(None, f"attrib.ray ({described(method)})", progress) as bar:
             batches = ({k: np.asarray(v) for k, v in batch.items()}
                        for batch in _watched(explained, batch_size, plan, stop))
             write_outputs(store, batches, bar, first_batch=first, offset=offset)

@@ -40,11 +40,26 @@ def test_explain_dataset_command_explains_every_image_in_sorted_order(tmp_path, 
     assert len(err.strip().splitlines()) == 1
 
 
+def test_several_methods_go_to_one_store_with_the_maps_of_each(tmp_path, capsys):
+    folder, _, _ = make_folder(tmp_path, 6)
+    common = [str(folder), "--model", "demo", "--batch-size", "4", "--quiet"]
+    assert main(["explain-dataset", *common, "--method", "saliency,gradcam",
+                 "--out", str(tmp_path / "both.zarr")]) == 0
+    assert "6 images, saliency, gradcam on conv4" in capsys.readouterr().out
+    assert main(["explain-dataset", *common, "--method", "gradcam", "--out", str(tmp_path / "one.zarr")]) == 0
+    both, one = attrib.open_maps(tmp_path / "both.zarr"), attrib.open_maps(tmp_path / "one.zarr")
+    assert both.methods == ["saliency", "gradcam"] and both.settings["layer"] == "conv4"
+    for name in ("attribution", "layer_attribution"):  # the CLI's own one-method store
+        np.testing.assert_array_equal(both.maps("gradcam")[name][:], one[name][:])
+
+
 @pytest.mark.parametrize("argv, message", [
     (["missing-folder", "--model", "demo", "--method", "saliency", "--out", "m.zarr"],
      "FOLDER: no such folder"),
-    (["{folder}", "--model", "demo", "--method", "saliency,gradcam", "--out", "m.zarr"],
-     "--method: explain-dataset takes one method per store"),
+    (["{folder}", "--model", "demo", "--method", "saliency,gradcamm", "--out", "m.zarr"],
+     "Did you mean 'gradcam'"),
+    (["{folder}", "--model", "demo", "--method", "saliency,deconvnet", "--layer", "conv4", "--out",
+      "m.zarr"], "--layer: saliency, deconvnet explain the input and take no layer"),
     (["{folder}", "--model", "demo", "--method", "saliency", "--layer", "conv4", "--out", "m.zarr"],
      "--layer: saliency explains the input"),
     (["{folder}", "--model", "demo", "--method", "saliency", "--batch-size", "0", "--out", "m.zarr"],

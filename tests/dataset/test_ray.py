@@ -76,10 +76,13 @@ def test_cli_ray_writes_the_one_process_store(local_ray, tmp_path):
     from support.image_folders import make_folder
 
     folder, _, _ = make_folder(tmp_path, 6)
-    common = [str(folder), "--model", "demo", "--method", "saliency", "--batch-size", "4", "--quiet"]
+    # two methods: each actor explains a batch with both in one call (methods/NAME/ of the store)
+    common = [str(folder), "--model", "demo", "--method", "saliency,gradcam", "--batch-size", "4",
+              "--quiet"]
     assert main(["explain-dataset", *common, "--out", str(tmp_path / "one.zarr")]) == 0
     assert main(["explain-dataset", *common, "--out", str(tmp_path / "ray.zarr"), "--ray",
                  "--concurrency", "auto"]) == 0  # 'auto' as the Python API takes it
+    assert attrib.open_maps(tmp_path / "ray.zarr").methods == ["saliency", "gradcam"]
     assert _files(tmp_path / "ray.zarr") == _files(tmp_path / "one.zarr")
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +12,13 @@ from PIL import Image
 import attrib
 from attrib._cli import main
 from attrib._cli._demo import cam_mass_on_objects
+from support.chromium import CHROMIUM
+from support.chromium import chromium as _chromium
+from support.chromium import console as _console
 
 pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 N, PER_PAGE = 30, 12
 
 
@@ -43,27 +42,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, attrib.MapSt
     return root / "report", attrib.open_maps(root / "maps.zarr"), mass
 
 
-def _chromium(url: str, *extra: str) -> tuple[str, str]:
-    """Load ``url`` in headless Chromium (nothing downloaded); return (stdout, stderr)."""
-    assert CHROMIUM is not None
-    profile = tempfile.mkdtemp()
-    try:
-        done = subprocess.run(
-            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--disable-sync", "--no-first-run",
-             f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0", *extra, url],
-            capture_output=True, text=True, timeout=120)
-    finally:
-        shutil.rmtree(profile, ignore_errors=True)
-    return done.stdout, done.stderr
-
-
 def _rows(dom: str) -> list[int]:
     return [int(i) for i in re.findall(r'<tr class="row[^"]*" data-index="(\d+)"', dom)]
-
-
-def _console(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if ":CONSOLE" in line]
 
 
 def test_report_writes_each_thumbnail_and_map_as_png(report):

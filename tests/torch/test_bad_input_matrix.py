@@ -8,8 +8,10 @@ torch module whose state is compared before and after (hooks of every kind inclu
 from __future__ import annotations
 
 import re
+import tempfile
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -492,6 +494,44 @@ ERRORS.update({
         _explain(_pair(), _two(), method="integrated_gradients", baseline=np.zeros(5)),
         "baseline", r"tuple of 2 arrays, one per input"),
 })
+
+def _dataset(resume: dict[str, Any] | None = None, **kwargs: Any) -> Case:
+    """``attrib.explain_dataset`` of two batches of the tiny net into a new store (``resume``:
+    the arguments of a first run, of one batch, into the same store)."""
+    def build() -> tuple[Callable[[], Any], nn.Module]:
+        pytest.importorskip("zarr")
+        net, x = _net(), _x(4).numpy()
+        out = Path(tempfile.mkdtemp()) / "maps.zarr"
+        if resume is not None:
+            attrib.explain_dataset(net, [x[:2]], out=out, progress=False, **resume)
+        kwargs.setdefault("method", ["saliency", "gradcam"])
+        return (lambda: attrib.explain_dataset(net, [x[:2], x[2:]], out=out, progress=False,
+                                               **kwargs)), net
+    return build
+
+
+# several methods in one dataset run (issue 19)
+ERRORS.update({
+    "dataset: unknown method in a list": (_dataset(method=["saliency", "gradcamm"]), "method",
+                                          r"Did you mean 'gradcam'"),
+    "dataset: repeated method in a list": (_dataset(method=["saliency", "deconvnet", "saliency"]),
+                                           "method", r"distinct method names.*\['saliency'\] given"),
+    "dataset: options for a method not in the list": (
+        _dataset(options={"guided_gradcam": {"layer": "conv2"}}), "options",
+        r"methods called.*'guided_gradcam'.*Add 'guided_gradcam' to method="),
+    "dataset: options of a method not a mapping": (
+        _dataset(options={"gradcam": "conv2"}), "options['gradcam']", r"a mapping \{option name"),
+    "dataset: keyword option with a list": (_dataset(steps=3), "options",
+                                            r"options=\{method: .*keyword options \['steps'\]"),
+    "dataset: resuming with another method list": (
+        _dataset(resume={"method": ["saliency", "gradcam"], "layer": "conv2"},
+                 method=["gradcam", "saliency"], layer="conv2"), "out",
+        r"other settings: method=\['saliency', 'gradcam'\] \(this run: \['gradcam', 'saliency'\]\)"),
+    "dataset: resuming a store of one method with a list": (
+        _dataset(resume={"method": "saliency"}, method=["saliency"]), "out",
+        r"format=1 \(this run: 2\); method='saliency' \(this run: \['saliency'\]\)"),
+})
+
 
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_bad_input_is_a_clear_error(case: str) -> None:

@@ -26,14 +26,16 @@ def add_dataset_commands(commands: Any) -> None:
     run = commands.add_parser(
         "explain-dataset", help="explain every image of a folder into a Zarr store (resumable)",
         description="Explain every image under FOLDER (recursively; any file PIL reads) with one "
-                    "method, in batches, into a Zarr store: raw maps, layer maps, targets, logits, "
+                    "method or several (one call per batch, shared passes), in batches, into a "
+                    "Zarr store: raw maps, layer maps, targets, logits, "
                     "labels (when the sub-folders are named after the model's classes), thumbnails "
                     "and the run's settings. Run it again to resume: finished batches are skipped.",
     )
     run.add_argument("folder", metavar="FOLDER", help="folder of images (searched recursively)")
     run.add_argument("--model", required=True, metavar="SPEC",
                      help="'demo', 'torchvision:NAME' or 'module:function' (as attrib explain)")
-    run.add_argument("--method", required=True, metavar="M", help="one method (see 'attrib methods')")
+    run.add_argument("--method", required=True, metavar="M[,M...]",
+                     help="a method, or several separated by commas (see 'attrib methods')")
     run.add_argument("--out", required=True, metavar="STORE", help="the Zarr store, e.g. maps.zarr")
     run.add_argument("--backend", metavar="NAME", help="torch (default) or jax")
     run.add_argument("--layer", metavar="NAME", help="layer of layer methods (default as attrib explain)")
@@ -56,7 +58,8 @@ def add_dataset_commands(commands: Any) -> None:
     report = commands.add_parser(
         "report", help="write a static HTML gallery of a store",
         description="Write OUT/index.html (inline CSS and script, no server or network) with "
-                    "each image beside its map, sortable by confidence, by correct vs label and "
+                    "each image beside its map (one column per method), sortable by confidence, "
+                    "by correct vs label and "
                     "by any metric in the store, paginated; the PNGs go to OUT/img and OUT/map.",
     )
     report.add_argument("store", metavar="STORE", help="a store written by explain-dataset")
@@ -150,9 +153,10 @@ def _explain_dataset(args: argparse.Namespace) -> int:
     from ._explain import parse_methods
 
     methods = parse_methods(args.method)
-    if len(methods) != 1:
-        raise CLIError("--method: explain-dataset takes one method per store")
-    method = methods[0]
+    # one name: the store of one method (maps at its top level); several: one group per method
+    method: str | list[str] = methods[0] if len(methods) == 1 else methods
+    layer_methods = [m for m in methods if needs_layer(m)]
+    shown = ", ".join(methods)
     if args.batch_size < 1:
         raise CLIError(f"--batch-size: expected a positive number, got {args.batch_size}")
     if args.thumbnail < 8:
@@ -163,12 +167,14 @@ def _explain_dataset(args: argparse.Namespace) -> int:
     labels = folder_labels(files, loaded.class_names)
     target = _target(args.target, loaded, labels)
     layer = None
-    if needs_layer(method):
+    if layer_methods:
         layer = args.layer or loaded.layer
         if layer is None:
-            raise CLIError(f"--layer: {method} needs a layer and none is known for {loaded.name}")
+            raise CLIError(f"--layer: {', '.join(layer_methods)} needs a layer and none is known "
+                           f"for {loaded.name}")
     elif args.layer is not None:
-        raise CLIError(f"--layer: {method} explains the input and takes no layer")
+        raise CLIError(f"--layer: {shown} explain{'s' if len(methods) == 1 else ''} the input and "
+                       f"take{'s' if len(methods) == 1 else ''} no layer")
     common: dict[str, Any] = dict(method=method, out=args.out, target=target, layer=layer,
                                   backend=loaded.backend, thumbnail=args.thumbnail,
                                   class_names=list(loaded.class_names) if loaded.class_names else None,
@@ -178,7 +184,7 @@ def _explain_dataset(args: argparse.Namespace) -> int:
     else:
         store = explain_dataset(loaded.model, _FolderBatches(files, labels, loaded, args.batch_size),
                                 **common)
-    print(f"{relative(Path(args.out))}: {len(store)} images, {method}"
+    print(f"{relative(Path(args.out))}: {len(store)} images, {shown}"
           + (f" on {layer}" if layer else ""))
     return 0
 

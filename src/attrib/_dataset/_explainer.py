@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 import numpy as np
 
 from .._errors import AttribTypeError, argument_error, shown
+from ._store import map_path
 from ._thumbnails import thumbnails
 
-__all__ = ["BatchExplainer", "IMAGE_KEY", "LABEL_KEY", "checksums", "FORMAT_VERSION"]
+__all__ = ["BatchExplainer", "IMAGE_KEY", "LABEL_KEY", "checksums", "FORMAT_VERSION",
+           "SEVERAL_FORMAT_VERSION", "described"]
 
 #: Key of the input batch in the dicts :class:`BatchExplainer` takes.
 IMAGE_KEY = "image"
@@ -27,6 +29,13 @@ IMAGE_KEY = "image"
 LABEL_KEY = "label"
 #: Version of the store layout, kept in the store's settings.
 FORMAT_VERSION = 1
+#: Version of the layout of a store of several methods (their maps under ``methods/NAME/``).
+SEVERAL_FORMAT_VERSION = 2
+
+
+def described(method: str | Sequence[str]) -> str:
+    """``method`` for a progress bar or a message: ``"gradcam"``, ``"saliency, gradcam"``."""
+    return method if isinstance(method, str) else ", ".join(str(m) for m in method)
 
 
 def checksums(inputs: np.ndarray) -> np.ndarray:
@@ -69,13 +78,17 @@ class BatchExplainer:
     model_factory : callable of no arguments
         Returns the model (a torch ``nn.Module``, a Flax ``(module, variables)``
         pair, an :class:`attrib.Model`, ...). Called once, in ``__init__``.
-    method : str
-        One of :func:`attrib.list_methods`.
+    method : str or list of str
+        One of :func:`attrib.list_methods`, or a list of distinct ones: each
+        batch is then explained by every method in one
+        :func:`attrib.explain` call (shared gradient passes; each map equals
+        the method's own, bit for bit).
     target : None, int or "labels"
         ``None``: each sample's arg-max class; an int: that class for all;
         ``"labels"``: each sample's label (batches must carry ``"label"``).
     layer : str, optional
-        The tapped layer of layer methods (Grad-CAM).
+        The tapped layer of layer methods (Grad-CAM); with several methods,
+        of every layer method without its own in ``options``.
     backend : str, optional
         Detected from the model when omitted.
     objective : str
@@ -85,8 +98,12 @@ class BatchExplainer:
         for the gallery (``attrib report``); ``None`` keeps none.
     store_inputs : bool
         Also keep the inputs themselves (as given to the model).
-    **options
-        Further options of the method's class.
+    options : mapping of method name to mapping, optional
+        Options per method, as :func:`attrib.explain` takes them
+        (``{"gradcam": {"layer": "conv4"}}``).
+    **method_options
+        Further options of the method's class (one method only; with
+        several, use ``options``).
 
     Notes
     -----
@@ -94,7 +111,8 @@ class BatchExplainer:
     and returns ``{"attribution", "layer_attribution" (layer methods),
     "targets", "logits", "labels" (when given), "thumbnails" (unless
     ``thumbnail=None``), "inputs" (with ``store_inputs``), "checksums"}``,
-    every value an array with N rows.
+    every value an array with N rows. With several methods each one's maps
+    are ``"methods/NAME/attribution"`` and ``"methods/NAME/layer_attribution"``.
 
     Examples
     --------
@@ -111,14 +129,15 @@ class BatchExplainer:
         self,
         model_factory: Callable[[], Any],
         *,
-        method: str,
+        method: str | Sequence[str],
         target: Any = None,
         layer: str | None = None,
         backend: str | None = None,
         objective: str = "logit",
         thumbnail: int | None = 112,
         store_inputs: bool = False,
-        **options: Any,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        **method_options: Any,
     ) -> None:
         if not callable(model_factory):
             raise argument_error("model_factory", "a function of no arguments that returns a model",
@@ -133,13 +152,26 @@ class BatchExplainer:
             raise argument_error("store_inputs", "True or False", store_inputs)
         self._thumbnail = thumbnail
         self._store_inputs = store_inputs
-        self._attributor = _attributor(model_factory(), method, layer, backend, objective, options)
-        model = self._attributor.model
-        backend_info = self._attributor.registry.backend(model.backend)
+        self._several = not isinstance(method, str)
+        if isinstance(method, str):
+            from .._api import _check_options
+
+            own = {**method_options, **_check_options(options, [method]).get(method, {})}
+            self._methods = [_attributor(model_factory(), method, layer, backend, objective, own)]
+            stored_options: Any = own
+        else:  # several: checked and built as attrib.explain does
+            from .._api import build_methods
+
+            self._methods = build_methods(model_factory(), method, layer=layer, backend=backend,
+                                          objective=objective, options=options,
+                                          method_options=method_options)
+            stored_options = {name: dict(own) for name, own in (options or {}).items()}
+        model = self._methods[0].model
+        backend_info = self._methods[0].registry.backend(model.backend)
         self.settings: dict[str, Any] = _json_safe({
-            "format": FORMAT_VERSION,
-            "method": method,
-            "options": options,
+            "format": SEVERAL_FORMAT_VERSION if self._several else FORMAT_VERSION,
+            "method": [m.name for m in self._methods] if self._several else method,
+            "options": stored_options,
             "layer": layer,
             "target": target,
             "objective": objective,
@@ -159,7 +191,7 @@ class BatchExplainer:
     @property
     def layout(self) -> str:
         """The model's input layout, ``"NCHW"`` or ``"NHWC"``."""
-        return str(self._attributor.model.layout)
+        return str(self._methods[0].model.layout)
 
     def __call__(self, batch: Mapping[str, Any]) -> dict[str, np.ndarray]:
         """Explain ``batch["image"]`` (targets from ``batch["label"]`` with ``target="labels"``)."""
@@ -176,10 +208,19 @@ class BatchExplainer:
             target: Any = labels
         else:
             target = self._target
-        explanation = self._attributor.attribute(inputs, target)
-        out: dict[str, np.ndarray] = {"attribution": np.asarray(explanation.attribution)}
-        if explanation.layer_attribution is not None:
-            out["layer_attribution"] = np.asarray(explanation.layer_attribution)
+        explanations: dict[str | None, Any]
+        if self._several:  # one call: the methods share its gradient passes
+            from .._plan import explain_planned
+
+            explanations = {name: e for name, e in explain_planned(self._methods, inputs, target).items()}
+        else:  # the maps at the store's top level
+            explanations = {None: self._methods[0].attribute(inputs, target)}
+        out: dict[str, np.ndarray] = {}
+        for name, explanation in explanations.items():
+            out[map_path(name, "attribution")] = np.asarray(explanation.attribution)
+            if explanation.layer_attribution is not None:
+                out[map_path(name, "layer_attribution")] = np.asarray(explanation.layer_attribution)
+        explanation = next(iter(explanations.values()))  # targets and logits: every method's
         out["targets"] = np.asarray(explanation.targets, dtype=np.int64)
         out["logits"] = np.asarray(explanation.logits)
         if labels is not None:
@@ -194,7 +235,7 @@ class BatchExplainer:
 
     def logits(self, inputs: Any) -> np.ndarray:
         """The model's logits on ``inputs``, shape (N, classes) (a resumed run checks its weights)."""
-        return np.asarray(self._attributor.model.forward(inputs))
+        return np.asarray(self._methods[0].model.forward(inputs))
 
     def __repr__(self) -> str:
         s = self.settings
@@ -228,7 +269,7 @@ def _attributor(model: Any, method: str, layer: str | None, backend: str | None,
     registry = default_registry()
     cls = registry.method(method)
     kwargs: dict[str, Any] = {"backend": backend, "objective": objective, **options}
-    if cls.needs_layer:
+    if cls.needs_layer and "layer" not in options:  # options={method: {"layer": ...}} wins
         kwargs["layer"] = layer
     elif layer is not None:
         raise argument_error("layer", f"no layer for {method!r}, which explains the input", layer)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from .._errors import AttribTypeError, argument_error, shown
-from ._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums
+from ._explainer import IMAGE_KEY, LABEL_KEY, BatchExplainer, checksums, described
 from ._store import MapStore
 
 __all__ = ["explain_dataset", "split_batch", "progress_bar", "write_outputs", "with_class_names",
@@ -135,7 +135,7 @@ def explain_dataset(
     model: Any,
     batches: Iterable[Any],
     *,
-    method: str,
+    method: str | Sequence[str],
     out: Any,
     target: Any = None,
     layer: str | None = None,
@@ -146,9 +146,10 @@ def explain_dataset(
     class_names: Any = None,
     progress: bool = True,
     batches_per_chunk: int | None = None,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
     **method_options: Any,
 ) -> MapStore:
-    """Explain every batch of ``batches`` with ``method`` and stream the maps into a Zarr store.
+    """Explain every batch of ``batches`` with ``method`` (or several) and stream the maps into a Zarr store.
 
     Holds at most one chunk of batches at a time (memory does not grow with
     the dataset), writes each chunk's arrays and then its batches'
@@ -166,15 +167,20 @@ def explain_dataset(
         arrays, or dicts ``{"image": ..., "label": ...}``. Inputs in the
         model's layout (NCHW for torch, NHWC for Flax). Iterated once, in
         order; a resumed run must give the same batches.
-    method : str
-        One of :func:`attrib.list_methods`.
+    method : str or list of str
+        One of :func:`attrib.list_methods`, or a list of distinct ones: every
+        batch is explained by all of them in one :func:`attrib.explain` call
+        (one forward pass, one backward pass per rule; each map equals the
+        method's own run bit for bit), and each method's maps are kept under
+        ``methods/NAME/`` of the store (:meth:`MapStore.maps`).
     out : str or path-like
         The Zarr store (a folder, e.g. ``"maps.zarr"``), created if missing.
     target : None, int or "labels"
         ``None``: each sample's top class; an int: that class for all;
         ``"labels"``: each sample's label.
     layer : str, optional
-        For layer methods (Grad-CAM).
+        For layer methods (Grad-CAM); with several methods, of every layer
+        method without its own in ``options``.
     backend : str, optional
         Detected from ``model`` when omitted.
     objective : str
@@ -194,8 +200,12 @@ def explain_dataset(
         results (at least one). Few, large writes are what keeps the
         store's cost small next to the model's. A resumed store keeps its
         own chunks.
+    options : mapping of method name to mapping, optional
+        Options per method, as :func:`attrib.explain` takes them, e.g.
+        ``{"gradcam": {"layer": "conv4"}, "integrated_gradients": {"steps": 16}}``.
     **method_options
-        Further options of the method's class.
+        Further options of the method's class (one method only; with
+        several, use ``options``).
 
     Returns
     -------
@@ -220,10 +230,15 @@ def explain_dataset(
     ...                                out=out, progress=False)
     >>> len(store), store["attribution"].shape, store["labels"][:].tolist() == data.labels.tolist()
     (8, (8, 64, 64), True)
+    >>> both = attrib.explain_dataset(model, batches, method=["saliency", "gradcam"],
+    ...                               options={"gradcam": {"layer": "conv4"}},
+    ...                               out=os.path.join(tempfile.mkdtemp(), "maps.zarr"), progress=False)
+    >>> both.methods, both.maps("saliency")["attribution"].shape
+    (['saliency', 'gradcam'], (8, 3, 64, 64))
     """
     explainer = BatchExplainer(lambda: model, method=method, target=target, layer=layer,
                                backend=backend, objective=objective, thumbnail=thumbnail,
-                               store_inputs=store_inputs, **method_options)
+                               store_inputs=store_inputs, options=options, **method_options)
     store = MapStore.create_or_resume(out, with_class_names(explainer.settings, class_names),
                                       batches_per_chunk)
     total = _total(batches)
@@ -231,7 +246,7 @@ def explain_dataset(
     # Written in this thread, between batches: a writer thread would run beside the
     # framework's own threads (one per core), and on 2 cores that measured 2-4 % slower.
     with flushed(store):  # every finished batch is written, even when a later one failed
-        with progress_bar(total, f"explain_dataset ({method})", progress) as bar:
+        with progress_bar(total, f"explain_dataset ({described(method)})", progress) as bar:
             for k, offset, outputs in _explained(explainer, store, batches, bar):
                 if outputs is not None:
                     store.add_batch(k, offset, outputs)

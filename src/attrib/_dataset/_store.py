@@ -15,8 +15,19 @@ first axis by a whole number of the run's batches, compressed with Blosc LZ4)::
       batches            (K, 2) int64   [offset, size] of batch k; written after its data
       metrics/NAME       (N,)           optional per-sample scores (the gallery sorts by them)
 
+A run of several methods (``method=[...]``) keeps each method's maps in a group
+of its own and the rest once (the methods share the batch, its targets and
+logits)::
+
+    maps.zarr/
+      methods/NAME/attribution        (N, ...)   the raw map of method NAME
+      methods/NAME/layer_attribution  (N, h, w)  layer methods only
+      targets, logits, labels, thumbnails, inputs, checksums, batches, metrics/  as above
+
 The group's attribute ``"attrib"`` holds the run's settings (method, options,
-layer, target, objective, backend, layout, versions). Batches are kept in
+layer, target, objective, backend, layout, versions): ``method`` is the
+method's name, or the list of names of a run of several (whose ``options``
+map each method to its own, and whose ``format`` is 2). Batches are kept in
 memory until they fill a chunk (:data:`CHUNK_BYTES` of data, or
 ``batches_per_chunk`` batches), then written together, every array at once,
 one chunk each; their rows in ``batches`` are written after that. A batch
@@ -36,9 +47,10 @@ from typing import Any
 
 import numpy as np
 
-from .._errors import argument_error, shown
+from .._errors import argument_error, did_you_mean, shown
 
-__all__ = ["MapStore", "open_maps", "SETTINGS_KEY", "MARKER", "CHUNK_BYTES"]
+__all__ = ["MapStore", "open_maps", "SETTINGS_KEY", "MARKER", "CHUNK_BYTES", "METHODS_GROUP",
+           "METHOD_ARRAYS", "map_path"]
 
 #: The group attribute holding the run's settings.
 SETTINGS_KEY = "attrib"
@@ -49,6 +61,15 @@ MARKER = "batches"
 CHUNK_BYTES = 16 * 2**20
 #: Rows per chunk of the marker array (written once per chunk of data).
 MARKER_CHUNK = 1024
+#: The group holding one group of maps per method, in a store of several methods.
+METHODS_GROUP = "methods"
+#: The arrays each method has of its own (the others are the batch's, shared by every method).
+METHOD_ARRAYS = ("attribution", "layer_attribution")
+
+
+def map_path(method: str | None, name: str) -> str:
+    """Path of array ``name`` of ``method`` in a store of several methods (``None``: of one)."""
+    return name if method is None else f"{METHODS_GROUP}/{method}/{name}"
 
 
 def _compressor(zarr: Any) -> Any:
@@ -395,7 +416,7 @@ class MapStore:
         rows = max(offset + size for offset, size in self._done.values())
         batches = max(self._done) + 1
         trims = []
-        for name in list(self.group.array_keys()):
+        for name in [*self.group.array_keys(), *self._method_array_paths()]:
             array = self._array(name)
             wanted = batches if name == MARKER else rows
             if array.shape[0] != wanted:
@@ -403,11 +424,56 @@ class MapStore:
         if trims:
             _resize_all(trims)
 
+    def _method_array_paths(self) -> list[str]:
+        """Paths of the per-method arrays of a store of several methods (none in a store of one)."""
+        if METHODS_GROUP not in self.group:
+            return []
+        methods = self.group[METHODS_GROUP]
+        return [map_path(method, name) for method in sorted(methods.group_keys())
+                for name in sorted(methods[method].array_keys())]
+
     # -- reading -----------------------------------------------------------------------
     @property
     def settings(self) -> dict[str, Any]:
         """The run's settings (method, options, target, backend, versions, ...)."""
         return dict(self.group.attrs.get(SETTINGS_KEY, {}))
+
+    @property
+    def methods(self) -> list[str]:
+        """The methods whose maps the store holds, in the run's order (one for ``method="name"``)."""
+        method = self.settings.get("method")
+        return list(method) if isinstance(method, list) else [str(method)]
+
+    @property
+    def several(self) -> bool:
+        """Whether the store is a run of several methods (``method=[...]``: maps under ``methods/``)."""
+        return isinstance(self.settings.get("method"), list)
+
+    def maps(self, method: str | None = None) -> dict[str, Any]:
+        """``{"attribution": array, "layer_attribution": array (layer methods)}`` of ``method``.
+
+        Parameters
+        ----------
+        method : str, optional
+            One of :attr:`methods`; may be left out when the store holds one.
+
+        Returns
+        -------
+        dict of str to zarr.Array
+            Read lazily (slice to get NumPy): ``store.maps("gradcam")["attribution"][:8]``.
+        """
+        names = self.methods
+        if method is None:
+            if len(names) != 1:
+                raise argument_error("method", f"one of the store's methods {names}", None,
+                                     f"e.g. store.maps({names[0]!r})")
+            method = names[0]
+        if method not in names:
+            raise argument_error("method", f"one of the store's methods {names}", method,
+                                 did_you_mean(str(method), names))
+        prefix = method if self.several else None
+        return {name: self.group[map_path(prefix, name)] for name in METHOD_ARRAYS
+                if map_path(prefix, name) in self.group}
 
     def __len__(self) -> int:
         """Samples in the completed batches that start at sample 0 with no gap."""
@@ -422,12 +488,22 @@ class MapStore:
         return isinstance(name, str) and name in self.group
 
     def __getitem__(self, name: str) -> Any:
-        """The Zarr array ``name`` (read lazily; slice it to get NumPy)."""
+        """The Zarr array ``name`` (read lazily; slice it to get NumPy).
+
+        In a store of several methods the maps are ``"methods/NAME/attribution"``
+        (or :meth:`maps`).
+        """
+        if name in METHOD_ARRAYS and self.several and name not in self.group:
+            raise argument_error(
+                "name", "an array of the store; its maps are per method", name,
+                f"This store holds the maps of {self.methods}: store.maps({self.methods[0]!r})"
+                f"[{name!r}] or store[{map_path(self.methods[0], name)!r}].")
         return self.group[name]
 
     def arrays(self) -> list[str]:
-        """Names of the per-sample arrays in the store."""
-        return sorted(k for k in self.group.array_keys() if k != MARKER)
+        """Names of the per-sample arrays in the store (paths under ``methods/`` for several methods)."""
+        return sorted([*(k for k in self.group.array_keys() if k != MARKER),
+                       *self._method_array_paths()])
 
     def metrics(self) -> dict[str, Any]:
         """``{name: array}`` of the per-sample metrics under ``metrics/``."""
