@@ -12,6 +12,7 @@ from PIL import Image
 
 import attrib
 from support.chromium import CHROMIUM, chromium, console
+from support.stores import array_batches, store_files
 
 torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
@@ -42,11 +43,7 @@ def model() -> torch.nn.Module:
 
 
 def _batches(images: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(images[i:i + BATCH], labels[i:i + BATCH]) for i in range(0, len(images), BATCH)]
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return array_batches(images, labels, BATCH)
 
 
 def _forwards(model: torch.nn.Module) -> tuple[list[int], object]:
@@ -167,7 +164,7 @@ def test_resume_after_an_interruption_with_several_methods(model, data, tmp_path
     with pytest.raises(attrib.AttribError, match=r"model: expected the model \(weights\)"):
         attrib.explain_dataset(other, _batches(images, labels), out=out, **run)
     attrib.explain_dataset(model, _batches(images, labels), out=out, **run)
-    assert _files(out) == _files(reference)
+    assert store_files(out) == store_files(reference)
 
 
 def test_report_shows_every_method_side_by_side(stores, tmp_path):

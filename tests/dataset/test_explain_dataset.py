@@ -7,13 +7,13 @@ import signal
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import attrib
 from attrib._dataset import _explainer
+from support.stores import array_batches, store_files
 
 torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
@@ -33,12 +33,8 @@ def model() -> torch.nn.Module:
 
 
 def _batches(images: np.ndarray, labels: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    return [(images[i:i + BATCH], labels[i:i + BATCH]) for i in range(0, len(images), BATCH)]
+    return array_batches(images, labels, BATCH)
 
-
-def store_files(root: Path) -> dict[str, bytes]:
-    """Every file of a store by relative path, with its bytes."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def test_store_holds_what_explain_gives_per_batch(model, data, tmp_path):

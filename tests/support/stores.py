@@ -1,0 +1,18 @@
+"""Helpers for dataset-store tests: batches of a small array dataset, a store's files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def array_batches(images: np.ndarray, labels: np.ndarray,
+                  size: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(images, labels)`` cut into consecutive batches of ``size``."""
+    return [(images[i:i + size], labels[i:i + size]) for i in range(0, len(images), size)]
+
+
+def store_files(root: Path) -> dict[str, bytes]:
+    """Every file of a store by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
