@@ -20,10 +20,12 @@ every round; median of ``--repeats``):
   (printed as ``floor``);
 - for a ResNet (the architectures :func:`attrib_jax.from_torch` has a Flax twin
   of; vgg16 has none), ``jax`` and ``jax_gradient``: the same two calls on the
-  twin with ``backend="jax"`` (NHWC inputs; compiled in the warm-up round).
+  twin with ``backend="jax"`` (NHWC inputs; compiled in the warm-up round), and
+  ``jax_forward``: the twin's jitted ``module.apply`` (``jax_floor`` =
+  ``(jax_gradient + jax_forward) / jax_gradient``, as ``floor`` for torch).
 
-and prints the seconds and the ratios attrib / zennit, attrib / gradient and
-jax / jax_gradient. ``--no-jax`` leaves the jax columns out.
+and prints the seconds and the ratios attrib / zennit, attrib / gradient,
+jax / jax_gradient, jax / attrib and jax / zennit. ``--no-jax`` leaves the jax columns out.
 Not part of the test suite; numbers are in docs/benchmarks.md.
 """
 
@@ -95,13 +97,18 @@ def _bench(name: str, args: argparse.Namespace) -> None:
         "forward": lambda: _forward(model, x),
     }
     if name.startswith("resnet") and not args.no_jax:
+        import jax
+
         import attrib_jax
 
-        twin = attrib.wrap(attrib_jax.from_torch(model), backend="jax", train=False)
+        module, variables = attrib_jax.from_torch(model)
+        twin = attrib.wrap((module, variables), backend="jax", train=False)
         x_nhwc = x.numpy().transpose(0, 2, 3, 1).copy()
+        jax_apply = jax.jit(module.apply)
         calls["jax"] = lambda: attrib.explain(twin, x_nhwc, method="lrp", target=targets)
         calls["jax_gradient"] = lambda: attrib.explain(twin, x_nhwc, method="saliency",
                                                        target=targets)
+        calls["jax_forward"] = lambda: jax_apply(variables, x_nhwc).block_until_ready()
     with Gradient(model=zmodel, composite=composite) as attributor:
         for call in calls.values():  # warm-up (and jax's compilation)
             call()
@@ -113,7 +120,10 @@ def _bench(name: str, args: argparse.Namespace) -> None:
                 times[key].append(_time(calls[key]))
     med = {key: statistics.median(value) for key, value in times.items()}
     jax_ratio = (f" jax/jax_gradient {med['jax'] / med['jax_gradient']:.2f}"
-                 f" jax/attrib {med['jax'] / med['attrib']:.2f}" if "jax" in med else "")
+                 f" jax/attrib {med['jax'] / med['attrib']:.2f}"
+                 f" jax/zennit {med['jax'] / med['zennit']:.2f}"
+                 f" jax_floor {(med['jax_gradient'] + med['jax_forward']) / med['jax_gradient']:.2f}"
+                 if "jax" in med else "")
     print(f"{name} batch {args.batch} {args.size}x{args.size}: "
           + " ".join(f"{k} {v:.2f}s" for k, v in med.items())
           + f" | attrib/zennit {med['attrib'] / med['zennit']:.2f}"
