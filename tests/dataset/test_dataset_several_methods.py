@@ -12,7 +12,7 @@ from PIL import Image
 
 import attrib
 from support.chromium import CHROMIUM, chromium, console
-from support.stores import array_batches, store_files
+from support.stores import array_batches, failing_write, store_files
 
 torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
@@ -132,18 +132,10 @@ def test_resume_after_an_interruption_with_several_methods(model, data, tmp_path
     np.testing.assert_array_equal(attrib.open_maps(reference).maps("gradcam")["attribution"][:BATCH],
                                   own.attribution)
     # the disk fails on batch 1 of the second method's maps: the first method's reach the disk
-    original = zarr.storage.LocalStore.set
-
-    async def failing(self, key, value):
-        if key == "methods/integrated_gradients/attribution/c/1/0/0/0":
-            raise OSError("disk full (injected)")
-        return await original(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing)
     out = tmp_path / "maps.zarr"
-    with pytest.raises(OSError, match="injected"):
-        attrib.explain_dataset(model, _batches(images, labels), out=out, **run)
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", original)
+    with failing_write(monkeypatch, "methods/integrated_gradients/attribution/c/1/0/0/0"):
+        with pytest.raises(OSError, match="injected"):
+            attrib.explain_dataset(model, _batches(images, labels), out=out, **run)
     assert (out / "methods" / "gradcam" / "attribution" / "c" / "1" / "0" / "0").is_file()
     half = attrib.open_maps(out)
     assert half.completed(0) == (0, BATCH) and half.completed(1) is None and len(half) == BATCH

@@ -13,7 +13,7 @@ import pytest
 
 import attrib
 from attrib._dataset import _explainer
-from support.stores import array_batches, store_files
+from support.stores import array_batches, failing_write, store_files
 
 torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
@@ -177,19 +177,11 @@ def test_an_exception_half_way_through_a_batch_then_resume_gives_the_uninterrupt
     attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
                            out=reference, progress=False, batches_per_chunk=1)
     # the disk fails on batch 1's thumbnails: its other arrays reach the disk, its marker does not
-    original = zarr.storage.LocalStore.set
-
-    async def failing(self, key, value):
-        if key == "thumbnails/c/1/0/0/0":
-            raise OSError("disk full (injected)")
-        return await original(self, key, value)
-
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", failing)
     out = tmp_path / "maps.zarr"
-    with pytest.raises(OSError, match="injected"):
-        attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
-                               out=out, progress=False, batches_per_chunk=1)
-    monkeypatch.setattr(zarr.storage.LocalStore, "set", original)
+    with failing_write(monkeypatch, "thumbnails/c/1/0/0/0"):
+        with pytest.raises(OSError, match="injected"):
+            attrib.explain_dataset(model, _batches(images, labels), method="gradcam", layer="conv4",
+                                   out=out, progress=False, batches_per_chunk=1)
     assert (out / "attribution" / "c" / "1" / "0" / "0").is_file()  # batch 1 is half on disk
     assert not (out / "thumbnails" / "c" / "1" / "0" / "0" / "0").exists()
     half = attrib.open_maps(out)
