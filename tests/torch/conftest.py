@@ -140,6 +140,19 @@ _GLOBAL_HOOKS = (
 )
 
 
+def layer_output(model: nn.Module, layer: str, x: torch.Tensor) -> np.ndarray:
+    """``layer``'s output on ``x`` (N, C, h, w), by a forward hook removed afterwards."""
+    seen: list[torch.Tensor] = []
+    handle = model.get_submodule(layer).register_forward_hook(
+        lambda _m, _i, out: seen.append(out.detach().clone()))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        handle.remove()
+    return seen[0].numpy()
+
+
 def _observable(model: nn.Module) -> dict[str, Any]:
     """Module identities, flags, hooks: what a call must leave as it was (tensors aside)."""
     import torch.nn.modules.module as module_mod

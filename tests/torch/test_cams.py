@@ -26,6 +26,8 @@ import torch
 import attrib
 from support.batchnorm import perturb_batchnorm
 
+from .conftest import layer_output
+
 torchvision = pytest.importorskip("torchvision")
 pgc = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
@@ -143,24 +145,12 @@ def test_several_layers_one_gradient_pass(models: Any) -> None:
     np.testing.assert_allclose(raw.attribution, (singles[0] + singles[1]) / 2, rtol=1e-12)
 
 
-def _activation(model: torch.nn.Module, layer: str, x: torch.Tensor) -> np.ndarray:
-    captured = []
-    handle = model.get_submodule(layer).register_forward_hook(
-        lambda m, a, out: captured.append(out.detach().clone()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return captured[0].numpy()
-
-
 @pytest.mark.parametrize(("arch", "layer"), CASES)
 def test_eigencam_is_the_sign_fixed_principal_component(models: Any, arch: str, layer: str) -> None:
     model, x = models[arch]
     ours = attrib.explain(model, x, method="eigencam", layer=layer)
     assert ours.stats["backward_passes"] == 0
-    acts = _activation(model, layer, x)
+    acts = layer_output(model, layer, x)
     n, c, h, w = acts.shape
     # the projection on the covariance's top eigenvector (eigh, not an SVD), sign fixed
     expected = []
@@ -240,7 +230,7 @@ def test_scorecam_both_upsampling_modes_by_hand(upsample: str) -> None:
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     ours = attrib.explain(model, x, method="scorecam", layer="features", target=[1, 2],
                           upsample=upsample, batch_size=5)
-    acts = torch.from_numpy(_activation(model, "features", x))
+    acts = torch.from_numpy(layer_output(model, "features", x))
     masks = torch.nn.functional.interpolate(acts, size=(9, 9), mode="bilinear",
                                             align_corners=upsample == "align_corners")
     expected = []
@@ -263,7 +253,7 @@ def test_ablationcam_by_hand_leaves_the_model_untouched() -> None:
     x = torch.randn(2, 3, 9, 9, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ours = attrib.explain(model, x, method="ablationcam", layer="features", target=[0, 3])
-    acts = torch.from_numpy(_activation(model, "features", x))
+    acts = torch.from_numpy(layer_output(model, "features", x))
     with torch.no_grad():
         original = model(x)[[0, 1], [0, 3]]
         expected = []

@@ -20,7 +20,7 @@ import attrib
 from attrib.targets import Boxes
 from support.detection import DenseDetector
 
-from .conftest import assert_unchanged, snapshot
+from .conftest import assert_unchanged, layer_output, snapshot
 from .test_targets import _minmax, reestimate_batchnorm
 
 pgc = pytest.importorskip("pytorch_grad_cam")
@@ -57,19 +57,6 @@ class _OtherSignEigenCAM(pgc.EigenCAM):
 
     def get_cam_image(self, *args: Any, **kwargs: Any) -> np.ndarray:
         return -super().get_cam_image(*args, **kwargs)
-
-
-def _activation(model: nn.Module, layer: str, x: torch.Tensor) -> np.ndarray:
-    """``layer``'s output on ``x`` (N, C, h, w), by a forward hook removed afterwards."""
-    seen: list[torch.Tensor] = []
-    handle = model.get_submodule(layer).register_forward_hook(
-        lambda _m, _i, out: seen.append(out.detach()))
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        handle.remove()
-    return seen[0].numpy()
 
 
 def test_boxes_gradcam_and_eigencam_equal_pytorch_grad_cam(detector: Any) -> None:
@@ -121,7 +108,7 @@ def _assert_eigencam_equals_one_sign(model: nn.Module, layer: str, x: torch.Tens
     """
     from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection
 
-    activation = _activation(model, layer, x)
+    activation = layer_output(model, layer, x)
     projection = get_2d_projection(activation).astype(np.float64)        # LAPACK's sign
     total = activation.sum(axis=1)
     total = total - total.mean(axis=(1, 2), keepdims=True)
