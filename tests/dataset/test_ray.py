@@ -116,11 +116,13 @@ def _within(seconds: float, call, *args, **kwargs):
     return result["value"]
 
 
-@pytest.mark.parametrize("concurrency", [2, 3, "auto"])
+@pytest.mark.parametrize("concurrency", [2, 3])
 def test_as_many_actors_as_cpus_or_more_finish_instead_of_waiting_forever(local_ray, tmp_path,
                                                                           concurrency):
     # ray.init(num_cpus=2): two actors of one CPU each left the read stage none, and the job
-    # waited forever ("Active & requested resources: 3/2 CPU"); now the actors share the CPUs
+    # waited forever ("Active & requested resources: 3/2 CPU"); now the actors share the CPUs.
+    # concurrency="auto" plans the same two actors of 0.5 CPU here (test_actors.py asserts the
+    # plans equal); it runs end to end in test_cli_ray_writes_the_one_process_store
     scenes = attrib.demo_data(24, seed=3)
     images, labels = scenes.images.transpose(0, 3, 1, 2).copy(), scenes.labels
     _one_process(images, labels, tmp_path / "one.zarr")
