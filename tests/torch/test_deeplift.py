@@ -48,7 +48,7 @@ def test_summation_to_delta_on_torchvision_classifiers(name: str, size: int,
     x = rng.normal(size=(2, 3, size, size))
     x0 = 0.3 * rng.normal(size=(1, 3, 1, 1))  # one colour per channel: max-pool ties everywhere
     delta = _delta(model, x, np.broadcast_to(x0, x.shape).copy())
-    assert np.abs(delta).min() > 1e-3  # the network does not lose its input
+    assert np.abs(delta).min() > 1e-4  # the network does not lose its input (1e-13 before seeding)
     out = attrib.explain(model, x, method="deeplift", target=TARGETS, baseline=x0)
     total = out.attribution.reshape(2, -1).sum(axis=1)
     assert np.abs(total - delta).max() <= 1e-6 * np.abs(delta).max(), (total, delta)
