@@ -33,10 +33,12 @@ from .lrp_models import informative  # noqa: E402
 TARGETS = [1, 7]
 
 
-def _delta(model: nn.Module, x: np.ndarray, x0: np.ndarray) -> np.ndarray:
+def _delta(model: nn.Module, x: np.ndarray, x0: np.ndarray, bound: float = np.inf) -> np.ndarray:
+    """``f(x) - f(x0)`` at the targets; every logit of both within ``bound``."""
     with torch.no_grad():
-        out = model(torch.from_numpy(x)) - model(torch.from_numpy(x0))
-    return out.numpy()[np.arange(len(x)), TARGETS]
+        out, reference = model(torch.from_numpy(x)), model(torch.from_numpy(x0))
+    assert max(out.abs().max(), reference.abs().max()) < bound
+    return (out - reference).numpy()[np.arange(len(x)), TARGETS]
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 48), ("vgg16", 32), ("densenet121", 32),
@@ -47,8 +49,10 @@ def test_summation_to_delta_on_torchvision_classifiers(name: str, size: int,
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 3, size, size))
     x0 = 0.3 * rng.normal(size=(1, 3, 1, 1))  # one colour per channel: max-pool ties everywhere
-    delta = _delta(model, x, np.broadcast_to(x0, x.shape).copy())
-    assert np.abs(delta).min() > 1e-3  # the network does not lose its input
+    # the seeded model neither explodes on the input nor on the baseline (BatchNorm statistics
+    # from noise alone: efficientnet_b0 logits 3.5e4, densenet121 101) nor loses its input
+    delta = _delta(model, x, np.broadcast_to(x0, x.shape).copy(), bound=20.0)
+    assert np.abs(delta).min() > 1e-4  # the network does not lose its input (1e-13 before seeding)
     out = attrib.explain(model, x, method="deeplift", target=TARGETS, baseline=x0)
     total = out.attribution.reshape(2, -1).sum(axis=1)
     assert np.abs(total - delta).max() <= 1e-6 * np.abs(delta).max(), (total, delta)

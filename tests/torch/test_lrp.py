@@ -143,7 +143,7 @@ def test_zennit_default_eps_leaves_a_batchnorm_behind(resnet18: nn.Module) -> No
     x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
     ours = _ours(resnet18, x, "epsilon_plus_flat")
     default = _rel(ours, _zennit(resnet18, x, "epsilon_plus_flat", ResNetCanonizer))
-    assert 1e-6 < default < 1e-2  # measured 1.05e-4 at eps = 1e-5
+    assert 1e-6 < default < 1e-2  # measured 5.9e-5 at eps = 1e-5
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet50"])
