@@ -12,6 +12,9 @@ logits are bitwise those of the model) and whose backward applies the rule of
   them is merged into it (``W * γ/√(var + eps)``, bias likewise, eps
   included): the rule then sees the merged layer, as zennit's canonizers do by
   hand; the BatchNorm passes the relevance on unchanged;
+- a product of such an output and a constant per output channel (timm's
+  ``LayerScale``: ``x * gamma``, ``x.mul_(gamma)``) is merged the same way
+  (``W * γ``, ``b * γ``), as the JAX backend merges a layer's affine tail;
 - average pooling (``F.avg_pool1d/2d/3d``, ``F.adaptive_avg_pool1d/2d/3d``,
   ``mean``) and the sum of two activations (``+``, ``+=``, ``torch.add``,
   ``add_``) get their kinds' rules; rectifiers go through
@@ -23,6 +26,10 @@ logits are bitwise those of the model) and whose backward applies the rule of
   tensor is cropped back. A convolution of a zero-padded activation is one
   layer ``conv(pad(x))``, so every rule sees the unpadded input exactly as
   it sees a convolution's own padding (flat, w² and zᴮ included).
+
+Tensors computed from parameters alone (a position embedding resampled to the
+image's grid, as timm's ``dynamic_img_size`` does) are constants, not
+activations: their operations run as written and carry no relevance.
 
 Under a strict rule set (LRP) any other operation that takes an activation and
 returns one raises :class:`attrib.AttribError` naming it: a map the rules do not
@@ -228,24 +235,30 @@ class _LinearCall:
     """One convolution / dense call: its operation, parameters, rule, and a merged BatchNorm."""
 
     def __init__(self, f: Linear, weight: torch.Tensor, bias: torch.Tensor | None,
-                 rule: LinearRule | None, state: RuleState) -> None:
+                 rule: LinearRule | None, state: RuleState, kind: str = "dense") -> None:
         self.f, self.weight, self.bias, self.rule, self.state = f, weight, bias, rule, state
+        self.kind = kind  # "dense" (channels last) or "convolution" (channels at axis 1)
         self.norm: tuple[Any, ...] | None = None  # (mean, var, gamma, beta, eps)
+        self.scale: torch.Tensor | None = None  # (C,): a per-channel product merged (LayerScale)
+        self.scaled_in_place = False  # ``scale`` applied to the output in place (no node of its own)
         self.other_uses = 0
+        self.uses = 0  # every differentiable use of the output (read for ``scale``)
 
     def merged(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         w, b = self.weight.detach(), None if self.bias is None else self.bias.detach()
-        if self.norm is None:
-            return w, b
-        mean, var, gamma, beta, eps = self.norm
-        scale = 1.0 / torch.sqrt(var + eps)
-        if gamma is not None:
-            scale = gamma * scale
         shape = (-1,) + (1,) * (w.ndim - 1)
-        merged_b = ((b if b is not None else torch.zeros_like(mean)) - mean) * scale
-        if beta is not None:
-            merged_b = merged_b + beta
-        return w * scale.reshape(shape), merged_b
+        if self.norm is not None:
+            mean, var, gamma, beta, eps = self.norm
+            scale = 1.0 / torch.sqrt(var + eps)
+            if gamma is not None:
+                scale = gamma * scale
+            merged_b = ((b if b is not None else torch.zeros_like(mean)) - mean) * scale
+            if beta is not None:
+                merged_b = merged_b + beta
+            w, b = w * scale.reshape(shape), merged_b
+        if self.scale is not None:
+            w, b = w * self.scale.reshape(shape), None if b is None else b * self.scale
+        return w, b
 
 
 class _Linear(torch.autograd.Function):
@@ -260,10 +273,14 @@ class _Linear(torch.autograd.Function):
         (x,) = ctx.saved_tensors
         call: _LinearCall = ctx.call
         if call.state.exact:
-            return linear_relevance(None, call.f, x, call.weight.detach(), None, r), None
+            w = call.weight.detach()
+            if call.scaled_in_place:
+                assert call.scale is not None
+                w = w * call.scale.reshape((-1,) + (1,) * (w.ndim - 1))
+            return linear_relevance(None, call.f, x, w, None, r), None
         w, b = call.merged()
-        return linear_relevance(call.rule, call.f, x, w, b, r,
-                                scratch_weight=call.norm is not None), None
+        return linear_relevance(call.rule, call.f, x, w, b, r, scratch_weight=call.norm
+                                is not None or call.scale is not None), None
 
 
 class _Merged(torch.autograd.Function):
@@ -286,6 +303,23 @@ class _Merged(torch.autograd.Function):
                 scale = gamma * scale
             return r * scale.reshape((1, -1) + (1,) * (r.ndim - 2)), None, None
         return r, None, None
+
+
+class _Scaled(torch.autograd.Function):
+    """A per-channel constant product merged into the layer before it: relevance passes
+    unchanged."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, f: Callable[[torch.Tensor], torch.Tensor],
+                factor: torch.Tensor, call: _LinearCall) -> torch.Tensor:
+        ctx.factor, ctx.call = factor, call
+        return f(x)
+
+    @staticmethod
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:
+        if ctx.call.state.exact:  # the true derivative
+            return r * ctx.factor, None, None, None
+        return r, None, None, None
 
 
 class _Pool(torch.autograd.Function):
@@ -404,6 +438,18 @@ def _kind(func: Any) -> tuple[str | None, bool]:
         return None, False
 
 
+#: in-place products (``x.mul_(gamma)``, ``x *= gamma``)
+_INPLACE_PRODUCTS = frozenset({torch.Tensor.mul_, torch.Tensor.__imul__})
+
+
+def _scale_error() -> AttribError:
+    return argument_error(
+        "model", "a per-channel constant product (LayerScale) that alone reads the convolution "
+        "/ dense output it scales (so it merges into that layer exactly)",
+        shown("a layer output read by such a product and by another operation"),
+        "LRP has no rule for this graph; no map is returned")
+
+
 def _name(func: Any) -> str:
     return getattr(func, "__qualname__", None) or getattr(func, "__name__", None) or repr(func)
 
@@ -435,10 +481,20 @@ class RelevanceMode(TorchFunctionMode):
         #: attention's token count (see :meth:`token_input`)
         self._norm_inputs: list[torch.Tensor] = []
         self._tokens: int | None = None
+        #: id -> tensor computed from parameters alone (see :meth:`_live`)
+        self._constants: dict[int, weakref.ref[torch.Tensor]] = {}
 
     @property
     def count(self) -> int:
         return self.counts["rectifier"]
+
+    def _live(self, value: Any) -> bool:
+        """``value`` is an activation: it needs a gradient, is no parameter, and was not
+        computed from parameters alone (a resampled position embedding is a constant)."""
+        if not _activation(value):
+            return False
+        entry = self._constants.get(id(value))
+        return entry is None or entry() is not value
 
     def _call_of(self, tensor: Any) -> _LinearCall | None:
         entry = self._calls.get(id(tensor))
@@ -470,7 +526,8 @@ class RelevanceMode(TorchFunctionMode):
             self._tokens = int(tokens)
 
     def check(self) -> None:
-        """Raise if a merged BatchNorm's layer output was also used elsewhere (no exact merge)."""
+        """Raise if a merged BatchNorm's or LayerScale's layer output was also used elsewhere
+        (no exact merge)."""
         for _ref, call in self._calls.values():
             if call.norm is not None and call.other_uses:
                 raise argument_error(
@@ -478,23 +535,47 @@ class RelevanceMode(TorchFunctionMode):
                     "normalises (so it merges into that layer exactly)",
                     shown("a layer output read by a BatchNorm and by another operation"),
                     "LRP has no rule for this graph; no map is returned")
+            if call.scale is not None and call.uses > 1:
+                raise _scale_error()
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
+        if not self._calls:
+            return self._dispatch(func, args, kwargs)
+        sources = [(t, call) for t in _tensors(args) + _tensors(kwargs.values())
+                   if (call := self._call_of(t)) is not None]
+        out = self._dispatch(func, args, kwargs)
+        if sources and isinstance(out, torch.Tensor) and out.requires_grad:
+            for tensor, call in sources:  # a use; an identity (dropout in eval) is none
+                if out is not tensor:
+                    call.uses += 1
+        return out
+
+    def _dispatch(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         routed = rectified(func, args, kwargs, self.state)
         if routed is not NOT_A_RECTIFIER:
             self.counts["rectifier"] += 1
             return routed
         x = args[0] if args else kwargs.get("input", kwargs.get("self"))
-        if self.rules.transformer is not None and isinstance(x, torch.Tensor) and _activation(x):
+        if self.rules.strict and func in _explicit_tables()[2] | _INPLACE_PRODUCTS:
+            routed = self._layer_scale(func, args, kwargs)
+            if routed is not NOT_A_RECTIFIER:
+                return routed
+        if self.rules.transformer is not None and isinstance(x, torch.Tensor) and self._live(x):
             routed = self._transformer(func, args, kwargs, x)
             if routed is not NOT_A_RECTIFIER:
                 return routed
         kind, structural = _kind(func)
-        if kind is not None and isinstance(x, torch.Tensor) and _activation(x):
+        if kind is not None and isinstance(x, torch.Tensor) and self._live(x):
             return self._route(kind, func, args, kwargs, x)
         out = func(*args, **kwargs)
+        inputs = _tensors(args) + _tensors(kwargs.values())
+        if not any(self._live(t) for t in inputs):
+            for made in _tensors(out if isinstance(out, (list, tuple)) else [out]):
+                if made.requires_grad:  # computed from parameters alone: a constant
+                    self._constants[id(made)] = weakref.ref(made)
+            return out
         if func is F.pad and isinstance(x, torch.Tensor) and _activation(x) \
                 and _arg(args, kwargs, 2, "mode", "constant") == "constant" \
                 and not _arg(args, kwargs, 3, "value", None):  # zero padding: linear
@@ -506,8 +587,7 @@ class RelevanceMode(TorchFunctionMode):
                 if call is not None:
                     call.other_uses += 1
         if self.rules.strict and not structural and isinstance(out, torch.Tensor) \
-                and out.requires_grad and any(_activation(t) for t in _tensors(args) +
-                                              _tensors(kwargs.values())):
+                and out.requires_grad:
             raise argument_error(
                 "model", f"operations rule set {self.rules.name!r} has rules for",
                 shown(f"the operation {_name(func)!r} applied to an activation, for which it "
@@ -517,6 +597,41 @@ class RelevanceMode(TorchFunctionMode):
                 "max pooling, the sum of two activations, zero padding, reshapes, "
                 "concatenation and dropout in eval mode")
         return out
+
+    def _layer_scale(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``y * gamma`` (either order, or ``y.mul_(gamma)``) with ``y`` a convolution / dense
+        output read nowhere else and ``gamma`` a constant per output channel: merged into that
+        layer (``W * γ``, ``b * γ``); else ``NOT_A_RECTIFIER``."""
+        a = args[0] if args else kwargs.get("input", kwargs.get("self"))
+        b = _arg(args, kwargs, 1, "other", None)
+        inplace = func in _INPLACE_PRODUCTS
+        y, gamma = (a, b) if inplace or self._live(a) else (b, a)
+        call = self._call_of(y)
+        if call is None or not isinstance(y, torch.Tensor) or not isinstance(gamma, torch.Tensor) \
+                or self._live(gamma) \
+                or call.norm is not None or call.scale is not None:
+            return NOT_A_RECTIFIER
+        axis = -1 if call.kind == "dense" else 1 - y.dim()  # the output channels
+        channels = y.shape[axis]
+        if gamma.dim() > y.dim() or gamma.numel() != channels or (channels > 1 and (
+                gamma.dim() < -axis or gamma.shape[axis] != channels)):
+            return NOT_A_RECTIFIER
+        if call.uses or call.other_uses:
+            raise _scale_error()
+        factor = gamma.detach()
+        call.scale = factor.reshape(-1)
+        self.counts["layer_scale"] += 1
+        if inplace:
+            # ``y`` may be a view made inside ``_Linear`` (autograd forbids an in-place change
+            # of it): its values are scaled outside autograd, its graph stays the layer's,
+            # whose backward applies the merged layer (rules) or ``W * γ`` (true gradient)
+            y.data.mul_(factor)
+            call.scaled_in_place = True
+            self._calls.pop(id(y))  # ``y`` now holds the scaled output: its later reads are fine
+            return y
+        rest = {k: v for k, v in kwargs.items() if k not in ("input", "self", "other")}
+        return _Scaled.apply(y, lambda inp: func(inp, factor, **rest) if y is a
+                             else func(factor, inp, **rest), factor, call)
 
     def _transformer(self, func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
                      x: torch.Tensor) -> Any:
@@ -570,7 +685,7 @@ class RelevanceMode(TorchFunctionMode):
         if kind == "addition":
             other = _arg(args, kwargs, 1, "other", None)
             alpha = args[2] if len(args) > 2 else kwargs.get("alpha", 1)
-            if isinstance(other, torch.Tensor) and not _activation(other) and alpha == 1 \
+            if isinstance(other, torch.Tensor) and not self._live(other) and alpha == 1 \
                     and torch.broadcast_shapes(x.shape, other.shape) == x.shape:
                 self.counts["constant"] += 1
                 out = AddConstant.apply(x, other.detach(), rules, state)
@@ -588,7 +703,7 @@ class RelevanceMode(TorchFunctionMode):
         matmul, softmax, scale, divide = _explicit_tables()
         if func in matmul:
             other = _arg(args, kwargs, 1, "other", None)
-            if isinstance(other, torch.Tensor) and _activation(other) and x.dim() >= 2 \
+            if isinstance(other, torch.Tensor) and self._live(other) and x.dim() >= 2 \
                     and other.dim() >= 2:
                 self.counts["product"] += 1
                 return Product.apply(x, other, 1.0, rules, state)
@@ -601,7 +716,7 @@ class RelevanceMode(TorchFunctionMode):
                 return Softmax.apply(x if dtype is None else x.to(dtype), rules, state)
         elif func in scale or func in divide:
             other = _arg(args, kwargs, 1, "other", None)
-            if isinstance(other, torch.Tensor) and other.dim() == 0 and not _activation(other):
+            if isinstance(other, torch.Tensor) and other.dim() == 0 and not self._live(other):
                 other = float(other)
             if isinstance(other, (int, float)) and not isinstance(other, bool) and other != 0 \
                     and kwargs.get("rounding_mode") is None:
@@ -631,7 +746,7 @@ class RelevanceMode(TorchFunctionMode):
             first = not self.counts["convolution"] and not self.counts["dense"]
             self.counts[kind] += 1
             rule = rules.linear_rule(kind, self.layer_names.get(id(weight)), first=first)
-            call = _LinearCall(f, weight, bias, rule, self.state)
+            call = _LinearCall(f, weight, bias, rule, self.state, kind)
             out = _Linear.apply(x, call)
             self._calls[id(out)] = (weakref.ref(out), call)
             return out

@@ -264,16 +264,42 @@ def test_prefix_tokens_hugging_face():
                                            "vit.layers.1.attention")
 
 
-@pytest.mark.parametrize("size", [160, 288])
-def test_dynamic_image_size(size):
+@pytest.mark.parametrize("options", [{}, {"no_embed_class": True, "reg_tokens": 2}],
+                         ids=["class_token", "registers"])
+def test_dynamic_image_size(options):
+    """timm ``dynamic_img_size=True`` (built for 32², patches of 8) on a 48x40 batch: the
+    position embedding is resampled to the 6x5 grid in the forward pass. Rollout, generic
+    attention, AttnLRP and CP-LRP equal those of a copy built for 48x40 with that resampled
+    embedding as its parameter (float64; measured bit-identical), the grid reads (6, 5), not
+    (5, 6), and the model is left as found."""
+    from timm.layers import resample_abs_pos_embed
+    from timm.models.vision_transformer import VisionTransformer
+
+    small = dict(patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=5, **options)
     torch.manual_seed(0)
-    model = timm.create_model("vit_small_patch16_224", img_size=224, depth=2,
-                              dynamic_img_size=True).eval()
-    x = torch.randn(1, 3, size, size)
-    for method in ("attention_rollout", "generic_attention"):
-        e = attrib.explain(model, x, method=method)
-        assert e.attribution.shape == (1, size, size)
-        assert e.layer_attribution.shape == (1, size // 16, size // 16)
+    model = VisionTransformer(img_size=32, dynamic_img_size=True, **small).double().eval()
+    for name, p in model.named_parameters():  # timm starts them near zero
+        if name.endswith("token") or name == "pos_embed":
+            nn.init.normal_(p, std=0.5)
+    fixed = VisionTransformer(img_size=(48, 40), **small).double().eval()
+    state = dict(model.state_dict())
+    state["pos_embed"] = resample_abs_pos_embed(
+        model.pos_embed.detach(), new_size=(6, 5), old_size=(4, 4),
+        num_prefix_tokens=0 if model.no_embed_class else model.num_prefix_tokens)
+    fixed.load_state_dict(state)
+    x = torch.randn(2, 3, 48, 40, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    before = snapshot(model)
+    for method, extra in (("attention_rollout", {}), ("generic_attention", {}),
+                          ("attnlrp", {}), ("attnlrp", {"cp": True})):
+        got, want = (attrib.explain(m, x, method=method, target=[1, 3], **extra)
+                     for m in (model, fixed))
+        assert got.stats["grid"] == want.stats["grid"] == (6, 5), method
+        assert got.stats["prefix_tokens"] == 1 + options.get("reg_tokens", 0)
+        assert got.layer_attribution.shape == (2, 6, 5)
+        for a, b in ((got.attribution, want.attribution), (got.parts["tokens"],
+                                                           want.parts["tokens"])):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=0, err_msg=method)
+    assert_unchanged(model, before)
 
 
 def test_overrides(vit, x):

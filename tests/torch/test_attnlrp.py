@@ -87,11 +87,9 @@ def images() -> torch.Tensor:
     return torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
 
-def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any],
-                   cp: bool) -> tuple[np.ndarray, np.ndarray]:
-    """lxt's relevance (gradient × input) for ``TARGETS`` at the input and, summed over
-    channels, at the tokens entering the first block (the output of ``encoder.dropout``,
-    after the position embedding), its patches undone afterwards."""
+def _torchvision_patches(lxt: dict[str, Any], cp: bool) -> dict[type, Any]:
+    """lxt's patches of torchvision's ViT: its CP-LRP map, with lxt's AttnLRP attention
+    wrapper on ``nn.MultiheadAttention`` unless ``cp``."""
     patches = lxt["patches"]
     patch_map = dict(lxt["vit_torch"].cp_LRP)
     if not cp:
@@ -109,23 +107,53 @@ def _lxt_relevance(model: nn.Module, x: torch.Tensor, lxt: dict[str, Any],
             return F.linear(out, self.out_proj.weight, self.out_proj.bias), None
 
         patch_map[nn.MultiheadAttention] = lambda cls: patches.patch_method(attn_lrp, cls)
-    classes = list(patch_map)
-    saved = [(cls, dict(vars(cls))) for cls in classes]
+    return patch_map
+
+
+def _timm_patches(lxt: dict[str, Any], cp: bool) -> dict[type, Any]:
+    """lxt's rules on a timm ViT, as its torchvision map sets them: identity on GELU, the
+    LayerNorm with its σ held constant, and lxt's attention wrapper on the q, k, v of timm's
+    ``Attention`` (AttnLRP: ``wrap_attention_forward``; CP-LRP: ``cp_wrap_attention_forward``,
+    no gradient through q and k). LayerScale and the linear layers keep their gradient."""
+    from timm.layers import LayerNorm
+    from timm.models.vision_transformer import Attention
+
+    patches = lxt["patches"]
+    wrap = patches.cp_wrap_attention_forward if cp else patches.wrap_attention_forward
+
+    def attention(self: Any, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        n, t, c = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, c // self.num_heads) \
+            .permute(2, 0, 3, 1, 4).unbind(0)
+        out = wrap(lambda module, q, k, v: F.scaled_dot_product_attention(q, k, v))(
+            self, q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(n, t, c))
+
+    return {nn.GELU: lambda cls: patches.patch_method(patches.non_linear_forward, cls,
+                                                      keep_original=True),
+            LayerNorm: lambda cls: patches.patch_method(patches.layer_norm_forward, cls),
+            Attention: lambda cls: patches.patch_method(attention, cls)}
+
+
+def _lxt_relevance(model: nn.Module, x: torch.Tensor, patch_map: dict[type, Any],
+                   tokens_at: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    """lxt's relevance (gradient × input) for ``TARGETS`` under ``patch_map``, at the input
+    and, summed over channels, at the output of ``tokens_at`` (the tokens entering the first
+    block, after the position embedding); the patches are undone afterwards."""
+    saved = [(cls, dict(vars(cls))) for cls in patch_map]
     try:
         for cls, patch in patch_map.items():
             assert patch(cls)
         x = x.clone().requires_grad_(True)
         tokens: list[torch.Tensor] = []
-        hook = model.encoder.dropout.register_forward_hook(
-            lambda module, args, out: tokens.append(out) or out.retain_grad())
+        hook = tokens_at.register_forward_hook(lambda module, args, out: tokens.append(out))
         try:
             logits = model(x)
         finally:
             hook.remove()
-        logits[torch.arange(len(TARGETS)), TARGETS].sum().backward()
-        (t,) = tokens
-        assert x.grad is not None and t.grad is not None
-        return (x * x.grad).detach().numpy(), (t * t.grad).sum(-1).detach().numpy()
+        (t,) = tokens  # autograd.grad: the parameters' .grad stay as they were
+        gx, gt = torch.autograd.grad(logits[torch.arange(len(TARGETS)), TARGETS].sum(), (x, t))
+        return (x * gx).detach().numpy(), (t * gt).sum(-1).detach().numpy()
     finally:
         for cls, attributes in saved:
             for name in ("forward", "original_forward"):
@@ -145,7 +173,8 @@ def test_equals_lxt(vit: nn.Module, images: torch.Tensor, lxt_modules: dict[str,
     assert_unchanged(vit, before)
     classes = (nn.GELU, nn.LayerNorm, nn.MultiheadAttention)
     originals = [vars(cls)["forward"] for cls in classes]
-    expected, expected_tokens = _lxt_relevance(vit, images, lxt_modules, cp)
+    patch_map = _torchvision_patches(lxt_modules, cp)
+    expected, expected_tokens = _lxt_relevance(vit, images, patch_map, vit.encoder.dropout)
     assert [vars(cls)["forward"] for cls in classes] == originals  # lxt's patches undone
     assert not any("original_forward" in vars(cls) for cls in classes)
     assert ours.shape == expected.shape == (2, 3, 32, 32)
@@ -167,11 +196,69 @@ def test_equals_lxt(vit: nn.Module, images: torch.Tensor, lxt_modules: dict[str,
     defaults = identity.__defaults__
     try:
         identity.__defaults__ = (0.0,)
-        exact, exact_tokens = _lxt_relevance(vit, images, lxt_modules, cp)
+        exact, exact_tokens = _lxt_relevance(vit, images, patch_map, vit.encoder.dropout)
     finally:
         identity.__defaults__ = defaults
     assert _rel(ours, exact) < 1e-9, _rel(ours, exact)
     assert _rel(tokens, exact_tokens) < 1e-9, _rel(tokens, exact_tokens)
+
+
+@pytest.fixture(scope="module")
+def layer_scale_vit() -> nn.Module:
+    """A timm ViT with LayerScale (``init_values``; γ drawn at random): 2 blocks, width 32,
+    patches of 8 on 32² (a class token and a 4x4 grid), float64."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    torch.manual_seed(0)
+    model = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2,
+                              num_classes=10, init_values=0.1).double().eval()
+    for name, p in model.named_parameters():
+        if name.endswith(("token", "pos_embed", "gamma")):
+            nn.init.normal_(p, std=0.5)
+    return model
+
+
+@pytest.mark.parametrize("cp", [False, True], ids=["attnlrp", "cp_lrp"])
+def test_layer_scale_equals_lxt(layer_scale_vit: nn.Module, lxt_modules: dict[str, Any],
+                                cp: bool) -> None:
+    """LayerScale (``x * γ`` after ``attn.proj`` and ``mlp.fc2``) merges into its layer: the
+    maps equal lxt's (gradient × input through the product) on timm's model, an in-place
+    LayerScale gives the same bits, the true gradient of a layer pass stays the true one, and
+    the model (``inplace`` flags included) is left as found."""
+    pytest.importorskip("timm")
+    model = layer_scale_vit
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    before = snapshot(model)
+    ours = attrib.explain(model, x, method="attnlrp", cp=cp, epsilon=0.0, target=TARGETS)
+    assert ours.stats["rules"]["layer_scale"] == 4
+    assert_unchanged(model, before)
+    identity = lxt_modules["rules"].identity_rule_implicit_fn.forward
+    defaults = identity.__defaults__
+    try:  # lxt's GELU divides by x + 1e-10; without it the two agree to rounding
+        identity.__defaults__ = (0.0,)
+        expected, tokens = _lxt_relevance(model, x, _timm_patches(lxt_modules, cp),
+                                          model.pos_drop)
+    finally:
+        identity.__defaults__ = defaults
+    # measured 8.4e-15 / 8.3e-15 (input), 2.2e-15 (tokens); 5.6e-9 with lxt's 1e-10
+    assert _rel(ours.attribution, expected) < 1e-12, _rel(ours.attribution, expected)
+    assert _rel(ours.parts["tokens"], tokens) < 1e-12, _rel(ours.parts["tokens"], tokens)
+    scales = [m for m in model.modules() if hasattr(m, "gamma")]
+    try:
+        for m in scales:
+            m.inplace = True  # ``x.mul_(gamma)``
+        inplace = attrib.explain(model, x, method="attnlrp", cp=cp, epsilon=0.0, target=TARGETS)
+        rule = attnlrp_rule_set(cp, 0.0)
+        layer = ("blocks.0.norm1",)  # its gradient comes from a pass with every rule exact
+        got, want = (attrib.wrap(model).gradients(attrib.GradientRequest(
+            inputs=x, targets=np.array(TARGETS), rule=r, layers=layer, layer_gradients=True))
+            .layer_gradients[layer[0]] for r in (rule, "vanilla"))
+    finally:
+        for m in scales:
+            m.inplace = False
+    np.testing.assert_array_equal(inplace.attribution, ours.attribution)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+    assert_unchanged(model, before)
 
 
 def test_attnlrp_differs_from_cp(vit: nn.Module, images: torch.Tensor) -> None:

@@ -401,9 +401,10 @@ ERRORS: dict[str, tuple[Case, str, str]] = {
         r"h \* w \+ prefix tokens == 17 tokens, got \(3, 3\)"),
     "attnlrp: negative prefix tokens": (_attn(method="attnlrp", prefix_tokens=-1),
                                         "prefix_tokens", r"an int >= 0.*-1"),
-    "attnlrp: LayerScale has no rule": (
-        _attn(method="attnlrp", vit={"init_values": 0.1}), "model",
-        r"the operation '.*mul' applied to an activation, for which it has no rule"),
+    "lrp: a LayerScale whose layer output is also read elsewhere": (
+        _explain(method="lrp", model=_Output(lambda t: t * torch.full((5,), 0.5) + t).eval()),
+        "model", r"a per-channel constant product \(LayerScale\) that alone reads .*got a "
+        r"layer output read by such a product and by another operation"),
     # DeepLIFT, DeepLIFT-SHAP, GradientSHAP (issue 23)
     "deeplift: baseline of the wrong shape": (
         _explain(method="deeplift", baseline=np.zeros((3, 4, 4))), "baseline",

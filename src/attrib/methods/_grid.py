@@ -137,15 +137,18 @@ def _aspect_matches(h: int, w: int, input_hw: tuple[int, int]) -> bool:
 
 
 def _token_grid(tokens: int, input_hw: tuple[int, int]) -> tuple[int, int] | None:
-    """(h, w) with h * w == tokens and the input's aspect ratio, if one exists."""
+    """(h, w) with h * w == tokens and the input's aspect ratio, if one exists (of several
+    near it, the one whose strides on the two axes are closest: 30 tokens of a 48x40 input
+    are 6x5, not 5x6)."""
     if tokens < 1:
         return None
     big_h, big_w = input_hw
     h = max(1, round(math.sqrt(tokens * big_h / big_w)))
-    for cand in (h - 1, h, h + 1):
-        if cand >= 1 and tokens % cand == 0 and _aspect_matches(cand, tokens // cand, input_hw):
-            return cand, tokens // cand
-    return None
+    fits = [(cand, tokens // cand) for cand in (h, h - 1, h + 1)
+            if cand >= 1 and tokens % cand == 0 and _aspect_matches(cand, tokens // cand, input_hw)]
+    if not fits:
+        return None
+    return min(fits, key=lambda hw: abs(math.log(big_h * hw[1] / (big_w * hw[0]))))
 
 
 def find_grid(shape: tuple[int, ...], layout: str, input_hw: tuple[int, ...], reshape: Reshape,
