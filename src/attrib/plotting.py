@@ -18,6 +18,7 @@ turned into pictures by :mod:`attrib.postprocess`; colours are RGB.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -238,6 +239,11 @@ def _figure(rows: int, cols: int, panel_size: float) -> tuple[Figure, np.ndarray
     return fig, axes
 
 
+def _title(fig: Figure, title: str) -> None:
+    """A figure title wrapped to the figure's width (about ten characters per inch at 12 pt)."""
+    fig.suptitle(textwrap.fill(title, width=max(16, int(fig.get_figwidth() * 10))))
+
+
 def _show(ax: Axes, picture: np.ndarray, kwargs: Mapping[str, Any], title: str) -> None:
     ax.imshow(picture, interpolation="nearest", **kwargs)
     ax.set_title(title, fontsize=9)
@@ -363,7 +369,7 @@ def seed_figure(image: Any, explanations: Mapping[str, Explanation], *,
                   text if picture is not None or not label else f"{text} ({label})")
             col += 1
     if title:
-        fig.suptitle(title)
+        _title(fig, title)
     return fig
 
 
@@ -420,7 +426,7 @@ def saliency_figure(explanation: Explanation, image: Any = None, *, percentile: 
             picture, kwargs = render(m, row, style=style, percentile=percentile)
             _show(axes[row, col], picture, kwargs, text)
             col += 1
-    fig.suptitle(title if title is not None else label)
+    _title(fig, title if title is not None else label)
     return fig
 
 
@@ -470,7 +476,7 @@ def grid_figure(explanations_by_method: Mapping[str, Explanation], images: Any =
             _show(axes[row, col], shown_picture, kwargs, METHOD_LABELS.get(name, name))
             row += 1
     if title:
-        fig.suptitle(title)
+        _title(fig, title)
     return fig
 
 

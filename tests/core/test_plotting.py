@@ -191,6 +191,17 @@ def test_grid_figure_methods_by_images(tmp_path, explanations, images):
     save_and_check(fig, tmp_path / "grid.png", found)
 
 
+def test_a_long_title_is_wrapped_inside_a_narrow_figure(explanations, images):
+    title = "attrib demo: the bundled CNN on generated scenes, every method (torch)"
+    fig = plots.grid_figure({"saliency": explanations["saliency"]}, images, title=title)
+    renderer = fig.canvas.get_renderer()
+    box = fig._suptitle.get_window_extent(renderer)
+    assert fig._suptitle.get_text().replace("\n", " ") == title
+    assert "\n" in fig._suptitle.get_text()  # two 2-inch panels: one line would not fit
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.x1
+    matplotlib.pyplot.close(fig)
+
+
 def test_gradient_x_input_is_diverging_with_zero_at_the_centre(explanations):
     fig = plots.grid_figure({"gradient_x_input": explanations["gradient_x_input"]})
     image = fig.axes[2].images[0]
