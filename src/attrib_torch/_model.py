@@ -421,6 +421,7 @@ class TorchModel(Model):
         with torch.inference_mode(False):
             x = self._tensor(request.inputs).requires_grad_(True)
         state = RuleState(rules)
+        state.masks = bool(layers) and request.layer_gradients  # a true pass to come
         with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
             mode = RelevanceMode(state, names)
             logits, taps, _ = self._forward(x, layers, mode, target=request.target)
