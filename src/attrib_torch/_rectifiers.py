@@ -77,6 +77,8 @@ class RuleState:
     ``masks``: whether a rectifier's mask may still be needed (a rule other
     than ``"pass"``, or a true-derivative pass to come); with ``False`` an LRP
     pass-through keeps no mask and an in-place rectifier runs in place.
+    ``copies``: LRP's addition rule keeps copies of its terms, not the tensors
+    (a pass again after a later in-place operation changed one).
     """
 
     def __init__(self, rule: Any) -> None:
@@ -84,6 +86,7 @@ class RuleState:
         self.rule = check_choice("rule", self.rule_set.rectifier, _RULES + ("pass",))
         self.exact = False
         self.masks = True
+        self.copies = False
 
 
 class Rectify(torch.autograd.Function):

@@ -101,9 +101,9 @@ def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float,
         den = den.clone()
     if nonnegative or (den.numel() and bool(den.min() >= 0)):  # sign +1 everywhere
         den.add_(epsilon)
-    else:  # den ± ε: |den| + ε with den's sign (the same rounding as den + ε·(±1)), where
-        den.add_(0.0)  # -0 turns +0 (sign(0) = +1); a boolean where() is several times slower
-        torch.copysign(den.abs().add_(epsilon), den, out=den)
+    else:  # den + ε·(±1), the step's sign copied from den's (a boolean where() is slower)
+        den.add_(0.0)  # -0 turns +0: sign(0) = +1
+        den.add_(torch.copysign(torch.tensor(epsilon, dtype=den.dtype, device=den.device), den))
     zero = None if epsilon > 0 and bool(torch.tensor(epsilon, dtype=den.dtype) > 0) \
         else den == 0  # with ε > 0, |den ± ε| >= ε: no zero to guard (NaN stays NaN)
     out = torch.div(r, den, out=den) if scratch else r / den
@@ -316,21 +316,22 @@ class _Pool(torch.autograd.Function):
 class _Add(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
-                state: RuleState) -> torch.Tensor:
-        _save_terms(ctx, a, b, rule, state)
+                state: RuleState, overwritten: bool = False) -> torch.Tensor:
+        _save_terms(ctx, a, b, rule, state, overwritten)
         return a + b
 
     @staticmethod
-    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if ctx.state.exact or ctx.rule is None:
-            return r, r, None, None
+            return r, r, None, None, None
         a, b = ctx.saved_tensors
         if not isinstance(ctx.rule, (Epsilon, Norm)):
             raise AttribError(f"rules: the addition of two activations takes Norm or Epsilon, "
                               f"not {ctx.rule!r}")
         eps = ctx.rule.epsilon if isinstance(ctx.rule, Epsilon) else ctx.rule.stabilizer
         s = _divide(r, a + b, eps, inplace=True)
-        return a.mul_(s), b.mul_(s), None, None  # the saved copies are this node's own
+        own_a, own_b = ctx.own  # a copy of its own is this node's to overwrite
+        return (a.mul_(s) if own_a else a * s), (b.mul_(s) if own_b else b * s), None, None, None
 
 
 class _AddInPlace(_Add):
@@ -339,23 +340,32 @@ class _AddInPlace(_Add):
 
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
-                state: RuleState) -> torch.Tensor:
-        _save_terms(ctx, a, b, rule, state)
+                state: RuleState, overwritten: bool = True) -> torch.Tensor:
+        _save_terms(ctx, a, b, rule, state, True)
         a.add_(b)
         ctx.mark_dirty(a)
         return a
 
 
 def _save_terms(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
-                state: RuleState) -> None:
-    """Keep the values of ``a`` and ``b`` for the rule's backward, when it has a rule.
+                state: RuleState, overwritten: bool) -> None:
+    """Keep ``a`` and ``b`` for the rule's backward, when it has a rule.
 
-    The values, not the tensors: an in-place add (``out += x``) overwrites ``a``;
-    the sum is computed again in backward, as in forward (bitwise the same).
+    ``a`` is copied when the addition overwrites it (``out += x``); otherwise
+    both are kept as they are, and autograd's version counters say in backward
+    whether a later in-place operation changed them: the model then runs again
+    with ``state.copies`` (see :meth:`attrib_torch.TorchModel._relevance`), and
+    both are copied. The sum is computed again in backward, as in forward
+    (bitwise the same).
     """
     ctx.rule, ctx.state = rule, state
-    if rule is not None:
-        ctx.save_for_backward(a.detach().clone(), b.detach().clone())
+    if rule is None:
+        return
+    copy_a = overwritten or state.copies
+    copy_b = state.copies or b is a
+    ctx.own = (copy_a, copy_b)
+    ctx.save_for_backward(a.detach().clone() if copy_a else a,
+                          b.detach().clone() if copy_b else b)
 
 
 def _in_place_ok(x: torch.Tensor) -> bool:
@@ -710,7 +720,7 @@ class RelevanceMode(TorchFunctionMode):
                 if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
                     if _in_place_ok(x):
                         return _AddInPlace.apply(x, other, rules.addition, self.state)
-                    return x.copy_(_Add.apply(x, other, rules.addition, self.state))
+                    return x.copy_(_Add.apply(x, other, rules.addition, self.state, True))
                 return _Add.apply(x, other, rules.addition, self.state)
             if rules.strict:
                 raise argument_error(
