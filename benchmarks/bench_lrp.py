@@ -14,18 +14,25 @@ every round; median of ``--repeats``):
   the ``Gradient`` attributor called per round (zennit hooks the model; the
   canonizer edits it, which attrib never does);
 - ``gradient``: ``attrib.explain(model, x, method="saliency")``, the plain gradient;
-- ``forward``: ``model(x)`` under ``torch.no_grad()``. An exact z⁺ rule needs the
-  layer's forward with clamped weights once more than the gradient does, so
-  ``(gradient + forward) / gradient`` is the ratio LRP can reach at best
-  (printed as ``floor``);
+- ``forward``: ``model(x)`` under ``torch.no_grad()``;
+- ``zplus``: the convolutions an exact z⁺ rule needs beyond the gradient, timed
+  directly: for every convolution and dense layer, the layer once more on its
+  recorded input with clamped weights and a bias (``F.conv2d(x, w⁺, b⁺)``;
+  the flat first layer's ``conv(1, 1)`` and the ε dense layers' recomputed
+  ``f(x, w, b)`` cost the same). The gradient program runs per layer one
+  forward and one transposed convolution; LRP runs those and this one, so
+  ``(gradient + zplus) / gradient`` is the ratio LRP can reach at best
+  (printed as ``floor``; ``(gradient + forward) / gradient``, which also
+  counts BatchNorm, ReLU and pooling, as ``floor_fwd``);
 - for a ResNet (the architectures :func:`attrib_jax.from_torch` has a Flax twin
   of; vgg16 has none), ``jax`` and ``jax_gradient``: the same two calls on the
   twin with ``backend="jax"`` (NHWC inputs; compiled in the warm-up round), and
   ``jax_forward``: the twin's jitted ``module.apply`` (``jax_floor`` =
   ``(jax_gradient + jax_forward) / jax_gradient``, as ``floor`` for torch).
 
-and prints the seconds and the ratios attrib / zennit, attrib / gradient,
-jax / jax_gradient, jax / attrib and jax / zennit. ``--no-jax`` leaves the jax columns out.
+and prints the median seconds and the medians of the per-round ratios attrib /
+zennit, attrib / gradient, jax / jax_gradient, jax / attrib and jax / zennit (with
+their range over the rounds). ``--no-jax`` leaves the jax columns out.
 Not part of the test suite; numbers are in docs/benchmarks.md.
 """
 
@@ -51,6 +58,40 @@ def _time(call: Callable[[], object]) -> float:
 def _forward(model: torch.nn.Module, x: torch.Tensor) -> object:
     with torch.no_grad():
         return model(x)
+
+
+def _zplus_layers(model: torch.nn.Module, x: torch.Tensor) -> Callable[[], object]:
+    """A call running, for every Conv2d / Linear of ``model``, ``f(input, w⁺, b⁺)`` on the
+    input it gets on ``x`` (recorded once by forward hooks): the extra convolutions of z⁺."""
+    import torch.nn.functional as F
+
+    layers: list[tuple[torch.nn.Module, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, args, out: layers.append((m, args[0].detach())))
+             for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    try:
+        _forward(model, x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    plus = [(m, inp, m.weight.detach().clamp(min=0), torch.rand(m.weight.shape[0]))
+            for m, inp in layers]
+
+    def call() -> object:
+        with torch.no_grad():
+            for m, inp, w, b in plus:
+                if isinstance(m, torch.nn.Linear):
+                    F.linear(inp, w, b)
+                else:
+                    F.conv2d(inp, w, b, m.stride, m.padding, m.dilation, m.groups)
+        return None
+
+    return call
+
+
+def _ratio(times: dict[str, list[float]], top: str, *bottom: str) -> str:
+    """Median (and range) over the rounds of ``top / sum(bottom)``, each round's own times."""
+    ratios = sorted(t / sum(b) for t, *b in zip(times[top], *(times[k] for k in bottom)))
+    return f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}-{ratios[-1]:.2f})"
 
 
 def main() -> None:
@@ -95,6 +136,7 @@ def _bench(name: str, args: argparse.Namespace) -> None:
         "zennit": zennit_call,
         "gradient": lambda: attrib.explain(model, x, method="saliency", target=targets),
         "forward": lambda: _forward(model, x),
+        "zplus": _zplus_layers(model, x),
     }
     if name.startswith("resnet") and not args.no_jax:
         import jax
@@ -119,18 +161,23 @@ def _bench(name: str, args: argparse.Namespace) -> None:
             for key in order[shift:] + order[:shift]:
                 times[key].append(_time(calls[key]))
     med = {key: statistics.median(value) for key, value in times.items()}
-    jax_ratio = (f" jax/jax_gradient {med['jax'] / med['jax_gradient']:.2f}"
-                 f" jax/attrib {med['jax'] / med['attrib']:.2f}"
-                 f" jax/zennit {med['jax'] / med['zennit']:.2f}"
-                 f" jax_floor {(med['jax_gradient'] + med['jax_forward']) / med['jax_gradient']:.2f}"
+
+    def floor(gradient: str, extra: str) -> str:  # (gradient + extra) / gradient
+        return _ratio({"a": [g + e for g, e in zip(times[gradient], times[extra])],
+                       "g": times[gradient]}, "a", "g")
+
+    jax_ratio = (f" jax/jax_gradient {_ratio(times, 'jax', 'jax_gradient')}"
+                 f" jax/attrib {_ratio(times, 'jax', 'attrib')}"
+                 f" jax/zennit {_ratio(times, 'jax', 'zennit')}"
+                 f" jax_floor {floor('jax_gradient', 'jax_forward')}"
                  if "jax" in med else "")
     print(f"{name} batch {args.batch} {args.size}x{args.size}: "
           + " ".join(f"{k} {v:.2f}s" for k, v in med.items())
-          + f" | attrib/zennit {med['attrib'] / med['zennit']:.2f}"
-          + f" attrib/gradient {med['attrib'] / med['gradient']:.2f}"
-          + f" floor {(med['gradient'] + med['forward']) / med['gradient']:.2f}" + jax_ratio
+          + f" | attrib/zennit {_ratio(times, 'attrib', 'zennit')}"
+          + f" attrib/gradient {_ratio(times, 'attrib', 'gradient')}"
+          + f" floor {floor('gradient', 'zplus')}"
+          + f" floor_fwd {floor('gradient', 'forward')}" + jax_ratio
           + f" | rounds {({k: [round(t, 2) for t in v] for k, v in times.items()})}")
-
 
 if __name__ == "__main__":
     main()

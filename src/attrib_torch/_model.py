@@ -420,7 +420,20 @@ class TorchModel(Model):
         names = self._rule_layers(rules)
         with torch.inference_mode(False):
             x = self._tensor(request.inputs).requires_grad_(True)
+        try:
+            return self._relevance_pass(request, rules, names, x, copies=False)
+        except RuntimeError as error:  # a term of an addition changed in place after it
+            if "modified by an inplace operation" not in str(error):
+                raise
+        return self._relevance_pass(request, rules, names, x, copies=True)
+
+    def _relevance_pass(self, request: GradientRequest, rules: RuleSet, names: dict[int, str],
+                        x: torch.Tensor, copies: bool) -> GradientResult:
+        """:meth:`_relevance`'s passes; ``copies``: additions keep copies of their terms."""
+        layers = tuple(request.layers)
         state = RuleState(rules)
+        state.masks = bool(layers) and request.layer_gradients  # a true pass to come
+        state.copies = copies
         with preserved(self._model), torch.inference_mode(False), torch.enable_grad():
             mode = RelevanceMode(state, names)
             logits, taps, _ = self._forward(x, layers, mode, target=request.target)

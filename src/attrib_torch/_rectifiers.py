@@ -74,12 +74,19 @@ class RuleState:
     (``"vanilla"``, ``"guided"``, ``"deconvnet"``, or LRP's ``"pass"``);
     ``exact`` asks every operation routed by :class:`attrib_torch._relevance.RelevanceMode`
     for its true derivative (a pass whose layer gradients must be true).
+    ``masks``: whether a rectifier's mask may still be needed (a rule other
+    than ``"pass"``, or a true-derivative pass to come); with ``False`` an LRP
+    pass-through keeps no mask and an in-place rectifier runs in place.
+    ``copies``: LRP's addition rule keeps copies of its terms, not the tensors
+    (a pass again after a later in-place operation changed one).
     """
 
     def __init__(self, rule: Any) -> None:
         self.rule_set = rule_set(rule)
         self.rule = check_choice("rule", self.rule_set.rectifier, _RULES + ("pass",))
         self.exact = False
+        self.masks = True
+        self.copies = False
 
 
 class Rectify(torch.autograd.Function):
@@ -94,17 +101,18 @@ class Rectify(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, upper: float | None, state: RuleState) -> torch.Tensor:
         out = torch.relu(x) if upper is None else torch.clamp(x, 0, upper)
-        ctx.save_for_backward(out)
+        if state.masks or state.rule != "pass":
+            ctx.save_for_backward(out)
         ctx.upper = upper
         ctx.state = state
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        (out,) = ctx.saved_tensors
         rule = ctx.state.rule
         if rule == "pass":  # LRP: relevance passes through activations unchanged
             return grad_output, None, None
+        (out,) = ctx.saved_tensors
         if rule == "deconvnet":  # relu(grad_out), the forward mask ignored (Zeiler 2014)
             return grad_output.clamp(min=0), None, None
         passed = grad_output.clamp(min=0) if rule == "guided" else grad_output
@@ -114,6 +122,28 @@ class Rectify(torch.autograd.Function):
         else:
             grad_input = torch.ops.aten.hardtanh_backward(passed, out, 0, ctx.upper)
         return grad_input, None, None
+
+
+class _PassInPlace(torch.autograd.Function):
+    """An in-place rectifier under LRP's pass-through with no mask to keep.
+
+    Rectifies ``x`` in place (``mark_dirty``; values as :class:`Rectify`'s),
+    so the forward writes no copy and the backward adds no zero gradient for
+    the overwritten input.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, upper: float | None) -> torch.Tensor:
+        if upper is None:
+            x.relu_()
+        else:
+            x.clamp_(0, upper)
+        ctx.mark_dirty(x)
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return grad_output, None
 
 
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
@@ -225,6 +255,9 @@ def rectified(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], state: R
     if found is None:
         return NOT_A_RECTIFIER
     inplace, upper = found
+    if inplace and not state.masks and state.rule == "pass" and x._base is None \
+            and (x.grad_fn is not None or not x.requires_grad):
+        return _PassInPlace.apply(x, upper)
     out = Rectify.apply(x, upper, state)
     # in place as ``copy_`` of the result (not ``mark_dirty``), so the saved output
     # stays intact and compile/vmap keep working

@@ -94,21 +94,23 @@ Linear = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor | None], torc
 # the rules below make as few as the formula allows, and give the values the plain
 # formula gives (the same IEEE operations on the same operands, up to the sign of a zero).
 def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float,
-            inplace: bool = False) -> torch.Tensor:
+            inplace: bool = False, nonnegative: bool = False) -> torch.Tensor:
     """``r / (den + ε sign den)`` with sign(0) = +1; 0 where that denominator is 0.
 
     ``inplace``: the result is written into ``den`` (a scratch tensor of the
     result's shape), which saves the allocations of two full-size tensors.
+    ``nonnegative``: ``den`` is a sum of non-negative products (z⁺ of ``x >= 0``,
+    flat, w²), so its sign is +1 without looking (a NaN stays NaN either way).
     """
     scratch = inplace and den.shape == torch.broadcast_shapes(r.shape, den.shape) \
         and den.dtype == torch.result_type(r, den)
     if not scratch:
         den = den.clone()
-    if den.numel() and bool(den.min() >= 0):  # sign +1 everywhere (z⁺, flat, w²: sums >= 0)
+    if nonnegative or (den.numel() and bool(den.min() >= 0)):  # sign +1 everywhere
         den.add_(epsilon)
-    else:  # den ± ε: the same rounding as den + ε·(±1)
-        step = torch.tensor(epsilon, dtype=den.dtype, device=den.device)
-        den.add_(torch.where(den >= 0, step, -step))
+    else:  # den + ε·(±1), the step's sign copied from den's (a boolean where() is slower)
+        den.add_(0.0)  # -0 turns +0: sign(0) = +1
+        den.add_(torch.copysign(torch.tensor(epsilon, dtype=den.dtype, device=den.device), den))
     zero = None if epsilon > 0 and bool(torch.tensor(epsilon, dtype=den.dtype) > 0) \
         else den == 0  # with ε > 0, |den ± ε| >= ε: no zero to guard (NaN stays NaN)
     out = torch.div(r, den, out=den) if scratch else r / den
@@ -116,12 +118,13 @@ def _divide(r: torch.Tensor, den: torch.Tensor, epsilon: float,
 
 
 def _share(f: Linear, terms: list[tuple[float, torch.Tensor, Any, Any]], r: torch.Tensor,
-           epsilon: float, checked: bool = False) -> torch.Tensor:
+           epsilon: float, checked: bool = False, nonnegative: bool = False) -> torch.Tensor:
     """``Σ c_i in_i * f^T(s, w_i)`` with ``s = r / stab(Σ c_i f(in_i, w_i, b_i))``.
 
     One forward per term and one backward through their sum. Terms whose input
     is all zero and that have no bias add exactly nothing and are skipped
-    (``checked``: the caller already left them out).
+    (``checked``: the caller already left them out). ``nonnegative``: every
+    input, weight and bias of the terms is ``>= 0`` (see :func:`_divide`).
     """
     kept = terms if checked else [t for t in terms if t[3] is not None or bool(t[1].any())]
     if not kept:
@@ -135,7 +138,7 @@ def _share(f: Linear, terms: list[tuple[float, torch.Tensor, Any, Any]], r: torc
             total = term if total is None else total + term
         assert total is not None
         # the layer's backward reads its input and weights, never ``total``: it is scratch
-        s = _divide(r, total.detach(), epsilon, inplace=True)
+        s = _divide(r, total.detach(), epsilon, inplace=True, nonnegative=nonnegative)
         grads = torch.autograd.grad(total, leaves, s)
     out: torch.Tensor | None = None
     for (_, inp, _, _), g in zip(kept, grads):
@@ -201,10 +204,12 @@ def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: tor
         if isinstance(rule, ZPlus):  # W⁻ only for a signed input
             wn = None if xn is None else w.clamp(max=0)
             wp = w.clamp_(min=0) if scratch_weight else w.clamp(min=0)
-            return _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
+            return _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True,
+                          nonnegative=xn is None)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         if isinstance(rule, AlphaBeta):
-            positive = _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True)
+            positive = _share(f, _plus_terms(xp, xn, wp, wn, _pos(b)), r, rule.stabilizer, True,
+                              nonnegative=xn is None)
             negative = _share(f, _plus_terms(xp, xn, wn, wp, _neg(b)), r, rule.stabilizer, True)
             return rule.alpha * positive - rule.beta * negative
         g = rule.gamma
@@ -217,10 +222,11 @@ def linear_relevance(rule: LinearRule | None, f: Linear, x: torch.Tensor, w: tor
         return up + down
     ones = torch.ones_like(x)
     if isinstance(rule, Flat):
-        return _share(f, [(1.0, ones, torch.ones_like(w), None)], r, rule.stabilizer, True)
+        return _share(f, [(1.0, ones, torch.ones_like(w), None)], r, rule.stabilizer, True,
+                      nonnegative=True)
     if isinstance(rule, WSquare):
         return _share(f, [(1.0, ones, w * w, None if b is None else b * b)], r, rule.stabilizer,
-                      True)
+                      True, nonnegative=True)
     if isinstance(rule, ZBox):
         wp, wn = w.clamp(min=0), w.clamp(max=0)
         low, high = (torch.as_tensor(a, dtype=x.dtype, device=x.device)
@@ -344,24 +350,62 @@ class _Pool(torch.autograd.Function):
 class _Add(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
-                state: RuleState) -> torch.Tensor:
-        ctx.rule, ctx.state = rule, state
-        # the values, not the tensors: an in-place add (``out += x``) overwrites ``a``;
-        # the sum is computed again in backward, as here (bitwise the same)
-        ctx.save_for_backward(a.detach().clone(), b.detach().clone())
+                state: RuleState, overwritten: bool = False) -> torch.Tensor:
+        _save_terms(ctx, a, b, rule, state, overwritten)
         return a + b
 
     @staticmethod
-    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+    def backward(ctx: Any, r: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         if ctx.state.exact or ctx.rule is None:
-            return r, r, None, None
+            return r, r, None, None, None
         a, b = ctx.saved_tensors
         if not isinstance(ctx.rule, (Epsilon, Norm)):
             raise AttribError(f"rules: the addition of two activations takes Norm or Epsilon, "
                               f"not {ctx.rule!r}")
         eps = ctx.rule.epsilon if isinstance(ctx.rule, Epsilon) else ctx.rule.stabilizer
         s = _divide(r, a + b, eps, inplace=True)
-        return a.mul_(s), b.mul_(s), None, None  # the saved copies are this node's own
+        own_a, own_b = ctx.own  # a copy of its own is this node's to overwrite
+        return (a.mul_(s) if own_a else a * s), (b.mul_(s) if own_b else b * s), None, None, None
+
+
+class _AddInPlace(_Add):
+    """``a += b`` in place (``mark_dirty``): no copy of the sum back into ``a``, and no zero
+    gradient for the overwritten ``a`` in backward. Backward as :class:`_Add`'s."""
+
+    @staticmethod
+    def forward(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
+                state: RuleState, overwritten: bool = True) -> torch.Tensor:
+        _save_terms(ctx, a, b, rule, state, True)
+        a.add_(b)
+        ctx.mark_dirty(a)
+        return a
+
+
+def _save_terms(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | None,
+                state: RuleState, overwritten: bool) -> None:
+    """Keep ``a`` and ``b`` for the rule's backward, when it has a rule.
+
+    ``a`` is copied when the addition overwrites it (``out += x``); otherwise
+    both are kept as they are, and autograd's version counters say in backward
+    whether a later in-place operation changed them: the model then runs again
+    with ``state.copies`` (see :meth:`attrib_torch.TorchModel._relevance`), and
+    both are copied. The sum is computed again in backward, as in forward
+    (bitwise the same).
+    """
+    ctx.rule, ctx.state = rule, state
+    if rule is None:
+        return
+    copy_a = overwritten or state.copies
+    copy_b = state.copies or b is a
+    ctx.own = (copy_a, copy_b)
+    ctx.save_for_backward(a.detach().clone() if copy_a else a,
+                          b.detach().clone() if copy_b else b)
+
+
+def _in_place_ok(x: torch.Tensor) -> bool:
+    """Whether an ``autograd.Function`` may overwrite ``x`` (``mark_dirty``): not a view,
+    not a leaf that requires grad."""
+    return x._base is None and (x.grad_fn is not None or not x.requires_grad)
 
 
 # -- routing ----------------------------------------------------------------------------------
@@ -788,10 +832,11 @@ class RelevanceMode(TorchFunctionMode):
                 and other.shape == x.shape and alpha == 1
             if both:
                 self.counts["addition"] += 1
-                out = _Add.apply(x, other, rules.addition, self.state)
                 if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
-                    return x.copy_(out)
-                return out
+                    if _in_place_ok(x):
+                        return _AddInPlace.apply(x, other, rules.addition, self.state)
+                    return x.copy_(_Add.apply(x, other, rules.addition, self.state, True))
+                return _Add.apply(x, other, rules.addition, self.state)
             if rules.strict:
                 raise argument_error(
                     "model", f"additions of two activations of one shape (rule set {rules.name!r})",

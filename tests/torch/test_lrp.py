@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import attrib
+from attrib.rules import lrp_rule_set
 
 from .conftest import assert_unchanged, snapshot
 from .lrp_models import eps_folded, informative
@@ -70,6 +71,60 @@ def test_lrp_zero_equals_gradient_times_input(net: str) -> None:
     assert _rel(lrp.attribution, gxi.attribution) <= 1e-10
     assert lrp.stats["rules"]["convolution"] == 3 if net == "functional" else 2
     assert_unchanged(model, before)
+
+
+class _Residual(nn.Module):
+    """``a + b`` then ``a`` rectified: out of place, in place after the sum (the sum's term
+    changes after it was taken), or the sum written in place into a view."""
+
+    def __init__(self, form: str) -> None:
+        super().__init__()
+        self.form = form
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.conv1(x), self.conv2(x)
+        if self.form == "view":
+            rectified = torch.relu(a)
+            y = a.view(a.shape)
+            y += b  # a view: the sum is copied into it
+            a = rectified
+        else:
+            y = a + b
+            a = torch.relu(a) if self.form == "out of place" else a.relu_()
+        return self.fc(torch.flatten(torch.relu(y) + a, 1))
+
+
+def test_a_term_changed_in_place_after_its_addition_gives_the_same_map() -> None:
+    """An addition keeps its terms by reference; one changed in place later is caught and the
+    map computed again from copies, equal to the map of the out-of-place model."""
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    maps = {}
+    for form in ("out of place", "in place later", "view"):
+        model = _seeded(_Residual(form))
+        before = snapshot(model)
+        maps[form] = attrib.explain(model, x, method="lrp", target=[0, 3]).attribution
+        assert_unchanged(model, before)
+    np.testing.assert_array_equal(maps["in place later"], maps["out of place"])
+    np.testing.assert_array_equal(maps["view"], maps["out of place"])
+
+
+def test_layer_gradients_beside_lrp_are_true_and_leave_the_relevance_as_alone() -> None:
+    """A request for LRP and a layer's gradient: rectifiers keep their masks for the true
+    pass (in-place ReLU copied, not rectified in place) and the relevance is unchanged."""
+    model = _seeded(_Functional())
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    wrapped, rules, targets = attrib.wrap(model), lrp_rule_set(), np.array([0, 3])
+    both = wrapped.gradients(attrib.GradientRequest(inputs=x, targets=targets, rule=rules,
+                                                    layers=("conv2",), layer_gradients=True))
+    alone = wrapped.gradients(attrib.GradientRequest(inputs=x, targets=targets, rule=rules))
+    true = wrapped.gradients(attrib.GradientRequest(inputs=x, targets=targets, layers=("conv2",),
+                                                    layer_gradients=True))
+    assert both.stats["backward_passes"] == 2
+    np.testing.assert_array_equal(both.input_gradient, alone.input_gradient)
+    np.testing.assert_array_equal(both.layer_gradients["conv2"], true.layer_gradients["conv2"])
 
 
 def _zennit(model: nn.Module, x: torch.Tensor, composite: str, canonizer: type) -> np.ndarray:
