@@ -87,7 +87,9 @@ def test_rss_and_live_tensors_stay_flat_over_1000_calls(one_thread: None) -> Non
         tensors.append(_live_tensors())
         rss.append(_rss_mib())
     assert calls == 1000
-    assert tensors == [tensors[0]] * len(tensors), tensors
+    # a leak climbs with every block; the count may fall when a cache an earlier test in the
+    # same worker filled lets its tensors go (seen under xdist: 599 -> 596)
+    assert max(tensors) == tensors[0], tensors
     # a leak of the activations of each call would add >= 1000 * 2*8*8*8*4 B = 4 MiB;
     # allow the allocator's noise but no steady climb over the last three blocks
     assert rss[-1] - rss[1] < 4.0, rss
@@ -114,5 +116,7 @@ def test_attnlrp_leaves_no_tensor_behind(one_thread: None) -> None:
     for _ in range(2):
         block(40)
         tensors.append(_live_tensors())
-    assert tensors == [tensors[0]] * len(tensors), tensors
+    # a leak climbs with every block; the count may fall when a cache an earlier test in the
+    # same worker filled lets its tensors go (seen under xdist: 599 -> 596)
+    assert max(tensors) == tensors[0], tensors
     assert_unchanged(vit, before)
