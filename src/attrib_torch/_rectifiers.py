@@ -146,6 +146,12 @@ class _PassInPlace(torch.autograd.Function):
         return grad_output, None
 
 
+def in_place_ok(x: torch.Tensor) -> bool:
+    """Whether an ``autograd.Function`` may overwrite ``x`` (``mark_dirty``): not a view,
+    not a leaf that requires grad."""
+    return x._base is None and (x.grad_fn is not None or not x.requires_grad)
+
+
 def _arg(args: tuple[Any, ...], kwargs: dict[str, Any], index: int, name: str, default: Any) -> Any:
     if len(args) > index:
         return args[index]
@@ -255,8 +261,7 @@ def rectified(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any], state: R
     if found is None:
         return NOT_A_RECTIFIER
     inplace, upper = found
-    if inplace and not state.masks and state.rule == "pass" and x._base is None \
-            and (x.grad_fn is not None or not x.requires_grad):
+    if inplace and not state.masks and state.rule == "pass" and in_place_ok(x):
         return _PassInPlace.apply(x, upper)
     out = Rectify.apply(x, upper, state)
     # in place as ``copy_`` of the result (not ``mark_dirty``), so the saved output

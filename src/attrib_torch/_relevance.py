@@ -72,7 +72,7 @@ from attrib.rules import (
 )
 
 from ._attention import _mha_parameters
-from ._rectifiers import NOT_A_RECTIFIER, RuleState, rectified
+from ._rectifiers import NOT_A_RECTIFIER, RuleState, in_place_ok, rectified
 from ._transformer_rules import (
     AddConstant,
     Elementwise,
@@ -400,12 +400,6 @@ def _save_terms(ctx: Any, a: torch.Tensor, b: torch.Tensor, rule: LinearRule | N
     ctx.own = (copy_a, copy_b)
     ctx.save_for_backward(a.detach().clone() if copy_a else a,
                           b.detach().clone() if copy_b else b)
-
-
-def _in_place_ok(x: torch.Tensor) -> bool:
-    """Whether an ``autograd.Function`` may overwrite ``x`` (``mark_dirty``): not a view,
-    not a leaf that requires grad."""
-    return x._base is None and (x.grad_fn is not None or not x.requires_grad)
 
 
 # -- routing ----------------------------------------------------------------------------------
@@ -833,7 +827,7 @@ class RelevanceMode(TorchFunctionMode):
             if both:
                 self.counts["addition"] += 1
                 if func in (torch.Tensor.add_, torch.Tensor.__iadd__):
-                    if _in_place_ok(x):
+                    if in_place_ok(x):
                         return _AddInPlace.apply(x, other, rules.addition, self.state)
                     return x.copy_(_Add.apply(x, other, rules.addition, self.state, True))
                 return _Add.apply(x, other, rules.addition, self.state)
