@@ -12,6 +12,7 @@ gradient). The patched classes are restored after each reference.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import types
@@ -135,6 +136,19 @@ def _timm_patches(lxt: dict[str, Any], cp: bool) -> dict[type, Any]:
             Attention: lambda cls: patches.patch_method(attention, cls)}
 
 
+@contextlib.contextmanager
+def _without_gelu_stabiliser(lxt: dict[str, Any]) -> Iterator[None]:
+    """lxt's identity rule on GELU divides by ``x + 1e-10``; inside, by ``x`` (its default
+    restored on leaving)."""
+    identity = lxt["rules"].identity_rule_implicit_fn.forward
+    defaults = identity.__defaults__
+    identity.__defaults__ = (0.0,)
+    try:
+        yield
+    finally:
+        identity.__defaults__ = defaults
+
+
 def _lxt_relevance(model: nn.Module, x: torch.Tensor, patch_map: dict[type, Any],
                    tokens_at: nn.Module) -> tuple[np.ndarray, np.ndarray]:
     """lxt's relevance (gradient × input) for ``TARGETS`` under ``patch_map``, at the input
@@ -192,13 +206,8 @@ def test_equals_lxt(vit: nn.Module, images: torch.Tensor, lxt_modules: dict[str,
     assert token_map.shape == (2, 32, 32)  # the corner pixel's centre is clamped to its patch
     np.testing.assert_allclose(token_map[:, 0, 0], tokens[:, 1], rtol=1e-12)
     np.testing.assert_allclose(token_map[:, -1, -1], tokens[:, 4], rtol=1e-12)
-    identity = lxt_modules["rules"].identity_rule_implicit_fn.forward
-    defaults = identity.__defaults__
-    try:
-        identity.__defaults__ = (0.0,)
+    with _without_gelu_stabiliser(lxt_modules):
         exact, exact_tokens = _lxt_relevance(vit, images, patch_map, vit.encoder.dropout)
-    finally:
-        identity.__defaults__ = defaults
     assert _rel(ours, exact) < 1e-9, _rel(ours, exact)
     assert _rel(tokens, exact_tokens) < 1e-9, _rel(tokens, exact_tokens)
 
@@ -232,14 +241,9 @@ def test_layer_scale_equals_lxt(layer_scale_vit: nn.Module, lxt_modules: dict[st
     ours = attrib.explain(model, x, method="attnlrp", cp=cp, epsilon=0.0, target=TARGETS)
     assert ours.stats["rules"]["layer_scale"] == 4
     assert_unchanged(model, before)
-    identity = lxt_modules["rules"].identity_rule_implicit_fn.forward
-    defaults = identity.__defaults__
-    try:  # lxt's GELU divides by x + 1e-10; without it the two agree to rounding
-        identity.__defaults__ = (0.0,)
+    with _without_gelu_stabiliser(lxt_modules):  # without it the two agree to rounding
         expected, tokens = _lxt_relevance(model, x, _timm_patches(lxt_modules, cp),
                                           model.pos_drop)
-    finally:
-        identity.__defaults__ = defaults
     # measured 8.4e-15 / 8.3e-15 (input), 2.2e-15 (tokens); 5.6e-9 with lxt's 1e-10
     assert _rel(ours.attribution, expected) < 1e-12, _rel(ours.attribution, expected)
     assert _rel(ours.parts["tokens"], tokens) < 1e-12, _rel(ours.parts["tokens"], tokens)
